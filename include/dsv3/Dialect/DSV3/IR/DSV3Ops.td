@@ -1,0 +1,296 @@
+//===- DSV3Ops.td - dsv3 operations ------------------------*- tablegen -*-===//
+//
+// Import-level ops: what a DeepSeek-V3-architecture model computes. Every op
+// verifies the shape and attribute relations it depends on (DSV3Ops.cpp);
+// every verifier message has a case in test/Dialect/DSV3/invalid.mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_OPS
+#define DSV3_OPS
+
+include "dsv3/Dialect/DSV3/IR/DSV3Dialect.td"
+include "dsv3/Dialect/DSV3/IR/DSV3Attrs.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/BuiltinAttributes.td"
+
+// Activations are f32 or bf16. Weights may also be f16 or FP8 e4m3 (the
+// released DeepSeek-V3 checkpoint stores its projections as F8_E4M3 with an
+// f32 128x128 block scale, `weight_scale_inv`).
+def DSV3_ActivationTensor : TensorOf<[F32, BF16]>;
+def DSV3_WeightTensor : TensorOf<[F32, BF16, F16, F8E4M3FN]>;
+def DSV3_FloatWeightTensor : TensorOf<[F32, BF16, F16]>;
+def DSV3_ScaleTensor : TensorOf<[F32]>;
+def DSV3_IndexTensor : TensorOf<[I32, I64]>;
+
+//===----------------------------------------------------------------------===//
+// Building blocks
+//===----------------------------------------------------------------------===//
+
+def DSV3_EmbeddingOp : DSV3_Op<"embedding", [Pure]> {
+  let summary = "token embedding lookup";
+  let description = [{
+    Gathers rows of `table` ([vocab, hidden]) for each token id. The result has
+    the shape of `tokens` followed by `hidden`. Token ids outside [0, vocab) are
+    rejected by the runtime before the call.
+
+    ```mlir
+    %h = dsv3.embedding %table, %tokens
+        : (tensor<512x128xbf16>, tensor<2x7xi32>) -> tensor<2x7x128xf32>
+    ```
+  }];
+  let arguments = (ins DSV3_FloatWeightTensor:$table, DSV3_IndexTensor:$tokens);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $table `,` $tokens attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_RmsNormOp : DSV3_Op<"rms_norm", [Pure]> {
+  let summary = "RMSNorm over the last dimension";
+  let description = [{
+    `y = x / sqrt(mean(x^2) + eps) * weight`, statistics in f32, over the last
+    dimension of `x`. `weight` has that dimension's size.
+
+    ```mlir
+    %y = dsv3.rms_norm %x, %w {eps = 1.0e-06 : f64}
+        : (tensor<2x7x128xf32>, tensor<128xbf16>) -> tensor<2x7x128xf32>
+    ```
+  }];
+  let arguments = (ins DSV3_ActivationTensor:$input,
+                       DSV3_FloatWeightTensor:$weight, F64Attr:$eps);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_LinearOp : DSV3_Op<"linear", [Pure]> {
+  let summary = "x · Wᵀ, optionally with an FP8 weight and its block scale";
+  let description = [{
+    Multiplies the last dimension of `input` ([..., in]) by `weight`
+    ([out, in], the checkpoint layout) transposed; the result is [..., out].
+
+    An `f8E4M3FN` weight needs `scale`: an f32 tensor of shape
+    [ceil(out/128), ceil(in/128)] holding, per 128x128 block, the factor the
+    stored values are multiplied by (`weight_scale_inv` in the checkpoint;
+    edge blocks may be partial). Other weight types take no scale.
+
+    ```mlir
+    %y = dsv3.linear %x, %w : (tensor<7x128xf32>, tensor<64x128xbf16>) -> tensor<7x64xf32>
+    %z = dsv3.linear %x, %w8 scale %s
+        : (tensor<7x320xf32>, tensor<160x320xf8E4M3FN>, tensor<2x3xf32>) -> tensor<7x160xf32>
+    ```
+  }];
+  let arguments = (ins DSV3_ActivationTensor:$input, DSV3_WeightTensor:$weight,
+                       Optional<DSV3_ScaleTensor>:$scale);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`scale` $scale^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_RopeOp : DSV3_Op<"rope", [Pure]> {
+  let summary = "rotary position embedding on interleaved pairs (RoPE / YaRN)";
+  let description = [{
+    Rotates each interleaved pair `(x[2i], x[2i+1])` of the last dimension of
+    `input` by the angle `positions[b, s] * freq[i]`, as the official
+    DeepSeek-V3 code does (complex multiply in f32). `input` is
+    [batch, seq, rope_dim] or [batch, seq, heads, rope_dim]; `positions` is
+    [batch, seq]. The frequencies, with the optional YaRN correction, come from
+    the `rope` attribute.
+
+    ```mlir
+    %y = dsv3.rope %q_pe, %pos {rope = #dsv3.rope<theta = 10000.0>}
+        : (tensor<2x7x4x8xf32>, tensor<2x7xi64>) -> tensor<2x7x4x8xf32>
+    ```
+  }];
+  let arguments = (ins DSV3_ActivationTensor:$input,
+                       DSV3_IndexTensor:$positions, DSV3_RopeAttr:$rope);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $positions attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_SwigluMlpOp : DSV3_Op<"swiglu_mlp", [Pure, AttrSizedOperandSegments]> {
+  let summary = "SwiGLU feed-forward block: down(silu(gate x) * up x)";
+  let description = [{
+    The dense MLP of the first layers (and the shape of every expert):
+    `down(silu(x · gateᵀ) * (x · upᵀ))` with `gate`, `up` of shape
+    [inter, hidden] and `down` of shape [hidden, inter]. FP8 weights come with
+    their three block scales in `scales(gate, up, down)`.
+
+    ```mlir
+    %y = dsv3.swiglu_mlp %x, %wg, %wu, %wd
+        : (tensor<7x128xf32>, tensor<256x128xbf16>, tensor<256x128xbf16>,
+           tensor<128x256xbf16>) -> tensor<7x128xf32>
+    ```
+  }];
+  let arguments = (ins DSV3_ActivationTensor:$input,
+                       DSV3_WeightTensor:$gate, DSV3_WeightTensor:$up,
+                       DSV3_WeightTensor:$down,
+                       Optional<DSV3_ScaleTensor>:$gate_scale,
+                       Optional<DSV3_ScaleTensor>:$up_scale,
+                       Optional<DSV3_ScaleTensor>:$down_scale);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gate `,` $up `,` $down
+    (`scales` `(` $gate_scale^ `,` $up_scale `,` $down_scale `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Multi-head latent attention
+//===----------------------------------------------------------------------===//
+
+def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
+  let summary = "multi-head latent attention of one layer, with its KV cache";
+  let description = [{
+    The whole attention of one DeepSeek-V3 layer (docs/dsv3-model-spec.md §3)
+    for `hidden` [B, S, D] at absolute `positions` [B, S]:
+
+    - query: `q_b(q_norm(q_a(x)))` (`q_lora_rank` set) or the plain `q(x)`;
+      per head, the first `qk_nope_head_dim` rows are q_nope, the next
+      `qk_rope_head_dim` are q_pe (roped);
+    - `kv_a(x)` gives the latent c ([0, kv_lora_rank)) and one roped key k_pe
+      shared by all heads; c is normalised by `kv_norm`;
+    - `kv_b` expands the latent into per-head k_nope and v
+      (rows `h*(nope+v) + [0,nope)` and `+ [nope, nope+v)`);
+    - causal softmax attention with `softmax_scale`: the token at position p
+      attends to the cache entries at positions <= p;
+    - `o` projects the concatenated heads back to D.
+
+    `cache` [B, T_max, W] is the layer's KV cache; the op writes the entries of
+    this call at `positions` and returns the updated cache. Two layouts exist:
+    the latent layout (W = kv_lora_rank + qk_rope_head_dim: normalised latent
+    and roped k_pe, 576 elements for DeepSeek-V3) and the expanded layout
+    (W = heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim): per-head K
+    then V). FP8 projections carry their block scales in `*_scale(...)`.
+
+    ```mlir
+    %out, %cache2 = dsv3.mla %x, %pos, %cache
+        q_a(%wq_a) q_norm(%q_norm) q_b(%wq_b)
+        kv_a(%wkv_a) kv_norm(%kv_norm) kv_b(%wkv_b) o(%wo)
+        {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64,
+         qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64,
+         v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64,
+         rope = #dsv3.rope<theta = 10000.0>}
+        : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>,
+           tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>,
+           tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>,
+           tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+    ```
+  }];
+  let arguments = (ins
+      DSV3_ActivationTensor:$hidden, DSV3_IndexTensor:$positions,
+      DSV3_ActivationTensor:$cache,
+      Optional<DSV3_WeightTensor>:$wq_a, Optional<DSV3_ScaleTensor>:$wq_a_scale,
+      Optional<DSV3_FloatWeightTensor>:$q_norm,
+      Optional<DSV3_WeightTensor>:$wq_b, Optional<DSV3_ScaleTensor>:$wq_b_scale,
+      Optional<DSV3_WeightTensor>:$wq, Optional<DSV3_ScaleTensor>:$wq_scale,
+      DSV3_WeightTensor:$wkv_a, Optional<DSV3_ScaleTensor>:$wkv_a_scale,
+      DSV3_FloatWeightTensor:$kv_norm,
+      DSV3_WeightTensor:$wkv_b, Optional<DSV3_ScaleTensor>:$wkv_b_scale,
+      DSV3_WeightTensor:$wo, Optional<DSV3_ScaleTensor>:$wo_scale,
+      I64Attr:$heads, OptionalAttr<I64Attr>:$q_lora_rank, I64Attr:$kv_lora_rank,
+      I64Attr:$qk_nope_head_dim, I64Attr:$qk_rope_head_dim, I64Attr:$v_head_dim,
+      F64Attr:$softmax_scale, F64Attr:$eps, DSV3_RopeAttr:$rope);
+  let results = (outs DSV3_ActivationTensor:$result,
+                      DSV3_ActivationTensor:$updated_cache);
+  let assemblyFormat = [{
+    $hidden `,` $positions `,` $cache
+    (`q_a` `(` $wq_a^ `)`)? (`q_a_scale` `(` $wq_a_scale^ `)`)?
+    (`q_norm` `(` $q_norm^ `)`)?
+    (`q_b` `(` $wq_b^ `)`)? (`q_b_scale` `(` $wq_b_scale^ `)`)?
+    (`q` `(` $wq^ `)`)? (`q_scale` `(` $wq_scale^ `)`)?
+    `kv_a` `(` $wkv_a `)` (`kv_a_scale` `(` $wkv_a_scale^ `)`)?
+    `kv_norm` `(` $kv_norm `)`
+    `kv_b` `(` $wkv_b `)` (`kv_b_scale` `(` $wkv_b_scale^ `)`)?
+    `o` `(` $wo `)` (`o_scale` `(` $wo_scale^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Elements per token per layer of the latent cache layout.
+    int64_t getLatentCacheWidth();
+    /// Elements per token per layer of the expanded (per-head K, V) layout.
+    int64_t getExpandedCacheWidth();
+    /// True when `cache` uses the latent layout.
+    bool hasLatentCache();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts
+//===----------------------------------------------------------------------===//
+
+def DSV3_MoeOp : DSV3_Op<"moe", [Pure, AttrSizedOperandSegments]> {
+  let summary = "router + routed experts + shared experts of one MoE layer";
+  let description = [{
+    For each token of `input` [..., D]:
+
+    1. router logits `x · routerᵀ` ([experts, D]) -> scores by `scoring`
+       (sigmoid or softmax);
+    2. selection: with `bias` present (DeepSeek-V3's noaux_tc), `scores + bias`
+       is used to choose but never to weight. Experts form `n_group` groups;
+       each group's score is the sum of its top-2 biased scores (max without a
+       bias); the best `topk_group` groups are kept, and the `top_k` best
+       experts of those are selected;
+    3. weights: the unbiased scores of the selected experts, divided by their
+       sum when `norm_topk_prob`, times `routed_scaling_factor`;
+    4. output: `sum_k w_k * expert_{idx_k}(x) + shared(x)`, each expert a SwiGLU
+       MLP whose stacked weights are `gate`/`up` [experts, I, D] and
+       `down` [experts, D, I]; the shared experts (if any) are one SwiGLU MLP of
+       width n_shared * I.
+
+    FP8 expert weights carry stacked block scales [experts, ceil(rows/128),
+    ceil(cols/128)].
+
+    ```mlir
+    %y = dsv3.moe %x router(%wr) bias(%b) experts(%g, %u, %d)
+        shared(%sg, %su, %sd)
+        {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64,
+         topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>,
+         norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+        : (tensor<7x128xf32>, tensor<8x128xbf16>, tensor<8xf32>,
+           tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<8x128x32xbf16>,
+           tensor<32x128xbf16>, tensor<32x128xbf16>, tensor<128x32xbf16>)
+          -> tensor<7x128xf32>
+    ```
+  }];
+  let arguments = (ins
+      DSV3_ActivationTensor:$input, DSV3_FloatWeightTensor:$router,
+      Optional<DSV3_ScaleTensor>:$bias,
+      DSV3_WeightTensor:$gate, DSV3_WeightTensor:$up, DSV3_WeightTensor:$down,
+      Optional<DSV3_ScaleTensor>:$gate_scale,
+      Optional<DSV3_ScaleTensor>:$up_scale,
+      Optional<DSV3_ScaleTensor>:$down_scale,
+      Optional<DSV3_WeightTensor>:$shared_gate,
+      Optional<DSV3_WeightTensor>:$shared_up,
+      Optional<DSV3_WeightTensor>:$shared_down,
+      Optional<DSV3_ScaleTensor>:$shared_gate_scale,
+      Optional<DSV3_ScaleTensor>:$shared_up_scale,
+      Optional<DSV3_ScaleTensor>:$shared_down_scale,
+      I64Attr:$experts, I64Attr:$top_k, I64Attr:$n_group, I64Attr:$topk_group,
+      DSV3_ScoringFuncAttr:$scoring, BoolAttr:$norm_topk_prob,
+      F64Attr:$routed_scaling_factor);
+  let results = (outs DSV3_ActivationTensor:$result);
+  let assemblyFormat = [{
+    $input `router` `(` $router `)` (`bias` `(` $bias^ `)`)?
+    `experts` `(` $gate `,` $up `,` $down `)`
+    (`expert_scales` `(` $gate_scale^ `,` $up_scale `,` $down_scale `)`)?
+    (`shared` `(` $shared_gate^ `,` $shared_up `,` $shared_down `)`)?
+    (`shared_scales` `(` $shared_gate_scale^ `,` $shared_up_scale `,` $shared_down_scale `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // DSV3_OPS

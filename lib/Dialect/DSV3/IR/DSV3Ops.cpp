@@ -1,0 +1,444 @@
+//===- DSV3Ops.cpp - dsv3 op verifiers ------------------------------------===//
+//
+// Each verifier checks every shape and attribute relation its op depends on,
+// with a message that names the operand and gives the expected and the actual
+// value. Dynamic dimensions ('?') match anything: they are checked at run time
+// by the runtime, which knows the real sizes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+#define GET_OP_CLASSES
+#include "dsv3/Dialect/DSV3/IR/DSV3Ops.cpp.inc"
+
+namespace {
+
+/// FP8 block scales cover 128x128 tiles of the weight (spec §7.2).
+constexpr int64_t kFp8BlockSize = 128;
+
+std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "[";
+  llvm::interleaveComma(shape, os, [&](int64_t d) {
+    if (ShapedType::isDynamic(d))
+      os << "?";
+    else
+      os << d;
+  });
+  os << "]";
+  return text;
+}
+
+bool dimsCompatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+bool shapeCompatible(ArrayRef<int64_t> actual, ArrayRef<int64_t> expected) {
+  if (actual.size() != expected.size())
+    return false;
+  for (auto [a, e] : llvm::zip_equal(actual, expected))
+    if (!dimsCompatible(a, e))
+      return false;
+  return true;
+}
+
+int64_t ceilDivOrDynamic(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) ? ShapedType::kDynamic : (a + b - 1) / b;
+}
+
+ArrayRef<int64_t> shapeOf(Value v) {
+  return cast<RankedTensorType>(v.getType()).getShape();
+}
+
+/// Emits "<what> must be <formula> = [..], got [..]" unless `value` has the
+/// expected shape.
+LogicalResult expectShape(Operation *op, Value value, StringRef what,
+                          StringRef formula, ArrayRef<int64_t> expected) {
+  ArrayRef<int64_t> actual = shapeOf(value);
+  if (shapeCompatible(actual, expected))
+    return success();
+  return op->emitOpError() << what << " must be " << formula << " = "
+                           << formatShape(expected) << ", got "
+                           << formatShape(actual);
+}
+
+LogicalResult expectPositive(Operation *op, StringRef name, int64_t value) {
+  if (value > 0)
+    return success();
+  return op->emitOpError() << "attribute '" << name
+                           << "' must be positive, got " << value;
+}
+
+LogicalResult expectSameType(Operation *op, Value result, Value like,
+                             StringRef what) {
+  if (result.getType() == like.getType())
+    return success();
+  return op->emitOpError() << what << " type " << result.getType()
+                           << " must equal " << like.getType();
+}
+
+/// Checks the block scale of a (possibly expert-stacked) weight: required,
+/// f32 [.., ceil(rows/128), ceil(cols/128)] for an FP8 weight, absent
+/// otherwise.
+LogicalResult verifyBlockScale(Operation *op, Value weight, Value scale,
+                               StringRef name) {
+  auto weightType = cast<RankedTensorType>(weight.getType());
+  bool isFp8 = isa<Float8E4M3FNType>(weightType.getElementType());
+  if (!isFp8) {
+    if (scale)
+      return op->emitOpError()
+             << name << ": a block scale is only valid with an f8E4M3FN "
+             << "weight, not " << weightType.getElementType();
+    return success();
+  }
+  if (!scale)
+    return op->emitOpError() << name
+                             << ": an f8E4M3FN weight needs its block scale";
+  ArrayRef<int64_t> shape = weightType.getShape();
+  SmallVector<int64_t> expected(shape.drop_back(2));
+  expected.push_back(ceilDivOrDynamic(shape[shape.size() - 2], kFp8BlockSize));
+  expected.push_back(ceilDivOrDynamic(shape.back(), kFp8BlockSize));
+  std::string what = (name + " scale").str();
+  return expectShape(op, scale, what, "[ceil(rows/128), ceil(cols/128)]",
+                     expected);
+}
+
+LogicalResult expectRank(Operation *op, Value value, StringRef what,
+                         int64_t rank, StringRef layout) {
+  int64_t actual = cast<RankedTensorType>(value.getType()).getRank();
+  if (actual == rank)
+    return success();
+  return op->emitOpError() << what << " must be rank " << rank << " "
+                           << layout << ", got rank " << actual;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// EmbeddingOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  if (failed(expectRank(*this, getTable(), "table", 2, "[vocab, hidden]")))
+    return failure();
+  SmallVector<int64_t> expected(shapeOf(getTokens()));
+  expected.push_back(shapeOf(getTable())[1]);
+  return expectShape(*this, getResult(), "result", "tokens shape + [hidden]",
+                     expected);
+}
+
+//===----------------------------------------------------------------------===//
+// RmsNormOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RmsNormOp::verify() {
+  if (!(getEps().convertToDouble() > 0.0))
+    return emitOpError() << "eps must be positive, got "
+                         << getEps().convertToDouble();
+  ArrayRef<int64_t> inputShape = shapeOf(getInput());
+  if (inputShape.empty())
+    return emitOpError() << "input must have at least one dimension";
+  if (failed(expectShape(*this, getWeight(), "weight",
+                         "[input's last dimension]", {inputShape.back()})))
+    return failure();
+  return expectSameType(*this, getResult(), getInput(), "result");
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  if (failed(expectRank(*this, getWeight(), "weight", 2, "[out, in]")))
+    return failure();
+  ArrayRef<int64_t> inputShape = shapeOf(getInput());
+  ArrayRef<int64_t> weightShape = shapeOf(getWeight());
+  if (inputShape.empty())
+    return emitOpError() << "input must have at least one dimension";
+  if (!dimsCompatible(inputShape.back(), weightShape[1]))
+    return emitOpError() << "input's last dimension (" << inputShape.back()
+                         << ") must equal the weight's in-dimension ("
+                         << weightShape[1] << ")";
+  SmallVector<int64_t> expected(inputShape.drop_back());
+  expected.push_back(weightShape[0]);
+  if (failed(expectShape(*this, getResult(), "result",
+                         "input shape with the last dimension = out",
+                         expected)))
+    return failure();
+  return verifyBlockScale(*this, getWeight(), getScale(), "weight");
+}
+
+//===----------------------------------------------------------------------===//
+// RopeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeOp::verify() {
+  ArrayRef<int64_t> shape = shapeOf(getInput());
+  if (shape.size() != 3 && shape.size() != 4)
+    return emitOpError() << "input must be rank 3 [batch, seq, dim] or rank 4 "
+                            "[batch, seq, heads, dim], got rank "
+                         << shape.size();
+  int64_t dim = shape.back();
+  if (!ShapedType::isDynamic(dim) && dim % 2 != 0)
+    return emitOpError()
+           << "rotary dimension must be even (interleaved pairs), got " << dim;
+  if (failed(expectShape(*this, getPositions(), "positions", "[batch, seq]",
+                         {shape[0], shape[1]})))
+    return failure();
+  return expectSameType(*this, getResult(), getInput(), "result");
+}
+
+//===----------------------------------------------------------------------===//
+// SwigluMlpOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SwigluMlpOp::verify() {
+  ArrayRef<int64_t> inputShape = shapeOf(getInput());
+  if (inputShape.empty())
+    return emitOpError() << "input must have at least one dimension";
+  if (failed(expectRank(*this, getGate(), "gate", 2, "[inter, hidden]")))
+    return failure();
+  int64_t hidden = inputShape.back();
+  int64_t inter = shapeOf(getGate())[0];
+  if (failed(expectShape(*this, getGate(), "gate", "[inter, hidden]",
+                         {inter, hidden})) ||
+      failed(expectShape(*this, getUp(), "up", "[inter, hidden]",
+                         {inter, hidden})) ||
+      failed(expectShape(*this, getDown(), "down", "[hidden, inter]",
+                         {hidden, inter})))
+    return failure();
+  if (failed(verifyBlockScale(*this, getGate(), getGateScale(), "gate")) ||
+      failed(verifyBlockScale(*this, getUp(), getUpScale(), "up")) ||
+      failed(verifyBlockScale(*this, getDown(), getDownScale(), "down")))
+    return failure();
+  return expectSameType(*this, getResult(), getInput(), "result");
+}
+
+//===----------------------------------------------------------------------===//
+// MlaOp
+//===----------------------------------------------------------------------===//
+
+int64_t MlaOp::getLatentCacheWidth() {
+  return static_cast<int64_t>(getKvLoraRank() + getQkRopeHeadDim());
+}
+
+int64_t MlaOp::getExpandedCacheWidth() {
+  return static_cast<int64_t>(
+      getHeads() * (getQkNopeHeadDim() + getQkRopeHeadDim() + getVHeadDim()));
+}
+
+bool MlaOp::hasLatentCache() {
+  return shapeOf(getCache()).back() == getLatentCacheWidth();
+}
+
+LogicalResult MlaOp::verify() {
+  Operation *op = *this;
+  const int64_t heads = getHeads();
+  const int64_t kvRank = getKvLoraRank();
+  const int64_t nope = getQkNopeHeadDim();
+  const int64_t rope = getQkRopeHeadDim();
+  const int64_t vDim = getVHeadDim();
+  for (auto [name, value] :
+       {std::pair<StringRef, int64_t>{"heads", heads},
+        {"kv_lora_rank", kvRank},
+        {"qk_nope_head_dim", nope},
+        {"qk_rope_head_dim", rope},
+        {"v_head_dim", vDim}})
+    if (failed(expectPositive(op, name, value)))
+      return failure();
+  if (rope % 2 != 0)
+    return emitOpError() << "qk_rope_head_dim must be even (interleaved RoPE "
+                            "pairs), got "
+                         << rope;
+  if (!(getSoftmaxScale().convertToDouble() > 0.0))
+    return emitOpError() << "softmax_scale must be positive, got "
+                         << getSoftmaxScale().convertToDouble();
+  if (!(getEps().convertToDouble() > 0.0))
+    return emitOpError() << "eps must be positive, got "
+                         << getEps().convertToDouble();
+
+  if (failed(expectRank(op, getHidden(), "hidden", 3, "[batch, seq, hidden]")))
+    return failure();
+  ArrayRef<int64_t> hiddenShape = shapeOf(getHidden());
+  const int64_t batch = hiddenShape[0], seq = hiddenShape[1],
+                dim = hiddenShape[2];
+  if (failed(expectShape(op, getPositions(), "positions", "[batch, seq]",
+                         {batch, seq})))
+    return failure();
+
+  // The query comes either through the low-rank pair q_a -> q_norm -> q_b or
+  // through one plain projection; q_lora_rank says which.
+  const int64_t qHeadRows = heads * (nope + rope);
+  std::optional<uint64_t> qRank = getQLoraRank();
+  bool lowRankQuery = getWqA() && getQNorm() && getWqB() && !getWq();
+  bool plainQuery = getWq() && !getWqA() && !getQNorm() && !getWqB();
+  if (!(lowRankQuery && qRank) && !(plainQuery && !qRank))
+    return emitOpError() << "needs either q_a, q_norm and q_b with "
+                            "q_lora_rank, or q alone without q_lora_rank";
+  if (getWqAScale() && !getWqA())
+    return emitOpError() << "q_a_scale given without q_a";
+  if (getWqBScale() && !getWqB())
+    return emitOpError() << "q_b_scale given without q_b";
+  if (getWqScale() && !getWq())
+    return emitOpError() << "q_scale given without q";
+  if (lowRankQuery) {
+    const int64_t q = static_cast<int64_t>(*qRank);
+    if (failed(expectPositive(op, "q_lora_rank", q)) ||
+        failed(expectShape(op, getWqA(), "q_a weight",
+                           "[q_lora_rank, hidden]", {q, dim})) ||
+        failed(expectShape(op, getQNorm(), "q_norm weight", "[q_lora_rank]",
+                           {q})) ||
+        failed(expectShape(op, getWqB(), "q_b weight",
+                           "[heads * (qk_nope_head_dim + qk_rope_head_dim), "
+                           "q_lora_rank]",
+                           {qHeadRows, q})) ||
+        failed(verifyBlockScale(op, getWqA(), getWqAScale(), "q_a")) ||
+        failed(verifyBlockScale(op, getWqB(), getWqBScale(), "q_b")))
+      return failure();
+  } else if (failed(expectShape(
+                 op, getWq(), "q weight",
+                 "[heads * (qk_nope_head_dim + qk_rope_head_dim), hidden]",
+                 {qHeadRows, dim})) ||
+             failed(verifyBlockScale(op, getWq(), getWqScale(), "q"))) {
+    return failure();
+  }
+
+  if (failed(expectShape(op, getWkvA(), "kv_a weight",
+                         "[kv_lora_rank + qk_rope_head_dim, hidden]",
+                         {kvRank + rope, dim})) ||
+      failed(expectShape(op, getKvNorm(), "kv_norm weight", "[kv_lora_rank]",
+                         {kvRank})) ||
+      failed(expectShape(op, getWkvB(), "kv_b weight",
+                         "[heads * (qk_nope_head_dim + v_head_dim), "
+                         "kv_lora_rank]",
+                         {heads * (nope + vDim), kvRank})) ||
+      failed(expectShape(op, getWo(), "o weight", "[hidden, heads * v_head_dim]",
+                         {dim, heads * vDim})) ||
+      failed(verifyBlockScale(op, getWkvA(), getWkvAScale(), "kv_a")) ||
+      failed(verifyBlockScale(op, getWkvB(), getWkvBScale(), "kv_b")) ||
+      failed(verifyBlockScale(op, getWo(), getWoScale(), "o")))
+    return failure();
+
+  if (failed(expectRank(op, getCache(), "cache", 3,
+                        "[batch, max_seq_len, width]")))
+    return failure();
+  ArrayRef<int64_t> cacheShape = shapeOf(getCache());
+  if (!dimsCompatible(cacheShape[0], batch))
+    return emitOpError() << "cache batch (" << cacheShape[0]
+                         << ") must equal the hidden batch (" << batch << ")";
+  int64_t width = cacheShape[2];
+  if (!ShapedType::isDynamic(width) && width != getLatentCacheWidth() &&
+      width != getExpandedCacheWidth())
+    return emitOpError()
+           << "cache width must be kv_lora_rank + qk_rope_head_dim = "
+           << getLatentCacheWidth()
+           << " (latent) or heads * (qk_nope_head_dim + qk_rope_head_dim + "
+              "v_head_dim) = "
+           << getExpandedCacheWidth() << " (expanded), got " << width;
+  if (failed(expectSameType(op, getResult(), getHidden(), "result")) ||
+      failed(expectSameType(op, getUpdatedCache(), getCache(),
+                            "updated cache")))
+    return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MoeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MoeOp::verify() {
+  Operation *op = *this;
+  const int64_t experts = getExperts();
+  const int64_t topK = getTopK();
+  const int64_t nGroup = getNGroup();
+  const int64_t topkGroup = getTopkGroup();
+  for (auto [name, value] : {std::pair<StringRef, int64_t>{"experts", experts},
+                             {"top_k", topK},
+                             {"n_group", nGroup},
+                             {"topk_group", topkGroup}})
+    if (failed(expectPositive(op, name, value)))
+      return failure();
+  if (topK > experts)
+    return emitOpError() << "top_k (" << topK << ") must not exceed experts ("
+                         << experts << ")";
+  if (topkGroup > nGroup)
+    return emitOpError() << "topk_group (" << topkGroup
+                         << ") must not exceed n_group (" << nGroup << ")";
+  if (experts % nGroup != 0)
+    return emitOpError() << "n_group (" << nGroup
+                         << ") must divide experts (" << experts << ")";
+  const int64_t selectable = topkGroup * (experts / nGroup);
+  if (topK > selectable)
+    return emitOpError() << "top_k (" << topK
+                         << ") must not exceed topk_group * (experts / "
+                            "n_group) = "
+                         << selectable;
+  if (!(getRoutedScalingFactor().convertToDouble() > 0.0))
+    return emitOpError() << "routed_scaling_factor must be positive, got "
+                         << getRoutedScalingFactor().convertToDouble();
+
+  ArrayRef<int64_t> inputShape = shapeOf(getInput());
+  if (inputShape.empty())
+    return emitOpError() << "input must have at least one dimension";
+  const int64_t dim = inputShape.back();
+  if (failed(expectShape(op, getRouter(), "router weight", "[experts, hidden]",
+                         {experts, dim})))
+    return failure();
+  if (getBias() && failed(expectShape(op, getBias(), "selection bias",
+                                      "[experts]", {experts})))
+    return failure();
+
+  if (failed(expectRank(op, getGate(), "expert gate", 3,
+                        "[experts, inter, hidden]")))
+    return failure();
+  const int64_t inter = shapeOf(getGate())[1];
+  if (failed(expectShape(op, getGate(), "expert gate",
+                         "[experts, inter, hidden]", {experts, inter, dim})) ||
+      failed(expectShape(op, getUp(), "expert up", "[experts, inter, hidden]",
+                         {experts, inter, dim})) ||
+      failed(expectShape(op, getDown(), "expert down",
+                         "[experts, hidden, inter]", {experts, dim, inter})) ||
+      failed(verifyBlockScale(op, getGate(), getGateScale(), "expert gate")) ||
+      failed(verifyBlockScale(op, getUp(), getUpScale(), "expert up")) ||
+      failed(verifyBlockScale(op, getDown(), getDownScale(), "expert down")))
+    return failure();
+
+  // Shared experts: one SwiGLU MLP whose width is n_shared * inter.
+  bool anyShared = getSharedGate() || getSharedUp() || getSharedDown();
+  bool allShared = getSharedGate() && getSharedUp() && getSharedDown();
+  if (anyShared && !allShared)
+    return emitOpError()
+           << "shared experts need all of gate, up and down, or none";
+  if (!anyShared && (getSharedGateScale() || getSharedUpScale() ||
+                     getSharedDownScale()))
+    return emitOpError() << "shared expert scales given without shared experts";
+  if (allShared) {
+    if (failed(expectRank(op, getSharedGate(), "shared gate", 2,
+                          "[shared_inter, hidden]")))
+      return failure();
+    const int64_t sharedInter = shapeOf(getSharedGate())[0];
+    if (failed(expectShape(op, getSharedGate(), "shared gate",
+                           "[shared_inter, hidden]", {sharedInter, dim})) ||
+        failed(expectShape(op, getSharedUp(), "shared up",
+                           "[shared_inter, hidden]", {sharedInter, dim})) ||
+        failed(expectShape(op, getSharedDown(), "shared down",
+                           "[hidden, shared_inter]", {dim, sharedInter})) ||
+        failed(verifyBlockScale(op, getSharedGate(), getSharedGateScale(),
+                                "shared gate")) ||
+        failed(verifyBlockScale(op, getSharedUp(), getSharedUpScale(),
+                                "shared up")) ||
+        failed(verifyBlockScale(op, getSharedDown(), getSharedDownScale(),
+                                "shared down")))
+      return failure();
+  }
+  return expectSameType(op, getResult(), getInput(), "result");
+}
