@@ -142,7 +142,8 @@ def config_from_dict(d: Dict[str, Any]) -> ModelConfig:
             continue
         kw[name] = d.get(name, getattr(defaults, name))
     # JSON null means "absent" for the expert counts (HF: n_routed_experts None => dense model).
-    for name in ("n_routed_experts", "n_shared_experts", "moe_layer_freq", "n_group", "topk_group"):
+    for name in ("n_routed_experts", "n_shared_experts", "num_experts_per_tok", "moe_layer_freq", "n_group",
+                 "topk_group"):
         if kw[name] is None:
             kw[name] = {"moe_layer_freq": 1, "n_group": 1, "topk_group": 1}.get(name, 0)
     if kw["q_lora_rank"] in (0,):
