@@ -1,0 +1,184 @@
+//===- dsv3-compile.cpp - Compile a DeepSeek-V3-architecture model --------===//
+//
+//   dsv3-compile <checkpoint-dir | config.json> --emit=dsv3 [-o FILE]
+//
+// Reads and validates the Hugging Face config (and, given a checkpoint
+// directory, the safetensors headers against it), then imports the whole
+// forward pass as one depth-independent dsv3 module.
+//
+// Every user error ends with one line "dsv3-compile: error: ..." and exit 1.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
+#include "dsv3/Import/ModelImporter.h"
+#include "dsv3/InitAllDsv3.h"
+#include "dsv3/Model/Checkpoint.h"
+#include "dsv3/Model/ModelConfig.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+
+using namespace llvm;
+
+namespace {
+
+enum class EmitKind { Dsv3 };
+
+cl::OptionCategory category("dsv3-compile options");
+
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<checkpoint-dir | config.json>"),
+                               cl::cat(category));
+cl::opt<EmitKind> emitKind(
+    "emit", cl::desc("What to produce"), cl::init(EmitKind::Dsv3),
+    cl::values(clEnumValN(EmitKind::Dsv3, "dsv3",
+                          "the imported dsv3 module (import level)")),
+    cl::cat(category));
+cl::opt<std::string> outputPath("o", cl::desc("Output file (default stdout)"),
+                                cl::value_desc("file"), cl::init("-"),
+                                cl::cat(category));
+cl::opt<int64_t> maxSeqLen(
+    "max-seq-len",
+    cl::desc("Positions the KV cache holds (default min(max_position_"
+             "embeddings, 4096))"),
+    cl::init(0), cl::cat(category));
+cl::opt<int64_t> maxBatch("max-batch",
+                          cl::desc("Sequences per call (default 1)"),
+                          cl::init(1), cl::cat(category));
+cl::opt<mlir::dsv3::CacheLayout> cacheLayout(
+    "kv-cache", cl::desc("KV cache layout"),
+    cl::init(mlir::dsv3::CacheLayout::Latent),
+    cl::values(clEnumValN(mlir::dsv3::CacheLayout::Latent, "latent",
+                          "normalised latent + roped k_pe per token"),
+               clEnumValN(mlir::dsv3::CacheLayout::Expanded, "expanded",
+                          "per-head K and V per token")),
+    cl::cat(category));
+enum class WeightDTypeOption { Auto, F32, BF16, F16 };
+cl::opt<WeightDTypeOption> weightDType(
+    "weight-dtype",
+    cl::desc("Element type of non-FP8 weights (default: the checkpoint's, "
+             "or bf16 for a bare config)"),
+    cl::init(WeightDTypeOption::Auto),
+    cl::values(clEnumValN(WeightDTypeOption::Auto, "auto", "from checkpoint"),
+               clEnumValN(WeightDTypeOption::F32, "f32", "float32"),
+               clEnumValN(WeightDTypeOption::BF16, "bf16", "bfloat16"),
+               clEnumValN(WeightDTypeOption::F16, "f16", "float16")),
+    cl::cat(category));
+cl::opt<bool> printTiming("print-timing",
+                          cl::desc("Print the import time to stderr"),
+                          cl::init(false), cl::cat(category));
+
+int fail(const Twine &message) {
+  errs() << "dsv3-compile: error: " << message << "\n";
+  return 1;
+}
+
+/// The float weight precision of a checkpoint: the dtype of its embedding.
+std::optional<mlir::dsv3::WeightPrecision>
+precisionOf(const dsv3::Checkpoint &checkpoint) {
+  const dsv3::TensorInfo *embed = checkpoint.find("model.embed_tokens.weight");
+  if (!embed)
+    return std::nullopt;
+  switch (embed->dtype) {
+  case dsv3::DType::F32:
+    return mlir::dsv3::WeightPrecision::F32;
+  case dsv3::DType::BF16:
+    return mlir::dsv3::WeightPrecision::BF16;
+  case dsv3::DType::F16:
+    return mlir::dsv3::WeightPrecision::F16;
+  default:
+    return std::nullopt;
+  }
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM initLLVM(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "dsv3-compile: compile a DeepSeek-V3-architecture model (HF checkpoint "
+      "directory or config.json)\n");
+
+  auto start = std::chrono::steady_clock::now();
+  if (!sys::fs::exists(inputPath))
+    return fail("'" + inputPath + "' does not exist");
+  dsv3::ConfigParseResult parsed = dsv3::loadModelConfig(inputPath);
+  if (!parsed)
+    return fail(parsed.error);
+  const dsv3::ModelConfig &config = *parsed.config;
+
+  mlir::dsv3::ImportOptions options;
+  options.maxBatch = maxBatch;
+  options.maxSeqLen = maxSeqLen;
+  options.cacheLayout = cacheLayout;
+  options.weightPrecision = mlir::dsv3::WeightPrecision::BF16;
+
+  // A checkpoint directory with weights: validate every header against the
+  // config now, so a mismatch is reported at compile time, not at load.
+  bool hasWeights = false;
+  if (sys::fs::is_directory(inputPath)) {
+    std::error_code ec;
+    for (sys::fs::directory_iterator it(inputPath, ec), end; it != end && !ec;
+         it.increment(ec))
+      if (StringRef(it->path()).ends_with(".safetensors"))
+        hasWeights = true;
+  }
+  if (hasWeights) {
+    dsv3::CheckpointOpenResult opened = dsv3::Checkpoint::open(inputPath);
+    if (!opened)
+      return fail(opened.error);
+    std::string problem = dsv3::validateCheckpoint(*opened.checkpoint, config);
+    if (!problem.empty())
+      return fail(problem);
+    if (auto precision = precisionOf(*opened.checkpoint))
+      options.weightPrecision = *precision;
+  }
+  switch (weightDType) {
+  case WeightDTypeOption::Auto:
+    break;
+  case WeightDTypeOption::F32:
+    options.weightPrecision = mlir::dsv3::WeightPrecision::F32;
+    break;
+  case WeightDTypeOption::BF16:
+    options.weightPrecision = mlir::dsv3::WeightPrecision::BF16;
+    break;
+  case WeightDTypeOption::F16:
+    options.weightPrecision = mlir::dsv3::WeightPrecision::F16;
+    break;
+  }
+
+  mlir::DialectRegistry registry;
+  mlir::dsv3::registerDsv3Dialects(registry);
+  mlir::dsv3::registerUpstreamDependencies(registry);
+  mlir::MLIRContext context(registry);
+  mlir::dsv3::ImportResult imported =
+      mlir::dsv3::importModel(context, config, options);
+  if (!imported.module)
+    return fail(imported.error);
+  auto importDone = std::chrono::steady_clock::now();
+
+  std::string error;
+  auto output = mlir::openOutputFile(outputPath, &error);
+  if (!output)
+    return fail(error);
+  imported.module->print(output->os());
+  output->keep();
+  if (printTiming)
+    errs() << "dsv3-compile: import took "
+           << std::chrono::duration<double, std::milli>(importDone - start)
+                  .count()
+           << " ms\n";
+  return 0;
+}
