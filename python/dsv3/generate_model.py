@@ -76,11 +76,10 @@ MAX_GENERATE_PARAMS = 4_000_000_000
 FP8_QUANT_CONFIG = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                     "weight_block_size": [128, 128]}
 
-# Suffixes of the projections stored as FP8 in the real checkpoint (spec §7.1); the router "mlp.gate.weight",
-# norms, embeddings and lm_head are not projections of this kind.
+# Suffixes of the projections stored as FP8 in the real checkpoint (spec §7.1).  The router "mlp.gate.weight",
+# norms, embeddings, lm_head and the MTP eh_proj / shared_head stay BF16.
 _FP8_SUFFIXES = ("q_a_proj.weight", "q_b_proj.weight", "q_proj.weight", "kv_a_proj_with_mqa.weight",
-                 "kv_b_proj.weight", "o_proj.weight", "gate_proj.weight", "up_proj.weight", "down_proj.weight",
-                 "eh_proj.weight")
+                 "kv_b_proj.weight", "o_proj.weight", "gate_proj.weight", "up_proj.weight", "down_proj.weight")
 
 
 def preset_config(name: str) -> Dict[str, Any]:
