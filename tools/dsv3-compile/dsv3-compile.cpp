@@ -21,6 +21,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
@@ -176,9 +177,10 @@ int main(int argc, char **argv) {
   imported.module->print(output->os());
   output->keep();
   if (printTiming)
-    errs() << "dsv3-compile: import took "
-           << std::chrono::duration<double, std::milli>(importDone - start)
-                  .count()
+    errs() << "dsv3-compile: config, checkpoint check and import took "
+           << format("%.1f", std::chrono::duration<double, std::milli>(
+                                 importDone - start)
+                                 .count())
            << " ms\n";
   return 0;
 }
