@@ -476,6 +476,14 @@ void Importer::buildEntry(ModuleOp module, func::FuncOp forward,
   builder.setInsertionPointToEnd(module.getBody());
   auto entryFunc = func::FuncOp::create(builder, loc, name, funcType);
   entryFunc->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+  // How the runtime's packed wrapper passes results back (see
+  // dsv3-emit-packed-entry-points): logits into a separate output buffer
+  // (-1), the updated KV cache into input 2, both f32.
+  entryFunc->setAttr("dsv3.entry", builder.getStringAttr(name));
+  entryFunc->setAttr("dsv3.result_destinations",
+                     builder.getDenseI64ArrayAttr({-1, 2}));
+  entryFunc->setAttr("dsv3.result_element_bytes",
+                     builder.getDenseI64ArrayAttr({4, 4}));
   entryFunc.setArgAttr(0, "dsv3.input", builder.getStringAttr("tokens"));
   entryFunc.setArgAttr(1, "dsv3.input", builder.getStringAttr("positions"));
   entryFunc.setArgAttr(2, "dsv3.input", builder.getStringAttr("kv_cache"));

@@ -2,6 +2,7 @@
 
 #include "dsv3/InitAllDsv3.h"
 
+#include "dsv3/Conversion/Passes.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -37,4 +38,5 @@ void mlir::dsv3::registerDsv3Passes() {
   // Upstream passes and pipelines (including gpu-lower-to-nvvm-pipeline) so
   // dsv3-opt can run any stage a dsv3 pipeline is built from.
   registerAllPasses();
+  registerDSV3ConversionPasses();
 }

@@ -1,0 +1,62 @@
+//===- Passes.td - dsv3 conversion passes ------------------*- tablegen -*-===//
+
+#ifndef DSV3_CONVERSION_PASSES
+#define DSV3_CONVERSION_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
+  let summary = "Lower dsv3 ops to linalg, tensor, arith, math and scf on tensors";
+  let description = [{
+    Rewrites every dsv3 op into upstream ops on tensors, computing in f32:
+
+    - `dsv3.linear`: one `linalg.generic` contraction that widens each weight
+      element as it is read (bf16/f16 `arith.extf`; FP8 e4m3 through a 256-entry
+      table times its 128x128 block scale), so no f32 copy of a weight is made;
+    - `dsv3.rms_norm`, `dsv3.embedding`, `dsv3.rope` (frequencies, with YaRN,
+      folded to a constant table at compile time): `linalg.generic`s;
+    - `dsv3.mla`: decomposed into `dsv3.linear`/`rms_norm`/`rope` (lowered in
+      turn), a scatter of this call's entries into the cache at their
+      positions, and causal softmax attention over the cache prefix in use —
+      on the latent cache with W_UK absorbed into the query and W_UV applied
+      after attention, or on the expanded per-head K/V cache;
+    - `dsv3.moe`: routing (scores, selection bias, group-limited top-k by
+      rank, normalisation, scaling) as `linalg.generic`s, then a loop over
+      tokens and their selected experts that reads only those experts'
+      weights, plus the shared experts.
+
+    Example:
+    ```mlir
+    %y = dsv3.linear %x, %w : (tensor<7x128xf32>, tensor<64x128xbf16>) -> tensor<7x64xf32>
+    // becomes
+    %y = linalg.generic {... iterator_types = ["parallel", "parallel", "reduction"]}
+         ins(%x, %w : tensor<7x128xf32>, tensor<64x128xbf16>) outs(%zero : tensor<7x64xf32>) {
+       ^bb0(%a: f32, %b: bf16, %acc: f32):
+         %bf = arith.extf %b : bf16 to f32
+         ... }
+    ```
+  }];
+  let dependentDialects = [
+    "mlir::linalg::LinalgDialect", "mlir::tensor::TensorDialect",
+    "mlir::arith::ArithDialect", "mlir::math::MathDialect",
+    "mlir::scf::SCFDialect"
+  ];
+}
+
+def DSV3EmitPackedEntryPoints : Pass<"dsv3-emit-packed-entry-points", "ModuleOp"> {
+  let summary = "Add `void dsv3_<entry>(void **args)` wrappers for the runtime";
+  let description = [{
+    Runs on the LLVM dialect, after `convert-to-llvm`. For every function with
+    a `_mlir_ciface_` wrapper and a `dsv3.entry` attribute, adds an exported
+    function `dsv3_<entry>(ptr args)` that the runtime can call whatever the
+    number of weights: `args[i]` points to the memref descriptor of input i,
+    in signature order, followed by one descriptor per result that the
+    wrapper fills in place (destination passing): the result's bytes are
+    copied into the caller's buffer, unless the result already is that buffer
+    (an in-place KV-cache update), and the compiled code's own allocation is
+    freed.
+  }];
+  let dependentDialects = ["mlir::LLVM::LLVMDialect"];
+}
+
+#endif // DSV3_CONVERSION_PASSES

@@ -1,0 +1,1253 @@
+//===- DSV3ToLinalg.cpp - Lower dsv3 ops to linalg on tensors -------------===//
+//
+// Every dsv3 op becomes upstream ops on tensors that compute in f32. Weights
+// keep their stored element type (f32, bf16, f16 or FP8 e4m3 + block scales)
+// and are widened element by element where a contraction reads them, so no
+// f32 copy of a weight matrix is ever materialised.
+//
+// Composite ops (mla, moe, swiglu_mlp) are rewritten into simpler dsv3 ops
+// (linear, rms_norm, rope) plus attention/routing generics; the greedy driver
+// then lowers those in turn.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Conversion/Passes.h"
+
+#include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/PatternMatch.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+
+#include <cmath>
+#include <limits>
+
+namespace mlir {
+namespace dsv3 {
+#define GEN_PASS_DEF_CONVERTDSV3TOLINALG
+#include "dsv3/Conversion/Passes.h.inc"
+} // namespace dsv3
+} // namespace mlir
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+namespace {
+
+using utils::IteratorType;
+constexpr int64_t kFp8Block = 128;
+
+//===----------------------------------------------------------------------===//
+// Small builders shared by the patterns
+//===----------------------------------------------------------------------===//
+
+/// Bundles the rewriter and location so the lowering code reads like the
+/// math it implements.
+struct Emitter {
+  PatternRewriter &b;
+  Location loc;
+
+  Type f32() { return b.getF32Type(); }
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value f32Const(double v) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
+  }
+
+  SmallVector<OpFoldResult> sizesOf(Value v) {
+    return tensor::getMixedSizes(b, loc, v);
+  }
+  OpFoldResult dim(Value v, int64_t d) { return sizesOf(v)[d]; }
+
+  Value empty(ArrayRef<OpFoldResult> sizes, Type elementType = nullptr) {
+    return tensor::EmptyOp::create(b, loc, sizes,
+                                   elementType ? elementType : f32());
+  }
+  Value filled(ArrayRef<OpFoldResult> sizes, double value) {
+    Value init = empty(sizes);
+    return linalg::FillOp::create(b, loc, ValueRange{f32Const(value)},
+                                  ValueRange{init})
+        .getResult(0);
+  }
+
+  AffineMap map(unsigned numDims, ArrayRef<unsigned> dims) {
+    SmallVector<AffineExpr> exprs;
+    for (unsigned d : dims)
+      exprs.push_back(b.getAffineDimExpr(d));
+    return AffineMap::get(numDims, 0, exprs, b.getContext());
+  }
+  static SmallVector<unsigned> range(unsigned begin, unsigned end) {
+    SmallVector<unsigned> r;
+    for (unsigned i = begin; i < end; ++i)
+      r.push_back(i);
+    return r;
+  }
+
+  /// A linalg.generic with one f32 result.
+  Value generic(ArrayRef<Value> inputs, Value init, ArrayRef<AffineMap> maps,
+                ArrayRef<IteratorType> iterators,
+                function_ref<void(OpBuilder &, Location, ValueRange)> body) {
+    return linalg::GenericOp::create(b, loc, TypeRange{init.getType()}, inputs,
+                                     ValueRange{init}, maps, iterators, body)
+        .getResult(0);
+  }
+
+  Value sliceLast(Value v, int64_t offset, int64_t size) {
+    auto type = cast<RankedTensorType>(v.getType());
+    SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
+    offsets.back() = b.getIndexAttr(offset);
+    SmallVector<OpFoldResult> sizes = sizesOf(v);
+    sizes.back() = b.getIndexAttr(size);
+    SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+    SmallVector<int64_t> shape(type.getShape());
+    shape.back() = size;
+    return tensor::ExtractSliceOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), v,
+        offsets, sizes, strides);
+  }
+
+  /// Splits the last dimension of `v` into [outer, inner].
+  Value splitLast(Value v, int64_t outer, int64_t inner) {
+    auto type = cast<RankedTensorType>(v.getType());
+    int64_t rank = type.getRank();
+    SmallVector<ReassociationIndices> reassoc;
+    for (int64_t i = 0; i < rank - 1; ++i)
+      reassoc.push_back({i});
+    reassoc.push_back({rank - 1, rank});
+    SmallVector<OpFoldResult> outShape = sizesOf(v);
+    outShape.back() = b.getIndexAttr(outer);
+    outShape.push_back(b.getIndexAttr(inner));
+    SmallVector<int64_t> shape(type.getShape().drop_back());
+    shape.append({outer, inner});
+    return tensor::ExpandShapeOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), v,
+        reassoc, outShape);
+  }
+
+  /// Merges the last two dimensions of `v`.
+  Value mergeLast(Value v) {
+    auto type = cast<RankedTensorType>(v.getType());
+    int64_t rank = type.getRank();
+    SmallVector<ReassociationIndices> reassoc;
+    for (int64_t i = 0; i < rank - 2; ++i)
+      reassoc.push_back({i});
+    reassoc.push_back({rank - 2, rank - 1});
+    SmallVector<int64_t> shape(type.getShape().drop_back(2));
+    shape.push_back(type.getDimSize(rank - 2) * type.getDimSize(rank - 1));
+    return tensor::CollapseShapeOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), v,
+        reassoc);
+  }
+
+  Value toIndex(Value integer) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), integer);
+  }
+};
+
+/// Builder-level helpers usable inside generic bodies (which get a plain
+/// OpBuilder).
+Value indexConst(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+/// The 256 values of FP8 e4m3fn (bias 7, no infinities, S.1111.111 = NaN),
+/// as a constant table: decoding by lookup is exact and needs no FP8 support
+/// from the LLVM backend.
+Value fp8Table(OpBuilder &b, Location loc) {
+  SmallVector<float> values(256);
+  for (int code = 0; code < 256; ++code) {
+    int sign = code >> 7, exponent = (code >> 3) & 0xF, mantissa = code & 7;
+    double magnitude;
+    if (exponent == 0xF && mantissa == 7)
+      magnitude = std::numeric_limits<double>::quiet_NaN();
+    else if (exponent == 0)
+      magnitude = std::ldexp(mantissa / 8.0, -6);
+    else
+      magnitude = std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
+    values[code] = static_cast<float>(sign ? -magnitude : magnitude);
+  }
+  auto type = RankedTensorType::get({256}, b.getF32Type());
+  return arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, ArrayRef<float>(values)));
+}
+
+/// Widens one weight element to f32 inside a generic body. `table` is the
+/// FP8 table for f8E4M3FN weights, else null.
+Value widen(OpBuilder &b, Location loc, Value element, Value table) {
+  Type type = element.getType();
+  if (type.isF32())
+    return element;
+  if (isa<Float8E4M3FNType>(type)) {
+    Value bits = arith::BitcastOp::create(b, loc, b.getI8Type(), element);
+    Value wide = arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
+    Value idx = arith::IndexCastOp::create(b, loc, b.getIndexType(), wide);
+    return tensor::ExtractOp::create(b, loc, table, ValueRange{idx});
+  }
+  return arith::ExtFOp::create(b, loc, b.getF32Type(), element);
+}
+
+bool isFp8(Value weight) {
+  return isa<Float8E4M3FNType>(
+      cast<RankedTensorType>(weight.getType()).getElementType());
+}
+
+//===----------------------------------------------------------------------===//
+// dsv3.linear
+//===----------------------------------------------------------------------===//
+
+/// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
+Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
+  auto xType = cast<RankedTensorType>(x.getType());
+  auto wType = cast<RankedTensorType>(w.getType());
+  unsigned batchRank = xType.getRank() - 1;
+  unsigned numDims = batchRank + 2; // batch..., n, k
+  unsigned nDim = batchRank, kDim = batchRank + 1;
+  SmallVector<OpFoldResult> outSizes = e.sizesOf(x);
+  outSizes.back() = e.b.getIndexAttr(wType.getDimSize(0));
+  Value init = e.filled(outSizes, 0.0);
+
+  SmallVector<unsigned> xDims = Emitter::range(0, batchRank);
+  xDims.push_back(kDim);
+  SmallVector<unsigned> outDims = Emitter::range(0, batchRank);
+  outDims.push_back(nDim);
+  SmallVector<AffineMap> maps{e.map(numDims, xDims),
+                              e.map(numDims, {nDim, kDim}),
+                              e.map(numDims, outDims)};
+  SmallVector<IteratorType> iterators(numDims, IteratorType::parallel);
+  iterators[kDim] = IteratorType::reduction;
+  Value table = isFp8(w) ? fp8Table(e.b, e.loc) : Value();
+  return e.generic(
+      {x, w}, init, maps, iterators,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value wv = widen(b, loc, args[1], table);
+        if (scale) {
+          Value block = indexConst(b, loc, kFp8Block);
+          Value n = linalg::IndexOp::create(b, loc, nDim);
+          Value k = linalg::IndexOp::create(b, loc, kDim);
+          Value bn = arith::DivUIOp::create(b, loc, n, block);
+          Value bk = arith::DivUIOp::create(b, loc, k, block);
+          Value s = tensor::ExtractOp::create(b, loc, scale, ValueRange{bn, bk});
+          wv = arith::MulFOp::create(b, loc, wv, s);
+        }
+        Value prod = arith::MulFOp::create(b, loc, args[0], wv);
+        Value sum = arith::AddFOp::create(b, loc, args[2], prod);
+        linalg::YieldOp::create(b, loc, sum);
+      });
+}
+
+/// Widens a whole weight to f32 (used only where the attention math needs
+/// the matrix itself: the absorbed W_UK/W_UV of kv_b).
+Value emitWidenedWeight(Emitter &e, Value w, Value scale) {
+  auto type = cast<RankedTensorType>(w.getType());
+  unsigned rank = type.getRank();
+  Value init = e.empty(e.sizesOf(w));
+  SmallVector<AffineMap> maps(2, e.b.getMultiDimIdentityMap(rank));
+  SmallVector<IteratorType> iterators(rank, IteratorType::parallel);
+  Value table = isFp8(w) ? fp8Table(e.b, e.loc) : Value();
+  return e.generic({w}, init, maps, iterators,
+                   [&](OpBuilder &b, Location loc, ValueRange args) {
+                     Value wv = widen(b, loc, args[0], table);
+                     if (scale) {
+                       Value block = indexConst(b, loc, kFp8Block);
+                       Value r = linalg::IndexOp::create(b, loc, rank - 2);
+                       Value c = linalg::IndexOp::create(b, loc, rank - 1);
+                       Value br = arith::DivUIOp::create(b, loc, r, block);
+                       Value bc = arith::DivUIOp::create(b, loc, c, block);
+                       Value s = tensor::ExtractOp::create(b, loc, scale,
+                                                           ValueRange{br, bc});
+                       wv = arith::MulFOp::create(b, loc, wv, s);
+                     }
+                     linalg::YieldOp::create(b, loc, wv);
+                   });
+}
+
+struct LinearLowering : OpRewritePattern<LinearOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LinearOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    rewriter.replaceOp(
+        op, emitLinear(e, op.getInput(), op.getWeight(), op.getScale()));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// dsv3.rms_norm, dsv3.embedding
+//===----------------------------------------------------------------------===//
+
+Value emitRmsNorm(Emitter &e, Value x, Value w, double eps) {
+  auto type = cast<RankedTensorType>(x.getType());
+  unsigned rank = type.getRank();
+  int64_t dim = type.getShape().back();
+  SmallVector<OpFoldResult> rowSizes = e.sizesOf(x);
+  rowSizes.pop_back();
+  Value sumSq = e.generic(
+      {x}, e.filled(rowSizes, 0.0),
+      {e.b.getMultiDimIdentityMap(rank), e.map(rank, Emitter::range(0, rank - 1))},
+      [&] {
+        SmallVector<IteratorType> it(rank, IteratorType::parallel);
+        it.back() = IteratorType::reduction;
+        return it;
+      }(),
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value sq = arith::MulFOp::create(b, loc, args[0], args[0]);
+        linalg::YieldOp::create(b, loc,
+                                ValueRange{arith::AddFOp::create(b, loc, args[1], sq)});
+      });
+  Value init = e.empty(e.sizesOf(x));
+  SmallVector<AffineMap> maps{e.b.getMultiDimIdentityMap(rank),
+                              e.map(rank, Emitter::range(0, rank - 1)),
+                              e.map(rank, {rank - 1}),
+                              e.b.getMultiDimIdentityMap(rank)};
+  return e.generic(
+      {x, sumSq, w}, init, maps,
+      SmallVector<IteratorType>(rank, IteratorType::parallel),
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value n = arith::ConstantOp::create(
+            b, loc, b.getF32FloatAttr(static_cast<float>(dim)));
+        Value epsV = arith::ConstantOp::create(
+            b, loc, b.getF32FloatAttr(static_cast<float>(eps)));
+        Value mean = arith::DivFOp::create(b, loc, args[1], n);
+        Value inv = math::RsqrtOp::create(
+            b, loc, arith::AddFOp::create(b, loc, mean, epsV));
+        Value normed = arith::MulFOp::create(b, loc, args[0], inv);
+        Value wv = widen(b, loc, args[2], Value());
+        linalg::YieldOp::create(b, loc,
+                                ValueRange{arith::MulFOp::create(b, loc, normed, wv)});
+      });
+}
+
+struct RmsNormLowering : OpRewritePattern<RmsNormOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RmsNormOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    rewriter.replaceOp(op, emitRmsNorm(e, op.getInput(), op.getWeight(),
+                                       op.getEps().convertToDouble()));
+    return success();
+  }
+};
+
+struct EmbeddingLowering : OpRewritePattern<EmbeddingOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(EmbeddingOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    Value tokens = op.getTokens(), table = op.getTable();
+    unsigned tokRank = cast<RankedTensorType>(tokens.getType()).getRank();
+    unsigned rank = tokRank + 1;
+    SmallVector<OpFoldResult> sizes = e.sizesOf(tokens);
+    sizes.push_back(e.dim(table, 1));
+    Value init = e.empty(sizes);
+    Value result = e.generic(
+        {tokens}, init,
+        {e.map(rank, Emitter::range(0, tokRank)),
+         rewriter.getMultiDimIdentityMap(rank)},
+        SmallVector<IteratorType>(rank, IteratorType::parallel),
+        [&](OpBuilder &b, Location loc, ValueRange args) {
+          Value row =
+              arith::IndexCastOp::create(b, loc, b.getIndexType(), args[0]);
+          Value col = linalg::IndexOp::create(b, loc, tokRank);
+          Value v =
+              tensor::ExtractOp::create(b, loc, table, ValueRange{row, col});
+          linalg::YieldOp::create(b, loc, ValueRange{widen(b, loc, v, Value())});
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// dsv3.rope
+//===----------------------------------------------------------------------===//
+
+/// The per-pair rotation frequencies, computed as the official code does in
+/// float32 (docs/dsv3-model-spec.md §4.1), including the YaRN blend.
+SmallVector<float> ropeFrequencies(RopeAttr rope, int64_t dim) {
+  const double base = rope.getTheta().convertToDouble();
+  SmallVector<float> freqs;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    freqs.push_back(1.0f / std::pow(static_cast<float>(base), exponent));
+  }
+  if (!rope.isYarn())
+    return freqs;
+  const double factor = rope.getFactor().convertToDouble();
+  const double original =
+      static_cast<double>(rope.getOriginalMaxPositions());
+  auto correctionDim = [&](double rotations) {
+    return dim * std::log(original / (rotations * 2 * M_PI)) /
+           (2 * std::log(base));
+  };
+  double low = std::max(
+      std::floor(correctionDim(rope.getBetaFast().convertToDouble())), 0.0);
+  double high =
+      std::min(std::ceil(correctionDim(rope.getBetaSlow().convertToDouble())),
+               static_cast<double>(dim - 1));
+  if (low == high)
+    high += 0.001;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    float ramp = static_cast<float>(
+        std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0));
+    float smooth = 1.0f - ramp;
+    freqs[i] = freqs[i] / static_cast<float>(factor) * (1.0f - smooth) +
+               freqs[i] * smooth;
+  }
+  return freqs;
+}
+
+/// Rotates interleaved pairs of the last dim of x ([B, S, R] or
+/// [B, S, H, R]) by positions[b, s] * freq[pair].
+Value emitRope(Emitter &e, Value x, Value positions, RopeAttr rope) {
+  auto type = cast<RankedTensorType>(x.getType());
+  unsigned rank = type.getRank();
+  int64_t dim = type.getShape().back();
+  SmallVector<float> freqs = ropeFrequencies(rope, dim);
+  auto freqType = RankedTensorType::get({dim / 2}, e.f32());
+  Value freqTable = arith::ConstantOp::create(
+      e.b, e.loc, DenseElementsAttr::get(freqType, ArrayRef<float>(freqs)));
+  Value init = e.empty(e.sizesOf(x));
+  return e.generic(
+      {positions}, init,
+      {e.map(rank, {0, 1}), e.b.getMultiDimIdentityMap(rank)},
+      SmallVector<IteratorType>(rank, IteratorType::parallel),
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        SmallVector<Value> idx;
+        for (unsigned d = 0; d < rank; ++d)
+          idx.push_back(linalg::IndexOp::create(b, loc, d));
+        Value one = indexConst(b, loc, 1), two = indexConst(b, loc, 2);
+        Value d = idx.back();
+        Value pair = arith::DivUIOp::create(b, loc, d, two);
+        Value evenIdx = arith::MulIOp::create(b, loc, pair, two);
+        Value oddIdx = arith::AddIOp::create(b, loc, evenIdx, one);
+        SmallVector<Value> at = idx;
+        at.back() = evenIdx;
+        Value xe = tensor::ExtractOp::create(b, loc, x, at);
+        at.back() = oddIdx;
+        Value xo = tensor::ExtractOp::create(b, loc, x, at);
+        Value freq =
+            tensor::ExtractOp::create(b, loc, freqTable, ValueRange{pair});
+        Value pos = arith::SIToFPOp::create(b, loc, b.getF32Type(), args[0]);
+        Value angle = arith::MulFOp::create(b, loc, pos, freq);
+        Value c = math::CosOp::create(b, loc, angle);
+        Value s = math::SinOp::create(b, loc, angle);
+        // even: xe*c - xo*s ; odd: xe*s + xo*c
+        Value isEven = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                             d, evenIdx);
+        Value evenOut = arith::SubFOp::create(
+            b, loc, arith::MulFOp::create(b, loc, xe, c),
+            arith::MulFOp::create(b, loc, xo, s));
+        Value oddOut = arith::AddFOp::create(
+            b, loc, arith::MulFOp::create(b, loc, xe, s),
+            arith::MulFOp::create(b, loc, xo, c));
+        linalg::YieldOp::create(
+            b, loc,
+            ValueRange{arith::SelectOp::create(b, loc, isEven, evenOut, oddOut)});
+      });
+}
+
+struct RopeLowering : OpRewritePattern<RopeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RopeOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    rewriter.replaceOp(
+        op, emitRope(e, op.getInput(), op.getPositions(), op.getRope()));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// dsv3.swiglu_mlp
+//===----------------------------------------------------------------------===//
+
+Value emitSilu(OpBuilder &b, Location loc, Value g) {
+  Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));
+  Value neg = arith::NegFOp::create(b, loc, g);
+  Value denom = arith::AddFOp::create(b, loc, one, math::ExpOp::create(b, loc, neg));
+  return arith::DivFOp::create(b, loc, g, denom);
+}
+
+Value emitSwiglu(Emitter &e, Value x, Value gate, Value up, Value down,
+                 Value gateScale, Value upScale, Value downScale) {
+  Value g = emitLinear(e, x, gate, gateScale);
+  Value u = emitLinear(e, x, up, upScale);
+  unsigned rank = cast<RankedTensorType>(g.getType()).getRank();
+  AffineMap id = e.b.getMultiDimIdentityMap(rank);
+  Value h = e.generic({g, u}, e.empty(e.sizesOf(g)), {id, id, id},
+                      SmallVector<IteratorType>(rank, IteratorType::parallel),
+                      [&](OpBuilder &b, Location loc, ValueRange args) {
+                        Value act = emitSilu(b, loc, args[0]);
+                        linalg::YieldOp::create(
+                            b, loc,
+                            ValueRange{arith::MulFOp::create(b, loc, act, args[1])});
+                      });
+  return emitLinear(e, h, down, downScale);
+}
+
+struct SwigluMlpLowering : OpRewritePattern<SwigluMlpOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(SwigluMlpOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    rewriter.replaceOp(op, emitSwiglu(e, op.getInput(), op.getGate(),
+                                      op.getUp(), op.getDown(),
+                                      op.getGateScale(), op.getUpScale(),
+                                      op.getDownScale()));
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// dsv3.mla
+//===----------------------------------------------------------------------===//
+
+/// Writes entries[b, s, :] into cache[b, positions[b, s], :] for every token
+/// of the call. Positions past the cache are skipped (the runtime rejects
+/// them before the call; the guard keeps a bad call from writing out of
+/// bounds).
+Value emitCacheWrite(Emitter &e, Value cache, Value entries, Value positions) {
+  auto cacheType = cast<RankedTensorType>(cache.getType());
+  int64_t batch = cacheType.getDimSize(0), maxLen = cacheType.getDimSize(1),
+          width = cacheType.getDimSize(2);
+  Value zero = e.index(0), one = e.index(1);
+  Value seq = getValueOrCreateConstantIndexOp(e.b, e.loc, e.dim(entries, 1));
+  auto outer = scf::ForOp::create(
+      e.b, e.loc, zero, e.index(batch), one, ValueRange{cache},
+      [&](OpBuilder &b, Location loc, Value bi, ValueRange outerArgs) {
+        auto inner = scf::ForOp::create(
+            b, loc, zero, seq, one, outerArgs,
+            [&](OpBuilder &b2, Location loc2, Value si, ValueRange args) {
+              Value pos = arith::IndexCastOp::create(
+                  b2, loc2, b2.getIndexType(),
+                  tensor::ExtractOp::create(b2, loc2, positions,
+                                            ValueRange{bi, si}));
+              Value inBounds = arith::CmpIOp::create(
+                  b2, loc2, arith::CmpIPredicate::ult, pos,
+                  indexConst(b2, loc2, maxLen));
+              auto guarded = scf::IfOp::create(
+                  b2, loc2, inBounds,
+                  [&](OpBuilder &b3, Location loc3) {
+                    auto rowType = RankedTensorType::get({1, 1, width},
+                                                         b3.getF32Type());
+                    SmallVector<OpFoldResult> unit{b3.getIndexAttr(1),
+                                                   b3.getIndexAttr(1),
+                                                   b3.getIndexAttr(width)};
+                    SmallVector<OpFoldResult> strides(3, b3.getIndexAttr(1));
+                    Value row = tensor::ExtractSliceOp::create(
+                        b3, loc3, rowType, entries,
+                        SmallVector<OpFoldResult>{bi, si, b3.getIndexAttr(0)},
+                        unit, strides);
+                    Value updated = tensor::InsertSliceOp::create(
+                        b3, loc3, row, args[0],
+                        SmallVector<OpFoldResult>{bi, pos, b3.getIndexAttr(0)},
+                        unit, strides);
+                    scf::YieldOp::create(b3, loc3, updated);
+                  },
+                  [&](OpBuilder &b3, Location loc3) {
+                    scf::YieldOp::create(b3, loc3, args[0]);
+                  });
+              scf::YieldOp::create(b2, loc2, guarded.getResults());
+            });
+        scf::YieldOp::create(b, loc, inner.getResults());
+      });
+  return outer.getResult(0);
+}
+
+/// 1 + the largest position of the call: the cache prefix attention reads.
+Value emitUsedLength(Emitter &e, Value positions, int64_t maxLen) {
+  auto i64 = e.b.getI64Type();
+  auto scalarType = RankedTensorType::get({}, i64);
+  Value init = tensor::EmptyOp::create(e.b, e.loc, scalarType.getShape(), i64);
+  Value zero = arith::ConstantOp::create(e.b, e.loc, e.b.getI64IntegerAttr(0));
+  init = linalg::FillOp::create(e.b, e.loc, ValueRange{zero}, ValueRange{init})
+             .getResult(0);
+  Value maxPos =
+      linalg::GenericOp::create(
+          e.b, e.loc, TypeRange{scalarType}, ValueRange{positions},
+          ValueRange{init},
+          SmallVector<AffineMap>{e.b.getMultiDimIdentityMap(2),
+                                 AffineMap::get(2, 0, {}, e.b.getContext())},
+          SmallVector<IteratorType>(2, IteratorType::reduction),
+          [&](OpBuilder &b, Location loc, ValueRange args) {
+            Value p = args[0];
+            if (p.getType() != b.getI64Type())
+              p = arith::ExtSIOp::create(b, loc, b.getI64Type(), p);
+            linalg::YieldOp::create(
+                b, loc, ValueRange{arith::MaxSIOp::create(b, loc, p, args[1])});
+          })
+          .getResult(0);
+  Value last = tensor::ExtractOp::create(e.b, e.loc, maxPos, ValueRange{});
+  Value used = arith::AddIOp::create(
+      e.b, e.loc, e.toIndex(last), e.index(1));
+  return arith::MinUIOp::create(e.b, e.loc, used, e.index(maxLen));
+}
+
+/// Causal softmax over the last dim of scores [B, S, H, T]: scaled, masked
+/// to t <= positions[b, s], normalised in f32.
+Value emitCausalSoftmax(Emitter &e, Value scores, Value positions,
+                        double scale) {
+  const unsigned rank = 4;
+  AffineMap id = e.b.getMultiDimIdentityMap(rank);
+  AffineMap rowMap = e.map(rank, {0, 1, 2});
+  SmallVector<IteratorType> parallel(rank, IteratorType::parallel);
+  SmallVector<IteratorType> reduceLast = parallel;
+  reduceLast.back() = IteratorType::reduction;
+  const float negInf = -std::numeric_limits<float>::infinity();
+
+  Value masked = e.generic(
+      {scores, positions}, e.empty(e.sizesOf(scores)),
+      {id, e.map(rank, {0, 1}), id}, parallel,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value t = linalg::IndexOp::create(b, loc, 3);
+        Value pos = arith::IndexCastOp::create(b, loc, b.getIndexType(), args[1]);
+        Value visible =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, t, pos);
+        Value scaled = arith::MulFOp::create(
+            b, loc, args[0],
+            arith::ConstantOp::create(b, loc,
+                                      b.getF32FloatAttr(static_cast<float>(scale))));
+        Value minusInf =
+            arith::ConstantOp::create(b, loc, b.getF32FloatAttr(negInf));
+        linalg::YieldOp::create(
+            b, loc, ValueRange{arith::SelectOp::create(b, loc, visible, scaled, minusInf)});
+      });
+  SmallVector<OpFoldResult> rowSizes = e.sizesOf(scores);
+  rowSizes.pop_back();
+  Value rowMax = e.generic({masked}, e.filled(rowSizes, negInf), {id, rowMap},
+                           reduceLast,
+                           [&](OpBuilder &b, Location loc, ValueRange args) {
+                             linalg::YieldOp::create(
+                                 b, loc,
+                                 ValueRange{arith::MaximumFOp::create(b, loc, args[0], args[1])});
+                           });
+  Value exps = e.generic({masked, rowMax}, e.empty(e.sizesOf(scores)),
+                         {id, rowMap, id}, parallel,
+                         [&](OpBuilder &b, Location loc, ValueRange args) {
+                           Value d = arith::SubFOp::create(b, loc, args[0], args[1]);
+                           linalg::YieldOp::create(
+                               b, loc, ValueRange{math::ExpOp::create(b, loc, d)});
+                         });
+  Value rowSum = e.generic({exps}, e.filled(rowSizes, 0.0), {id, rowMap},
+                           reduceLast,
+                           [&](OpBuilder &b, Location loc, ValueRange args) {
+                             linalg::YieldOp::create(
+                                 b, loc,
+                                 ValueRange{arith::AddFOp::create(b, loc, args[0], args[1])});
+                           });
+  return e.generic({exps, rowSum}, e.empty(e.sizesOf(scores)),
+                   {id, rowMap, id}, parallel,
+                   [&](OpBuilder &b, Location loc, ValueRange args) {
+                     linalg::YieldOp::create(
+                         b, loc, ValueRange{arith::DivFOp::create(b, loc, args[0], args[1])});
+                   });
+}
+
+/// out[b,s,h,i] = sum_j lhs[b,s,h,j] * rhs[<rhsDims>] with the iteration
+/// space (b, s, h, i, j); `rhsDims` names which of those index rhs.
+Value emitContraction(Emitter &e, Value lhs, Value rhs,
+                      ArrayRef<unsigned> rhsDims,
+                      ArrayRef<OpFoldResult> outSizes) {
+  const unsigned n = 5;
+  SmallVector<IteratorType> it(n, IteratorType::parallel);
+  it[4] = IteratorType::reduction;
+  return e.generic({lhs, rhs}, e.filled(outSizes, 0.0),
+                   {e.map(n, {0, 1, 2, 4}), e.map(n, rhsDims),
+                    e.map(n, {0, 1, 2, 3})},
+                   it, [&](OpBuilder &b, Location loc, ValueRange args) {
+                     Value p = arith::MulFOp::create(b, loc, args[0], args[1]);
+                     linalg::YieldOp::create(
+                         b, loc, ValueRange{arith::AddFOp::create(b, loc, args[2], p)});
+                   });
+}
+
+/// Concatenates a [B,S,H,X] and b [B,S,H,Y] along the last dim; `b` may
+/// also be [B,S,Y] (broadcast over heads).
+Value emitConcatHeads(Emitter &e, Value a, Value bv) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto bType = cast<RankedTensorType>(bv.getType());
+  int64_t x = aType.getShape().back(), y = bType.getShape().back();
+  SmallVector<OpFoldResult> sizes = e.sizesOf(a);
+  sizes.back() = e.b.getIndexAttr(x + y);
+  bool broadcast = bType.getRank() == 3;
+  return e.generic(
+      {}, e.empty(sizes), {e.b.getMultiDimIdentityMap(4)},
+      SmallVector<IteratorType>(4, IteratorType::parallel),
+      [&](OpBuilder &b, Location loc, ValueRange) {
+        SmallVector<Value> idx;
+        for (unsigned d = 0; d < 4; ++d)
+          idx.push_back(linalg::IndexOp::create(b, loc, d));
+        Value xConst = indexConst(b, loc, x);
+        Value inA = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                          idx[3], xConst);
+        auto sel = scf::IfOp::create(
+            b, loc, TypeRange{b.getF32Type()}, inA,
+            /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(&sel.getThenRegion().front());
+          scf::YieldOp::create(b, loc,
+                               ValueRange{tensor::ExtractOp::create(b, loc, a, idx)});
+          b.setInsertionPointToStart(&sel.getElseRegion().front());
+          Value j = arith::SubIOp::create(b, loc, idx[3], xConst);
+          SmallVector<Value> bIdx{idx[0], idx[1]};
+          if (!broadcast)
+            bIdx.push_back(idx[2]);
+          bIdx.push_back(j);
+          scf::YieldOp::create(b, loc,
+                               ValueRange{tensor::ExtractOp::create(b, loc, bv, bIdx)});
+        }
+        linalg::YieldOp::create(b, loc, sel.getResults());
+      });
+}
+
+struct MlaLowering : OpRewritePattern<MlaOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MlaOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    const int64_t heads = op.getHeads(), kvRank = op.getKvLoraRank(),
+                  nope = op.getQkNopeHeadDim(), rope = op.getQkRopeHeadDim(),
+                  vDim = op.getVHeadDim();
+    const double eps = op.getEps().convertToDouble();
+    Value x = op.getHidden(), positions = op.getPositions(),
+          cache = op.getCache();
+    auto cacheType = cast<RankedTensorType>(cache.getType());
+    const int64_t batch = cacheType.getDimSize(0);
+    const int64_t maxLen = cacheType.getDimSize(1);
+
+    // Query: q_b(q_norm(q_a(x))) or q(x) -> [B, S, H, nope + rope].
+    Value q;
+    if (op.getWq()) {
+      q = emitLinear(e, x, op.getWq(), op.getWqScale());
+    } else {
+      Value qa = emitLinear(e, x, op.getWqA(), op.getWqAScale());
+      Value qn = emitRmsNorm(e, qa, op.getQNorm(), eps);
+      q = emitLinear(e, qn, op.getWqB(), op.getWqBScale());
+    }
+    q = e.splitLast(q, heads, nope + rope);
+    Value qNope = e.sliceLast(q, 0, nope);
+    Value qPe = emitRope(e, e.sliceLast(q, nope, rope), positions,
+                         op.getRope());
+
+    // Latent and the shared rope key.
+    Value kv = emitLinear(e, x, op.getWkvA(), op.getWkvAScale());
+    Value latent = emitRmsNorm(e, e.sliceLast(kv, 0, kvRank), op.getKvNorm(),
+                               eps);
+    Value kPe = emitRope(e, e.sliceLast(kv, kvRank, rope), positions,
+                         op.getRope());
+
+    Value used = emitUsedLength(e, positions, maxLen);
+    auto prefixOf = [&](Value c, int64_t width) {
+      auto type = RankedTensorType::get({batch, ShapedType::kDynamic, width},
+                                        e.f32());
+      SmallVector<OpFoldResult> offsets(3, e.b.getIndexAttr(0));
+      SmallVector<OpFoldResult> sizes{e.b.getIndexAttr(batch), used,
+                                      e.b.getIndexAttr(width)};
+      SmallVector<OpFoldResult> strides(3, e.b.getIndexAttr(1));
+      return tensor::ExtractSliceOp::create(e.b, e.loc, type, c, offsets,
+                                            sizes, strides)
+          .getResult();
+    };
+    SmallVector<OpFoldResult> rowSizes = e.sizesOf(qNope); // [B, S, H, nope]
+    auto sizesWithLast = [&](OpFoldResult last) {
+      SmallVector<OpFoldResult> s(rowSizes);
+      s.back() = last;
+      return s;
+    };
+    const double scale = op.getSoftmaxScale().convertToDouble();
+    Value attn; // [B, S, H, v]
+    Value newCache;
+
+    if (op.hasLatentCache()) {
+      // Absorbed form: the cache holds [kv_norm(c) | rope(k_pe)] per token;
+      // W_UK is folded into the query and W_UV applied after attention.
+      Value entries = e.generic(
+          {}, e.empty({e.b.getIndexAttr(batch), e.dim(x, 1),
+                       e.b.getIndexAttr(kvRank + rope)}),
+          {e.b.getMultiDimIdentityMap(3)},
+          SmallVector<IteratorType>(3, IteratorType::parallel),
+          [&](OpBuilder &b, Location loc, ValueRange) {
+            Value bi = linalg::IndexOp::create(b, loc, 0);
+            Value si = linalg::IndexOp::create(b, loc, 1);
+            Value w = linalg::IndexOp::create(b, loc, 2);
+            Value c = indexConst(b, loc, kvRank);
+            Value inLatent =
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, w, c);
+            auto sel = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
+                                         inLatent, true);
+            OpBuilder::InsertionGuard g(b);
+            b.setInsertionPointToStart(&sel.getThenRegion().front());
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{tensor::ExtractOp::create(b, loc, latent,
+                                                     ValueRange{bi, si, w})});
+            b.setInsertionPointToStart(&sel.getElseRegion().front());
+            Value r = arith::SubIOp::create(b, loc, w, c);
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{tensor::ExtractOp::create(b, loc, kPe,
+                                                     ValueRange{bi, si, r})});
+            b.setInsertionPointAfter(sel);
+            linalg::YieldOp::create(b, loc, sel.getResults());
+          });
+      newCache = emitCacheWrite(e, cache, entries, positions);
+      Value prefix = prefixOf(newCache, kvRank + rope);   // [B, T, C + R]
+      Value prefixLatent = e.sliceLast(prefix, 0, kvRank); // [B, T, C]
+
+      Value wkvb = emitWidenedWeight(e, op.getWkvB(), op.getWkvBScale());
+      Value wkvbHeads = tensor::ExpandShapeOp::create(
+          e.b, e.loc,
+          RankedTensorType::get({heads, nope + vDim, kvRank}, e.f32()), wkvb,
+          SmallVector<ReassociationIndices>{{0, 1}, {2}});
+      auto sliceRows = [&](int64_t offset, int64_t size) {
+        return tensor::ExtractSliceOp::create(
+                   e.b, e.loc,
+                   RankedTensorType::get({heads, size, kvRank}, e.f32()),
+                   wkvbHeads,
+                   SmallVector<OpFoldResult>{e.b.getIndexAttr(0),
+                                             e.b.getIndexAttr(offset),
+                                             e.b.getIndexAttr(0)},
+                   SmallVector<OpFoldResult>{e.b.getIndexAttr(heads),
+                                             e.b.getIndexAttr(size),
+                                             e.b.getIndexAttr(kvRank)},
+                   SmallVector<OpFoldResult>(3, e.b.getIndexAttr(1)))
+            .getResult();
+      };
+      Value wUK = sliceRows(0, nope);   // [H, nope, C]
+      Value wUV = sliceRows(nope, vDim); // [H, v, C]
+      // q_lat[b,s,h,c] = sum_d q_nope[b,s,h,d] * W_UK[h,d,c]
+      Value qLat = emitContraction(e, qNope, wUK, {2, 4, 3},
+                                   sizesWithLast(e.b.getIndexAttr(kvRank)));
+      Value qCat = emitConcatHeads(e, qLat, qPe); // [B,S,H,C+R]
+      // scores[b,s,h,t] = sum_w qcat[b,s,h,w] * prefix[b,t,w]
+      Value scores = emitContraction(e, qCat, prefix, {0, 3, 4},
+                                     sizesWithLast(used));
+      Value probs = emitCausalSoftmax(e, scores, positions, scale);
+      // o_lat[b,s,h,c] = sum_t P[b,s,h,t] * latent[b,t,c]
+      Value oLat = emitContraction(e, probs, prefixLatent, {0, 4, 3},
+                                   sizesWithLast(e.b.getIndexAttr(kvRank)));
+      // o[b,s,h,v] = sum_c o_lat[b,s,h,c] * W_UV[h,v,c]
+      attn = emitContraction(e, oLat, wUV, {2, 3, 4},
+                             sizesWithLast(e.b.getIndexAttr(vDim)));
+    } else {
+      // Naive form: the cache holds per-head [k_nope | k_pe | v].
+      Value kvb = emitLinear(e, latent, op.getWkvB(), op.getWkvBScale());
+      kvb = e.splitLast(kvb, heads, nope + vDim); // [B,S,H,nope+v]
+      Value kNope = e.sliceLast(kvb, 0, nope);
+      Value v = e.sliceLast(kvb, nope, vDim);
+      Value k = emitConcatHeads(e, kNope, kPe);      // [B,S,H,nope+R]
+      Value entries4 = emitConcatHeads(e, k, v);     // [B,S,H,nope+R+v]
+      Value entries = e.mergeLast(entries4);         // [B,S,H*(...)]
+      newCache = emitCacheWrite(e, cache, entries, positions);
+      const int64_t perHead = nope + rope + vDim;
+      Value prefix = prefixOf(newCache, heads * perHead); // [B,T,H*perHead]
+      Value prefix4 = e.splitLast(prefix, heads, perHead); // [B,T,H,perHead]
+      Value prefixK = e.sliceLast(prefix4, 0, nope + rope);
+      Value prefixV = e.sliceLast(prefix4, nope + rope, vDim);
+      Value qCat = emitConcatHeads(e, qNope, qPe); // [B,S,H,nope+R]
+      // scores[b,s,h,t] = sum_j q[b,s,h,j] * K[b,t,h,j]
+      Value scores = emitContraction(e, qCat, prefixK, {0, 3, 2, 4},
+                                     sizesWithLast(used));
+      Value probs = emitCausalSoftmax(e, scores, positions, scale);
+      // o[b,s,h,v] = sum_t P[b,s,h,t] * V[b,t,h,v]
+      attn = emitContraction(e, probs, prefixV, {0, 4, 2, 3},
+                             sizesWithLast(e.b.getIndexAttr(vDim)));
+    }
+    Value merged = e.mergeLast(attn); // [B, S, H*v]
+    Value out = emitLinear(e, merged, op.getWo(), op.getWoScale());
+    rewriter.replaceOp(op, {out, newCache});
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// dsv3.moe
+//===----------------------------------------------------------------------===//
+
+/// rank[n, i] = #{j : v[n,j] > v[n,i] or (v[n,j] == v[n,i] and j < i)}: the
+/// position of i in a stable descending sort. Selecting rank < k is top-k with
+/// ties going to the lower index, computed without a sort.
+Value emitStableRank(Emitter &e, Value values) {
+  SmallVector<OpFoldResult> sizes = e.sizesOf(values);
+  Value init = tensor::EmptyOp::create(e.b, e.loc, sizes, e.b.getI64Type());
+  Value zero = arith::ConstantOp::create(e.b, e.loc, e.b.getI64IntegerAttr(0));
+  init = linalg::FillOp::create(e.b, e.loc, ValueRange{zero}, ValueRange{init})
+             .getResult(0);
+  return linalg::GenericOp::create(
+             e.b, e.loc, TypeRange{init.getType()}, ValueRange{values, values},
+             ValueRange{init},
+             SmallVector<AffineMap>{e.map(3, {0, 1}), e.map(3, {0, 2}),
+                                    e.map(3, {0, 1})},
+             SmallVector<IteratorType>{IteratorType::parallel,
+                                       IteratorType::parallel,
+                                       IteratorType::reduction},
+             [&](OpBuilder &b, Location loc, ValueRange args) {
+               Value i = linalg::IndexOp::create(b, loc, 1);
+               Value j = linalg::IndexOp::create(b, loc, 2);
+               Value greater = arith::CmpFOp::create(
+                   b, loc, arith::CmpFPredicate::OGT, args[1], args[0]);
+               Value equal = arith::CmpFOp::create(
+                   b, loc, arith::CmpFPredicate::OEQ, args[1], args[0]);
+               Value before =
+                   arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, j, i);
+               Value ahead = arith::OrIOp::create(
+                   b, loc, greater, arith::AndIOp::create(b, loc, equal, before));
+               Value inc = arith::ExtUIOp::create(b, loc, b.getI64Type(), ahead);
+               linalg::YieldOp::create(
+                   b, loc, ValueRange{arith::AddIOp::create(b, loc, args[2], inc)});
+             })
+      .getResult(0);
+}
+
+struct MoeLowering : OpRewritePattern<MoeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(MoeOp op,
+                                PatternRewriter &rewriter) const override {
+    Emitter e{rewriter, op.getLoc()};
+    const int64_t experts = op.getExperts(), topK = op.getTopK(),
+                  nGroup = op.getNGroup(), topkGroup = op.getTopkGroup();
+    const int64_t perGroup = experts / nGroup;
+    const bool hasBias = static_cast<bool>(op.getBias());
+    const float negInf = -std::numeric_limits<float>::infinity();
+    Value input = op.getInput();
+    auto inType = cast<RankedTensorType>(input.getType());
+    const int64_t hidden = inType.getShape().back();
+
+    // Flatten tokens to [N, D].
+    Value x = input;
+    if (inType.getRank() != 2) {
+      SmallVector<ReassociationIndices> reassoc{{}};
+      for (int64_t i = 0; i < inType.getRank() - 1; ++i)
+        reassoc[0].push_back(i);
+      reassoc.push_back({inType.getRank() - 1});
+      x = tensor::CollapseShapeOp::create(
+          e.b, e.loc,
+          RankedTensorType::get({ShapedType::kDynamic, hidden}, e.f32()),
+          input, reassoc);
+    }
+    OpFoldResult tokens = e.dim(x, 0);
+    AffineMap id2 = e.b.getMultiDimIdentityMap(2);
+    SmallVector<IteratorType> par2(2, IteratorType::parallel);
+
+    // 1. Scores.
+    Value logits = emitLinear(e, x, op.getRouter(), Value()); // [N, E]
+    Value scores;
+    if (op.getScoring() == ScoringFunc::Sigmoid) {
+      scores = e.generic({logits}, e.empty(e.sizesOf(logits)), {id2, id2},
+                         par2, [&](OpBuilder &b, Location loc, ValueRange a) {
+                           Value one = arith::ConstantOp::create(
+                               b, loc, b.getF32FloatAttr(1.0f));
+                           Value ex = math::ExpOp::create(
+                               b, loc, arith::NegFOp::create(b, loc, a[0]));
+                           linalg::YieldOp::create(
+                               b, loc,
+                               ValueRange{arith::DivFOp::create(
+                                   b, loc, one,
+                                   arith::AddFOp::create(b, loc, one, ex))});
+                         });
+    } else {
+      AffineMap row = e.map(2, {0});
+      SmallVector<IteratorType> red{IteratorType::parallel,
+                                    IteratorType::reduction};
+      Value mx = e.generic({logits}, e.filled({tokens}, negInf), {id2, row},
+                           red, [&](OpBuilder &b, Location loc, ValueRange a) {
+                             linalg::YieldOp::create(
+                                 b, loc,
+                                 ValueRange{arith::MaximumFOp::create(b, loc, a[0], a[1])});
+                           });
+      Value ex = e.generic({logits, mx}, e.empty(e.sizesOf(logits)),
+                           {id2, row, id2}, par2,
+                           [&](OpBuilder &b, Location loc, ValueRange a) {
+                             linalg::YieldOp::create(
+                                 b, loc,
+                                 ValueRange{math::ExpOp::create(
+                                     b, loc, arith::SubFOp::create(b, loc, a[0], a[1]))});
+                           });
+      Value sum = e.generic({ex}, e.filled({tokens}, 0.0), {id2, row}, red,
+                            [&](OpBuilder &b, Location loc, ValueRange a) {
+                              linalg::YieldOp::create(
+                                  b, loc,
+                                  ValueRange{arith::AddFOp::create(b, loc, a[0], a[1])});
+                            });
+      scores = e.generic({ex, sum}, e.empty(e.sizesOf(logits)),
+                         {id2, row, id2}, par2,
+                         [&](OpBuilder &b, Location loc, ValueRange a) {
+                           linalg::YieldOp::create(
+                               b, loc, ValueRange{arith::DivFOp::create(b, loc, a[0], a[1])});
+                         });
+    }
+
+    // 2. Selection scores: + bias (selection only).
+    Value choice = scores;
+    if (hasBias)
+      choice = e.generic({scores, op.getBias()}, e.empty(e.sizesOf(scores)),
+                         {id2, e.map(2, {1}), id2}, par2,
+                         [&](OpBuilder &b, Location loc, ValueRange a) {
+                           linalg::YieldOp::create(
+                               b, loc, ValueRange{arith::AddFOp::create(b, loc, a[0], a[1])});
+                         });
+
+    // 3. Group-limited: keep the best topk_group groups by group score (sum
+    // of the top-2 biased scores with a bias, else the max).
+    if (nGroup > 1) {
+      // groupScore[n, g] over the members of group g.
+      Value groupScore = e.generic(
+          {}, e.empty({tokens, e.b.getIndexAttr(nGroup)}), {id2}, par2,
+          [&](OpBuilder &b, Location loc, ValueRange) {
+            Value n = linalg::IndexOp::create(b, loc, 0);
+            Value g = linalg::IndexOp::create(b, loc, 1);
+            Value base = arith::MulIOp::create(b, loc, g,
+                                               indexConst(b, loc, perGroup));
+            Value ninf =
+                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(negInf));
+            auto loop = scf::ForOp::create(
+                b, loc, indexConst(b, loc, 0), indexConst(b, loc, perGroup),
+                indexConst(b, loc, 1), ValueRange{ninf, ninf},
+                [&](OpBuilder &b2, Location l2, Value j, ValueRange acc) {
+                  Value eIdx = arith::AddIOp::create(b2, l2, base, j);
+                  Value v = tensor::ExtractOp::create(b2, l2, choice,
+                                                      ValueRange{n, eIdx});
+                  Value newTop1 = arith::MaximumFOp::create(b2, l2, acc[0], v);
+                  Value above = arith::CmpFOp::create(
+                      b2, l2, arith::CmpFPredicate::OGT, v, acc[0]);
+                  Value newTop2 = arith::SelectOp::create(
+                      b2, l2, above, acc[0],
+                      arith::MaximumFOp::create(b2, l2, acc[1], v));
+                  scf::YieldOp::create(b2, l2, ValueRange{newTop1, newTop2});
+                });
+            Value score = loop.getResult(0);
+            if (hasBias && perGroup >= 2)
+              score = arith::AddFOp::create(b, loc, loop.getResult(0),
+                                            loop.getResult(1));
+            linalg::YieldOp::create(b, loc, ValueRange{score});
+          });
+      Value groupRank = emitStableRank(e, groupScore);
+      choice = e.generic(
+          {choice}, e.empty(e.sizesOf(choice)), {id2, id2}, par2,
+          [&](OpBuilder &b, Location loc, ValueRange a) {
+            Value n = linalg::IndexOp::create(b, loc, 0);
+            Value ex = linalg::IndexOp::create(b, loc, 1);
+            Value g = arith::DivUIOp::create(b, loc, ex,
+                                             indexConst(b, loc, perGroup));
+            Value r = tensor::ExtractOp::create(b, loc, groupRank,
+                                                ValueRange{n, g});
+            Value kept = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::slt, r,
+                arith::ConstantOp::create(b, loc,
+                                          b.getI64IntegerAttr(topkGroup)));
+            Value ninf =
+                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(negInf));
+            linalg::YieldOp::create(
+                b, loc, ValueRange{arith::SelectOp::create(b, loc, kept, a[0], ninf)});
+          });
+    }
+
+    // 4. Top-k by stable rank: idx[n, k] = the expert of rank k.
+    Value expertRank = emitStableRank(e, choice);
+    Value idxInit = tensor::EmptyOp::create(
+        e.b, e.loc, SmallVector<OpFoldResult>{tokens, e.b.getIndexAttr(topK)},
+        e.b.getI64Type());
+    Value zero64 = arith::ConstantOp::create(e.b, e.loc, e.b.getI64IntegerAttr(0));
+    idxInit = linalg::FillOp::create(e.b, e.loc, ValueRange{zero64},
+                                     ValueRange{idxInit})
+                  .getResult(0);
+    Value selected =
+        linalg::GenericOp::create(
+            e.b, e.loc, TypeRange{idxInit.getType()}, ValueRange{expertRank},
+            ValueRange{idxInit},
+            SmallVector<AffineMap>{e.map(3, {0, 2}), e.map(3, {0, 1})},
+            SmallVector<IteratorType>{IteratorType::parallel,
+                                      IteratorType::parallel,
+                                      IteratorType::reduction},
+            [&](OpBuilder &b, Location loc, ValueRange a) {
+              Value k = arith::IndexCastOp::create(
+                  b, loc, b.getI64Type(), linalg::IndexOp::create(b, loc, 1));
+              Value ex = arith::IndexCastOp::create(
+                  b, loc, b.getI64Type(), linalg::IndexOp::create(b, loc, 2));
+              Value hit = arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::eq, a[0], k);
+              linalg::YieldOp::create(
+                  b, loc,
+                  ValueRange{arith::SelectOp::create(
+                      b, loc, hit, arith::AddIOp::create(b, loc, a[1], ex), a[1])});
+            })
+            .getResult(0);
+
+    // 5. Weights from the unbiased scores, normalised, scaled.
+    Value weights = e.generic(
+        {selected}, e.empty(e.sizesOf(selected)), {id2, id2}, par2,
+        [&](OpBuilder &b, Location loc, ValueRange a) {
+          Value n = linalg::IndexOp::create(b, loc, 0);
+          Value ex = arith::IndexCastOp::create(b, loc, b.getIndexType(), a[0]);
+          linalg::YieldOp::create(
+              b, loc,
+              ValueRange{tensor::ExtractOp::create(b, loc, scores,
+                                                   ValueRange{n, ex})});
+        });
+    Value weightSum;
+    if (op.getNormTopkProb())
+      weightSum = e.generic({weights}, e.filled({tokens}, 0.0),
+                            {id2, e.map(2, {0})},
+                            {IteratorType::parallel, IteratorType::reduction},
+                            [&](OpBuilder &b, Location loc, ValueRange a) {
+                              linalg::YieldOp::create(
+                                  b, loc,
+                                  ValueRange{arith::AddFOp::create(b, loc, a[0], a[1])});
+                            });
+    const float routedScale =
+        static_cast<float>(op.getRoutedScalingFactor().convertToDouble());
+    SmallVector<Value> weightInputs{weights};
+    SmallVector<AffineMap> weightMaps{id2};
+    if (weightSum) {
+      weightInputs.push_back(weightSum);
+      weightMaps.push_back(e.map(2, {0}));
+    }
+    weightMaps.push_back(id2);
+    weights = e.generic(weightInputs, e.empty(e.sizesOf(weights)), weightMaps,
+                        par2, [&](OpBuilder &b, Location loc, ValueRange a) {
+                          Value w = a[0];
+                          if (weightSum)
+                            w = arith::DivFOp::create(b, loc, w, a[1]);
+                          w = arith::MulFOp::create(
+                              b, loc, w,
+                              arith::ConstantOp::create(
+                                  b, loc, b.getF32FloatAttr(routedScale)));
+                          linalg::YieldOp::create(b, loc, ValueRange{w});
+                        });
+
+    // 6. Experts: for each token and each of its selected experts, run that
+    // expert alone (only the selected experts' weights are read) and add its
+    // weighted output.
+    Value acc = e.filled({tokens, e.b.getIndexAttr(hidden)}, 0.0);
+    Value numTokens = getValueOrCreateConstantIndexOp(e.b, e.loc, tokens);
+    Value zero = e.index(0), one = e.index(1);
+    auto sliceExpert = [&](OpBuilder &b, Location loc, Value stacked,
+                           Value expert) -> Value {
+      if (!stacked)
+        return Value();
+      auto type = cast<RankedTensorType>(stacked.getType());
+      ArrayRef<int64_t> shape = type.getShape();
+      SmallVector<OpFoldResult> offsets{expert, b.getIndexAttr(0),
+                                        b.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
+                                      b.getIndexAttr(shape[1]),
+                                      b.getIndexAttr(shape[2])};
+      SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+      return tensor::ExtractSliceOp::create(
+          b, loc, RankedTensorType::get(shape.drop_front(), type.getElementType()),
+          stacked, offsets, sizes, strides);
+    };
+    auto tokenLoop = scf::ForOp::create(
+        e.b, e.loc, zero, numTokens, one, ValueRange{acc},
+        [&](OpBuilder &b, Location loc, Value n, ValueRange outer) {
+          auto slotLoop = scf::ForOp::create(
+              b, loc, indexConst(b, loc, 0), indexConst(b, loc, topK),
+              indexConst(b, loc, 1), outer,
+              [&](OpBuilder &b2, Location l2, Value k, ValueRange inner) {
+                Value expert = arith::IndexCastOp::create(
+                    b2, l2, b2.getIndexType(),
+                    tensor::ExtractOp::create(b2, l2, selected,
+                                              ValueRange{n, k}));
+                Value w = tensor::ExtractOp::create(b2, l2, weights,
+                                                    ValueRange{n, k});
+                auto rowType = RankedTensorType::get({1, hidden}, b2.getF32Type());
+                SmallVector<OpFoldResult> rowOffsets{n, b2.getIndexAttr(0)};
+                SmallVector<OpFoldResult> rowSizes{b2.getIndexAttr(1),
+                                                   b2.getIndexAttr(hidden)};
+                SmallVector<OpFoldResult> strides(2, b2.getIndexAttr(1));
+                Value xRow = tensor::ExtractSliceOp::create(
+                    b2, l2, rowType, x, rowOffsets, rowSizes, strides);
+                Value y = SwigluMlpOp::create(
+                    b2, l2, rowType, xRow,
+                    sliceExpert(b2, l2, op.getGate(), expert),
+                    sliceExpert(b2, l2, op.getUp(), expert),
+                    sliceExpert(b2, l2, op.getDown(), expert),
+                    sliceExpert(b2, l2, op.getGateScale(), expert),
+                    sliceExpert(b2, l2, op.getUpScale(), expert),
+                    sliceExpert(b2, l2, op.getDownScale(), expert));
+                Value accRow = tensor::ExtractSliceOp::create(
+                    b2, l2, rowType, inner[0], rowOffsets, rowSizes, strides);
+                AffineMap id = b2.getMultiDimIdentityMap(2);
+                Value sum =
+                    linalg::GenericOp::create(
+                        b2, l2, TypeRange{rowType}, ValueRange{y},
+                        ValueRange{accRow}, SmallVector<AffineMap>{id, id},
+                        SmallVector<IteratorType>(2, IteratorType::parallel),
+                        [&](OpBuilder &b3, Location l3, ValueRange a) {
+                          Value p = arith::MulFOp::create(b3, l3, a[0], w);
+                          linalg::YieldOp::create(
+                              b3, l3,
+                              ValueRange{arith::AddFOp::create(b3, l3, a[1], p)});
+                        })
+                        .getResult(0);
+                Value updated = tensor::InsertSliceOp::create(
+                    b2, l2, sum, inner[0], rowOffsets, rowSizes, strides);
+                scf::YieldOp::create(b2, l2, ValueRange{updated});
+              });
+          scf::YieldOp::create(b, loc, slotLoop.getResults());
+        });
+    Value out = tokenLoop.getResult(0);
+
+    // 7. Shared experts, always selected with weight 1.
+    if (op.getSharedGate()) {
+      Value shared = SwigluMlpOp::create(
+          e.b, e.loc, out.getType(), x, op.getSharedGate(), op.getSharedUp(),
+          op.getSharedDown(), op.getSharedGateScale(), op.getSharedUpScale(),
+          op.getSharedDownScale());
+      out = e.generic({out, shared}, e.empty(e.sizesOf(out)), {id2, id2, id2},
+                      par2, [&](OpBuilder &b, Location loc, ValueRange a) {
+                        linalg::YieldOp::create(
+                            b, loc, ValueRange{arith::AddFOp::create(b, loc, a[0], a[1])});
+                      });
+    }
+
+    if (inType.getRank() != 2) {
+      SmallVector<ReassociationIndices> reassoc{{}};
+      for (int64_t i = 0; i < inType.getRank() - 1; ++i)
+        reassoc[0].push_back(i);
+      reassoc.push_back({inType.getRank() - 1});
+      out = tensor::ExpandShapeOp::create(e.b, e.loc, inType, out, reassoc,
+                                          e.sizesOf(input));
+    }
+    rewriter.replaceOp(op, out);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
+struct ConvertDSV3ToLinalgPass
+    : dsv3::impl::ConvertDSV3ToLinalgBase<ConvertDSV3ToLinalgPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    patterns.add<EmbeddingLowering, RmsNormLowering, LinearLowering,
+                 RopeLowering, SwigluMlpLowering, MlaLowering, MoeLowering>(
+        &getContext());
+    GreedyRewriteConfig config;
+    config.setUseTopDownTraversal(true);
+    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
+                                     config))) {
+      getOperation().emitError("convert-dsv3-to-linalg did not converge");
+      return signalPassFailure();
+    }
+    // The backend contract: no dsv3 op may survive this pass.
+    WalkResult leftover = getOperation().walk([](Operation *op) {
+      if (isa<DSV3Dialect>(op->getDialect())) {
+        op->emitError("dsv3 op left after convert-dsv3-to-linalg");
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (leftover.wasInterrupted())
+      signalPassFailure();
+  }
+};
+
+} // namespace
