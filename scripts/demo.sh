@@ -24,7 +24,7 @@ echo "== 3. dsv3-opt parses, verifies and prints it (the first MLA layer):"
 grep -m1 'dsv3.mla' "$WORK/tiny.roundtrip.mlir" | cut -c1-240
 
 echo "== 4. the 61-layer 671B DeepSeek-V3 config (FP8) imports to a module of about the same size"
-"$BIN/dsv3-compile" "$ROOT/test/data/configs/deepseek-v3-671b.json" -o "$WORK/671b.mlir" --print-timing
+"$BIN/dsv3-compile" "$ROOT/test/data/configs/deepseek-v3-671b.json" --emit=dsv3 -o "$WORK/671b.mlir" --print-timing
 wc -l "$WORK/tiny.mlir" "$WORK/671b.mlir"
 
 echo "== 5. numpy reference: greedy tokens for prompt 1,2,3 (+8 new)"

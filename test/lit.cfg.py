@@ -16,6 +16,7 @@ config.test_exec_root = os.path.join(config.dsv3_obj_root, "test")
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%dsv3_src_root", config.dsv3_src_root))
+config.substitutions.append(("%dsv3_obj_root", config.dsv3_obj_root))
 config.substitutions.append(("%test_data", os.path.join(config.dsv3_src_root, "test", "data")))
 config.environment["PYTHONPATH"] = os.path.join(config.dsv3_src_root, "python")
 

@@ -492,6 +492,29 @@ void Importer::buildEntry(ModuleOp module, func::FuncOp forward,
                          builder.getStringAttr(spec.role));
     entryFunc.setArgAttr(3 + i, "dsv3.source",
                          builder.getStringAttr(spec.source));
+    // Which checkpoint layers fill the leading stack dimension, and whether
+    // the next dimension enumerates experts: the runtime packs from this.
+    int64_t first = 0, count = 0;
+    switch (spec.stack) {
+    case Stack::None:
+      break;
+    case Stack::Attention:
+      count = cfg.numHiddenLayers;
+      break;
+    case Stack::Dense:
+      count = cfg.numDenseLayers();
+      break;
+    case Stack::Moe:
+      first = cfg.numDenseLayers();
+      count = cfg.numMoeLayers();
+      break;
+    }
+    if (spec.stack != Stack::None)
+      entryFunc.setArgAttr(3 + i, "dsv3.layers",
+                           builder.getDenseI64ArrayAttr({first, count}));
+    if (StringRef(spec.source).contains("{expert}"))
+      entryFunc.setArgAttr(3 + i, "dsv3.experts",
+                           builder.getI64IntegerAttr(cfg.nRoutedExperts));
   }
   Block *entry = entryFunc.addEntryBlock();
   builder.setInsertionPointToStart(entry);

@@ -4,6 +4,7 @@
 
 #include "dsv3/Conversion/Passes.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
+#include "dsv3/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -39,4 +40,5 @@ void mlir::dsv3::registerDsv3Passes() {
   // dsv3-opt can run any stage a dsv3 pipeline is built from.
   registerAllPasses();
   registerDSV3ConversionPasses();
+  registerDsv3Pipelines();
 }

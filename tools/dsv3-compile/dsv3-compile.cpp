@@ -1,10 +1,13 @@
 //===- dsv3-compile.cpp - Compile a DeepSeek-V3-architecture model --------===//
 //
-//   dsv3-compile <checkpoint-dir | config.json> --emit=dsv3 [-o FILE]
+//   dsv3-compile <checkpoint-dir | config.json> -o ARTIFACT_DIR [--target cpu]
+//   dsv3-compile <checkpoint-dir | config.json> --emit=dsv3|llvm [-o FILE]
 //
 // Reads and validates the Hugging Face config (and, given a checkpoint
-// directory, the safetensors headers against it), then imports the whole
-// forward pass as one depth-independent dsv3 module.
+// directory, the safetensors headers against it), imports the whole forward
+// pass as one depth-independent dsv3 module, lowers it with
+// dsv3-cpu-pipeline and writes an artifact directory (shared library +
+// manifest.json) for the runtime.
 //
 // Every user error ends with one line "dsv3-compile: error: ..." and exit 1.
 //
@@ -15,9 +18,12 @@
 #include "dsv3/InitAllDsv3.h"
 #include "dsv3/Model/Checkpoint.h"
 #include "dsv3/Model/ModelConfig.h"
+#include "dsv3/Pipelines/Pipelines.h"
+#include "dsv3/Target/CpuArtifact.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -33,7 +39,8 @@ using namespace llvm;
 
 namespace {
 
-enum class EmitKind { Dsv3 };
+enum class EmitKind { Dsv3, Llvm, Artifact };
+enum class TargetKind { Cpu, Cuda };
 
 cl::OptionCategory category("dsv3-compile options");
 
@@ -41,13 +48,30 @@ cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<checkpoint-dir | config.json>"),
                                cl::cat(category));
 cl::opt<EmitKind> emitKind(
-    "emit", cl::desc("What to produce"), cl::init(EmitKind::Dsv3),
-    cl::values(clEnumValN(EmitKind::Dsv3, "dsv3",
-                          "the imported dsv3 module (import level)")),
+    "emit", cl::desc("What to produce"), cl::init(EmitKind::Artifact),
+    cl::values(
+        clEnumValN(EmitKind::Dsv3, "dsv3",
+                   "the imported dsv3 module (import level)"),
+        clEnumValN(EmitKind::Llvm, "llvm",
+                   "the module lowered to the LLVM dialect"),
+        clEnumValN(EmitKind::Artifact, "artifact",
+                   "an artifact directory: shared library + manifest.json "
+                   "(default)")),
     cl::cat(category));
-cl::opt<std::string> outputPath("o", cl::desc("Output file (default stdout)"),
-                                cl::value_desc("file"), cl::init("-"),
-                                cl::cat(category));
+cl::opt<std::string>
+    outputPath("o",
+               cl::desc("Artifact directory, or output file for --emit=dsv3|"
+                        "llvm (default stdout)"),
+               cl::value_desc("path"), cl::init("-"), cl::cat(category));
+cl::opt<TargetKind> targetKind(
+    "target", cl::desc("Backend"), cl::init(TargetKind::Cpu),
+    cl::values(clEnumValN(TargetKind::Cpu, "cpu", "this machine's CPU"),
+               clEnumValN(TargetKind::Cuda, "cuda", "NVIDIA GPUs")),
+    cl::cat(category));
+cl::opt<std::string> cpuName(
+    "cpu",
+    cl::desc("LLVM CPU to compile for ('native': this machine, default)"),
+    cl::init("native"), cl::cat(category));
 cl::opt<int64_t> maxSeqLen(
     "max-seq-len",
     cl::desc("Positions the KV cache holds (default min(max_position_"
@@ -160,27 +184,70 @@ int main(int argc, char **argv) {
     break;
   }
 
+  // The pipelines are assembled from registered pass names.
+  mlir::dsv3::registerDsv3Passes();
   mlir::DialectRegistry registry;
   mlir::dsv3::registerDsv3Dialects(registry);
   mlir::dsv3::registerUpstreamDependencies(registry);
   mlir::MLIRContext context(registry);
+  if (targetKind == TargetKind::Cuda && emitKind != EmitKind::Dsv3)
+    return fail("--target=cuda is not available yet; use --target=cpu");
+  if (emitKind == EmitKind::Artifact && outputPath == "-")
+    return fail("an artifact needs an output directory: -o ARTIFACT_DIR");
+
   mlir::dsv3::ImportResult imported =
       mlir::dsv3::importModel(context, config, options);
   if (!imported.module)
     return fail(imported.error);
   auto importDone = std::chrono::steady_clock::now();
-
-  std::string error;
-  auto output = mlir::openOutputFile(outputPath, &error);
-  if (!output)
-    return fail(error);
-  imported.module->print(output->os());
-  output->keep();
+  auto milliseconds = [](auto from, auto to) {
+    return format("%.1f",
+                  std::chrono::duration<double, std::milli>(to - from).count());
+  };
   if (printTiming)
     errs() << "dsv3-compile: config, checkpoint check and import took "
-           << format("%.1f", std::chrono::duration<double, std::milli>(
-                                 importDone - start)
-                                 .count())
-           << " ms\n";
+           << milliseconds(start, importDone) << " ms\n";
+
+  if (emitKind == EmitKind::Dsv3) {
+    std::string error;
+    auto output = mlir::openOutputFile(outputPath, &error);
+    if (!output)
+      return fail(error);
+    imported.module->print(output->os());
+    output->keep();
+    return 0;
+  }
+
+  // Lower a copy: the imported module describes the artifact's interface.
+  mlir::OwningOpRef<mlir::ModuleOp> lowered = imported.module->clone();
+  mlir::PassManager pm(&context);
+  if (failed(mlir::dsv3::buildCpuPipeline(pm, {})))
+    return fail("internal error: dsv3-cpu-pipeline does not build");
+  if (failed(pm.run(*lowered)))
+    return fail("lowering the model with dsv3-cpu-pipeline failed");
+  auto lowerDone = std::chrono::steady_clock::now();
+
+  if (emitKind == EmitKind::Llvm) {
+    std::string error;
+    auto output = mlir::openOutputFile(outputPath, &error);
+    if (!output)
+      return fail(error);
+    lowered->print(output->os());
+    output->keep();
+    return 0;
+  }
+
+  mlir::dsv3::CpuArtifactOptions artifactOptions;
+  artifactOptions.cpu = cpuName;
+  std::string problem = mlir::dsv3::writeCpuArtifact(
+      *imported.module, *lowered, config, options, artifactOptions,
+      outputPath);
+  if (!problem.empty())
+    return fail(problem);
+  auto done = std::chrono::steady_clock::now();
+  outs() << "dsv3-compile: wrote " << outputPath << " (import "
+         << milliseconds(start, importDone) << " ms, lowering "
+         << milliseconds(importDone, lowerDone) << " ms, LLVM codegen "
+         << milliseconds(lowerDone, done) << " ms)\n";
   return 0;
 }

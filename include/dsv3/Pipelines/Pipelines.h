@@ -1,0 +1,46 @@
+//===- Pipelines.h - dsv3 lowering pipelines --------------------*- C++ -*-===//
+//
+// The pass pipelines that take an imported dsv3 module to a backend, as
+// reusable builders and as registered `dsv3-opt` pipelines:
+//
+//   dsv3-cpu-pipeline          = dsv3-cpu-bufferize + dsv3-cpu-lower-to-llvm
+//   dsv3-cpu-bufferize         dsv3 -> linalg on tensors -> buffers (memref)
+//   dsv3-cpu-lower-to-llvm     memref/scf -> LLVM dialect + packed entries
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_PIPELINES_PIPELINES_H
+#define DSV3_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassOptions.h"
+
+namespace mlir {
+namespace dsv3 {
+
+struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
+  PassOptions::Option<bool> emitPackedEntryPoints{
+      *this, "packed-entry-points",
+      llvm::cl::desc("Add void dsv3_<entry>(void**) wrappers for the runtime"),
+      llvm::cl::init(true)};
+};
+
+/// Stage 1: dsv3 -> linalg/tensor -> one-shot bufferization with buffer
+/// deallocation. Leaves memref/linalg/scf.
+LogicalResult buildCpuBufferizePipeline(OpPassManager &pm,
+                                        const CpuPipelineOptions &options);
+/// Stage 2: linalg on buffers -> loops -> LLVM dialect, plus the packed
+/// entry points the runtime calls.
+LogicalResult buildCpuLowerToLLVMPipeline(OpPassManager &pm,
+                                          const CpuPipelineOptions &options);
+/// Both stages.
+LogicalResult buildCpuPipeline(OpPassManager &pm,
+                               const CpuPipelineOptions &options);
+
+/// Registers the pipelines above with the global pipeline registry.
+void registerDsv3Pipelines();
+
+} // namespace dsv3
+} // namespace mlir
+
+#endif // DSV3_PIPELINES_PIPELINES_H

@@ -1,0 +1,110 @@
+//===- CpuPipeline.cpp - dsv3 -> LLVM dialect for the CPU -----------------===//
+//
+// Stages are written as textual pipelines: each line is one upstream pass
+// with its options, in the order they run, which is also how a user would
+// reproduce a stage with dsv3-opt.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Pipelines/Pipelines.h"
+
+#include "mlir/Pass/PassRegistry.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+namespace {
+
+LogicalResult addPasses(OpPassManager &pm, ArrayRef<StringRef> passes) {
+  std::string text = llvm::join(passes, ",");
+  std::string errors;
+  llvm::raw_string_ostream errorStream(errors);
+  if (failed(parsePassPipeline(text, pm, errorStream))) {
+    llvm::errs() << "dsv3: internal pipeline does not parse: " << errors
+                 << "\n";
+    return failure();
+  }
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Stage 1: bufferize
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
+                                      const CpuPipelineOptions &options) {
+  return addPasses(
+      pm, {
+              // 1. Model ops to linalg on tensors; the residual adds of the
+              //    importer become linalg too.
+              "convert-dsv3-to-linalg",
+              "func.func(convert-elementwise-to-linalg)",
+              "canonicalize",
+              "cse",
+              // 2. Tensors to buffers across function boundaries. The hidden
+              //    state carried through the layer loops is a fresh buffer
+              //    each iteration, hence allow-return-allocs-from-loops.
+              "one-shot-bufferize{bufferize-function-boundaries "
+              "function-boundary-type-conversion=identity-layout-map "
+              "allow-return-allocs-from-loops}",
+              // 3. Free every temporary; results returned to the caller are
+              //    owned by it (the packed wrapper frees them).
+              "buffer-deallocation-pipeline",
+              "convert-bufferization-to-memref",
+              "canonicalize",
+          });
+}
+
+//===----------------------------------------------------------------------===//
+// Stage 2: lower to LLVM
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
+                                        const CpuPipelineOptions &options) {
+  SmallVector<StringRef> passes{
+      "func.func(convert-linalg-to-loops)",
+      // expand-strided-metadata introduces affine.apply: lower affine after.
+      "expand-strided-metadata",
+      "lower-affine",
+      "convert-scf-to-cf",
+      "convert-to-llvm",
+  };
+  if (options.emitPackedEntryPoints)
+    passes.push_back("dsv3-emit-packed-entry-points");
+  passes.push_back("reconcile-unrealized-casts");
+  return addPasses(pm, passes);
+}
+
+LogicalResult mlir::dsv3::buildCpuPipeline(OpPassManager &pm,
+                                           const CpuPipelineOptions &options) {
+  if (failed(buildCpuBufferizePipeline(pm, options)))
+    return failure();
+  return buildCpuLowerToLLVMPipeline(pm, options);
+}
+
+void mlir::dsv3::registerDsv3Pipelines() {
+  PassPipelineRegistration<CpuPipelineOptions>(
+      "dsv3-cpu-pipeline",
+      "Lower an imported dsv3 module to the LLVM dialect for the CPU",
+      [](OpPassManager &pm, const CpuPipelineOptions &options) {
+        (void)buildCpuPipeline(pm, options);
+      });
+  PassPipelineRegistration<CpuPipelineOptions>(
+      "dsv3-cpu-bufferize",
+      "Stage 1 of dsv3-cpu-pipeline: dsv3 -> linalg -> buffers",
+      [](OpPassManager &pm, const CpuPipelineOptions &options) {
+        (void)buildCpuBufferizePipeline(pm, options);
+      });
+  PassPipelineRegistration<CpuPipelineOptions>(
+      "dsv3-cpu-lower-to-llvm",
+      "Stage 2 of dsv3-cpu-pipeline: buffers -> LLVM dialect + packed entries",
+      [](OpPassManager &pm, const CpuPipelineOptions &options) {
+        (void)buildCpuLowerToLLVMPipeline(pm, options);
+      });
+}

@@ -1,0 +1,259 @@
+//===- CpuArtifact.cpp - LLVM dialect -> shared library + manifest --------===//
+
+#include "dsv3/Target/CpuArtifact.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Host.h"
+
+using namespace mlir;
+using namespace mlir::dsv3;
+
+namespace {
+
+constexpr const char *kLibraryName = "libdsv3model.so";
+
+/// The CPU features an artifact records and the runtime checks: the ones
+/// that change which instructions the backend may pick for model code.
+constexpr const char *kRecordedFeatures[] = {
+    "sse4.2",     "avx",        "avx2",      "fma",        "f16c",
+    "bmi2",       "avx512f",    "avx512bw",  "avx512vl",   "avx512dq",
+    "avx512cd",   "avx512bf16", "avx512vnni", "avx512vbmi", "avx512fp16",
+    "amx-tile",   "amx-bf16",   "amx-int8"};
+
+std::string elementName(Type type) {
+  if (type.isF32())
+    return "f32";
+  if (type.isBF16())
+    return "bf16";
+  if (type.isF16())
+    return "f16";
+  if (isa<Float8E4M3FNType>(type))
+    return "f8e4m3";
+  if (type.isInteger(32))
+    return "i32";
+  if (type.isInteger(64))
+    return "i64";
+  return "unknown";
+}
+
+llvm::json::Array shapeJson(ArrayRef<int64_t> shape) {
+  llvm::json::Array result;
+  for (int64_t d : shape)
+    result.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return result;
+}
+
+} // namespace
+
+std::string mlir::dsv3::describeManifest(ModuleOp imported,
+                                         const ::dsv3::ModelConfig &config,
+                                         const ImportOptions &importOptions,
+                                         const std::string &cpu,
+                                         const std::vector<std::string> &features) {
+  auto prefill = imported.lookupSymbol<func::FuncOp>("prefill");
+  auto decode = imported.lookupSymbol<func::FuncOp>("decode");
+  llvm::json::Array inputs, weights, outputs;
+  for (unsigned i = 0, e = prefill.getNumArguments(); i < e; ++i) {
+    auto type = cast<RankedTensorType>(prefill.getArgument(i).getType());
+    if (auto input = prefill.getArgAttrOfType<StringAttr>(i, "dsv3.input")) {
+      inputs.push_back(llvm::json::Object{
+          {"name", input.getValue()},
+          {"dtype", elementName(type.getElementType())},
+          {"shape", shapeJson(type.getShape())}});
+      continue;
+    }
+    llvm::json::Object weight{
+        {"role", prefill.getArgAttrOfType<StringAttr>(i, "dsv3.weight").getValue()},
+        {"source", prefill.getArgAttrOfType<StringAttr>(i, "dsv3.source").getValue()},
+        {"dtype", elementName(type.getElementType())},
+        {"shape", shapeJson(type.getShape())},
+        {"layers", nullptr},
+        {"experts", nullptr}};
+    if (auto layers =
+            prefill.getArgAttrOfType<DenseI64ArrayAttr>(i, "dsv3.layers"))
+      weight["layers"] = llvm::json::Array{layers[0], layers[1]};
+    if (auto experts = prefill.getArgAttrOfType<IntegerAttr>(i, "dsv3.experts"))
+      weight["experts"] = experts.getInt();
+    weights.push_back(std::move(weight));
+  }
+  auto logitsType =
+      cast<RankedTensorType>(prefill.getFunctionType().getResult(0));
+  outputs.push_back(llvm::json::Object{
+      {"name", "logits"},
+      {"dtype", elementName(logitsType.getElementType())},
+      {"shape", shapeJson(logitsType.getShape())}});
+
+  llvm::json::Array featureList;
+  for (const std::string &f : features)
+    featureList.push_back(f);
+  llvm::Expected<llvm::json::Value> configJson =
+      llvm::json::parse(::dsv3::modelConfigToJson(config));
+  llvm::json::Value configValue = nullptr;
+  if (configJson)
+    configValue = std::move(*configJson);
+  else
+    llvm::consumeError(configJson.takeError());
+
+  auto maxSeqLen =
+      imported->getAttrOfType<IntegerAttr>("dsv3.max_seq_len").getInt();
+  auto seqLenOf = [](func::FuncOp f) -> int64_t {
+    int64_t s = cast<RankedTensorType>(f.getArgument(0).getType()).getDimSize(1);
+    return ShapedType::isDynamic(s) ? -1 : s;
+  };
+  llvm::json::Object manifest{
+      {"format", "dsv3-artifact"},
+      {"version", 1},
+      {"library", kLibraryName},
+      {"target",
+       llvm::json::Object{{"kind", "cpu"},
+                          {"triple", llvm::sys::getDefaultTargetTriple()},
+                          {"cpu", cpu},
+                          {"features", std::move(featureList)}}},
+      {"config", std::move(configValue)},
+      {"options",
+       llvm::json::Object{
+           {"max_batch", importOptions.maxBatch},
+           {"max_seq_len", maxSeqLen},
+           {"kv_cache", importOptions.cacheLayout == CacheLayout::Latent
+                            ? "latent"
+                            : "expanded"}}},
+      {"entry_points",
+       llvm::json::Object{
+           {"prefill", llvm::json::Object{{"symbol", "dsv3_prefill"},
+                                          {"seq_len", seqLenOf(prefill)}}},
+           {"decode", llvm::json::Object{{"symbol", "dsv3_decode"},
+                                         {"seq_len", seqLenOf(decode)}}}}},
+      {"inputs", std::move(inputs)},
+      {"weights", std::move(weights)},
+      {"outputs", std::move(outputs)}};
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(manifest)));
+  return text;
+}
+
+std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
+                                         const ::dsv3::ModelConfig &config,
+                                         const ImportOptions &importOptions,
+                                         const CpuArtifactOptions &options,
+                                         const std::string &outputDir) {
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+
+  if (std::error_code ec = llvm::sys::fs::create_directories(outputDir))
+    return "cannot create '" + outputDir + "': " + ec.message();
+
+  // Target: this machine's CPU and features, or a named CPU.
+  std::string triple = llvm::sys::getDefaultTargetTriple();
+  std::string cpu = options.cpu == "native"
+                        ? llvm::sys::getHostCPUName().str()
+                        : options.cpu;
+  std::string error;
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(llvm::Triple(triple), error);
+  if (!target)
+    return "no LLVM target for " + triple + ": " + error;
+  std::vector<std::string> recorded;
+  std::string featureString;
+  if (options.cpu == "native") {
+    llvm::StringMap<bool> host = llvm::sys::getHostCPUFeatures();
+    for (auto &entry : host) {
+      if (!featureString.empty())
+        featureString += ",";
+      featureString += (entry.second ? "+" : "-") + entry.getKey().str();
+    }
+    for (const char *name : kRecordedFeatures)
+      if (host.lookup(name))
+        recorded.push_back(name);
+  }
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
+      llvm::Triple(triple), cpu, featureString, llvm::TargetOptions(),
+      llvm::Reloc::PIC_));
+  if (!machine)
+    return "cannot create a target machine for " + cpu;
+  if (options.cpu != "native") {
+    // Record what the named CPU implies.
+    const llvm::MCSubtargetInfo *sti = machine->getMCSubtargetInfo();
+    for (const char *name : kRecordedFeatures)
+      if (sti->checkFeatures(std::string("+") + name))
+        recorded.push_back(name);
+  }
+
+  // LLVM dialect -> LLVM IR -> optimised module.
+  registerBuiltinDialectTranslation(*lowered.getContext());
+  registerLLVMDialectTranslation(*lowered.getContext());
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> module =
+      translateModuleToLLVMIR(lowered, llvmContext, "dsv3model");
+  if (!module)
+    return "internal error: translation to LLVM IR failed";
+  module->setTargetTriple(llvm::Triple(triple));
+  module->setDataLayout(machine->createDataLayout());
+  auto optimize = makeOptimizingTransformer(options.optLevel, 0, machine.get());
+  if (llvm::Error err = optimize(module.get()))
+    return "internal error: LLVM optimisation failed: " +
+           llvm::toString(std::move(err));
+
+  // Object file.
+  llvm::SmallString<256> objectPath(outputDir);
+  llvm::sys::path::append(objectPath, "dsv3model.o");
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(objectPath, ec, llvm::sys::fs::OF_None);
+    if (ec)
+      return "cannot write '" + objectPath.str().str() + "': " + ec.message();
+    llvm::legacy::PassManager pm;
+    if (machine->addPassesToEmitFile(pm, os, nullptr,
+                                     llvm::CodeGenFileType::ObjectFile))
+      return "internal error: the target cannot emit object files";
+    pm.run(*module);
+  }
+
+  // Shared library, linked by the system's clang driver (libc and libm are
+  // all the compiled code needs).
+  llvm::SmallString<256> libraryPath(outputDir);
+  llvm::sys::path::append(libraryPath, kLibraryName);
+  llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("clang-22");
+  if (!linker)
+    linker = llvm::sys::findProgramByName("clang");
+  if (!linker)
+    return "cannot find clang-22 to link the shared library";
+  std::string linkError;
+  int rc = llvm::sys::ExecuteAndWait(
+      *linker,
+      {*linker, "-shared", "-o", libraryPath.str(), objectPath.str(), "-lm"},
+      std::nullopt, {}, 0, 0, &linkError);
+  if (rc != 0)
+    return "linking " + libraryPath.str().str() + " failed" +
+           (linkError.empty() ? "" : ": " + linkError);
+  llvm::sys::fs::remove(objectPath);
+
+  // Manifest.
+  llvm::SmallString<256> manifestPath(outputDir);
+  llvm::sys::path::append(manifestPath, "manifest.json");
+  std::error_code ec;
+  llvm::raw_fd_ostream manifest(manifestPath, ec, llvm::sys::fs::OF_Text);
+  if (ec)
+    return "cannot write '" + manifestPath.str().str() + "': " + ec.message();
+  manifest << describeManifest(imported, config, importOptions, cpu, recorded)
+           << "\n";
+  return "";
+}
