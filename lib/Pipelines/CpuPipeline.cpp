@@ -69,10 +69,13 @@ mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
                                         const CpuPipelineOptions &options) {
   SmallVector<StringRef> passes{
       "func.func(convert-linalg-to-loops)",
+      // Masked (tail) transfer reads become scf.if + loads first.
+      "convert-vector-to-scf",
       // expand-strided-metadata introduces affine.apply: lower affine after.
       "expand-strided-metadata",
       "lower-affine",
       "convert-scf-to-cf",
+      "convert-vector-to-llvm",
       "convert-to-llvm",
   };
   if (options.emitPackedEntryPoints)

@@ -20,6 +20,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -198,44 +199,164 @@ bool isFp8(Value weight) {
 // dsv3.linear
 //===----------------------------------------------------------------------===//
 
+/// Lanes of the f32 vectors the contraction runs on (one AVX-512 register).
+constexpr int64_t kVectorLanes = 16;
+
+/// Decodes a vector of FP8 e4m3fn codes to f32 exactly, with integer ops
+/// (normal: sign | (exp + 120) << 23 | mantissa << 20; subnormal: mantissa *
+/// 2^-9; S.1111.111: NaN), so no gather and no FP8 support in LLVM is needed.
+Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
+  auto vecType = cast<VectorType>(codes.getType());
+  int64_t lanes = vecType.getNumElements();
+  auto i8v = VectorType::get({lanes}, b.getI8Type());
+  auto i32v = VectorType::get({lanes}, b.getI32Type());
+  auto f32v = VectorType::get({lanes}, b.getF32Type());
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(i32v, b.getI32IntegerAttr(v)));
+  };
+  Value u = arith::ExtUIOp::create(
+      b, loc, i32v, arith::BitcastOp::create(b, loc, i8v, codes));
+  Value sign = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, u, splat(0x80)), splat(24));
+  Value exponent = arith::AndIOp::create(
+      b, loc, arith::ShRUIOp::create(b, loc, u, splat(3)), splat(0xF));
+  Value mantissa = arith::AndIOp::create(b, loc, u, splat(7));
+  Value normalBits = arith::OrIOp::create(
+      b, loc,
+      arith::OrIOp::create(
+          b, loc, sign,
+          arith::ShLIOp::create(
+              b, loc, arith::AddIOp::create(b, loc, exponent, splat(120)),
+              splat(23))),
+      arith::ShLIOp::create(b, loc, mantissa, splat(20)));
+  Value normal = arith::BitcastOp::create(b, loc, f32v, normalBits);
+  Value subMagnitude = arith::MulFOp::create(
+      b, loc, arith::UIToFPOp::create(b, loc, f32v, mantissa),
+      arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(1.0f / 512))));
+  Value subnormal = arith::BitcastOp::create(
+      b, loc, f32v,
+      arith::OrIOp::create(
+          b, loc, arith::BitcastOp::create(b, loc, i32v, subMagnitude), sign));
+  Value isSub = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      exponent, splat(0));
+  Value value = arith::SelectOp::create(b, loc, isSub, subnormal, normal);
+  Value isNan = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::eq,
+      arith::AndIOp::create(b, loc, u, splat(0x7F)), splat(0x7F));
+  Value nan = arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(
+          f32v, b.getF32FloatAttr(std::numeric_limits<float>::quiet_NaN())));
+  return arith::SelectOp::create(b, loc, isNan, nan, value);
+}
+
 /// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
+///
+/// Decode is a stream over the weights, so the loop nest is built for that:
+/// for each output row n, for each token m, a 16-lane FMA loop over k reads
+/// the weight row once from memory (it stays in L1 across the tokens) and
+/// widens it in registers; K tails are masked transfer reads.
 Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   auto xType = cast<RankedTensorType>(x.getType());
   auto wType = cast<RankedTensorType>(w.getType());
-  unsigned batchRank = xType.getRank() - 1;
-  unsigned numDims = batchRank + 2; // batch..., n, k
-  unsigned nDim = batchRank, kDim = batchRank + 1;
-  SmallVector<OpFoldResult> outSizes = e.sizesOf(x);
-  outSizes.back() = e.b.getIndexAttr(wType.getDimSize(0));
-  Value init = e.filled(outSizes, 0.0);
+  const int64_t rank = xType.getRank();
+  const int64_t outDim = wType.getDimSize(0), inDim = wType.getDimSize(1);
+  Type weightElement = wType.getElementType();
+  const bool fp8 = isa<Float8E4M3FNType>(weightElement);
 
-  SmallVector<unsigned> xDims = Emitter::range(0, batchRank);
-  xDims.push_back(kDim);
-  SmallVector<unsigned> outDims = Emitter::range(0, batchRank);
-  outDims.push_back(nDim);
-  SmallVector<AffineMap> maps{e.map(numDims, xDims),
-                              e.map(numDims, {nDim, kDim}),
-                              e.map(numDims, outDims)};
-  SmallVector<IteratorType> iterators(numDims, IteratorType::parallel);
-  iterators[kDim] = IteratorType::reduction;
-  Value table = isFp8(w) ? fp8Table(e.b, e.loc) : Value();
-  return e.generic(
-      {x, w}, init, maps, iterators,
-      [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value wv = widen(b, loc, args[1], table);
-        if (scale) {
-          Value block = indexConst(b, loc, kFp8Block);
-          Value n = linalg::IndexOp::create(b, loc, nDim);
-          Value k = linalg::IndexOp::create(b, loc, kDim);
-          Value bn = arith::DivUIOp::create(b, loc, n, block);
-          Value bk = arith::DivUIOp::create(b, loc, k, block);
-          Value s = tensor::ExtractOp::create(b, loc, scale, ValueRange{bn, bk});
-          wv = arith::MulFOp::create(b, loc, wv, s);
-        }
-        Value prod = arith::MulFOp::create(b, loc, args[0], wv);
-        Value sum = arith::AddFOp::create(b, loc, args[2], prod);
-        linalg::YieldOp::create(b, loc, sum);
+  // Work on x as [M, K].
+  Value x2 = x;
+  if (rank != 2) {
+    SmallVector<ReassociationIndices> reassoc{{}};
+    for (int64_t i = 0; i < rank - 1; ++i)
+      reassoc[0].push_back(i);
+    reassoc.push_back({rank - 1});
+    int64_t m = 1;
+    for (int64_t d : xType.getShape().drop_back())
+      m = (ShapedType::isDynamic(d) || ShapedType::isDynamic(m))
+              ? ShapedType::kDynamic
+              : m * d;
+    x2 = tensor::CollapseShapeOp::create(
+        e.b, e.loc, RankedTensorType::get({m, inDim}, e.f32()), x, reassoc);
+  }
+  OpFoldResult rows = e.dim(x2, 0);
+  Value init = e.empty({rows, e.b.getIndexAttr(outDim)});
+
+  auto f32v = VectorType::get({kVectorLanes}, e.f32());
+  auto wv = VectorType::get({kVectorLanes}, weightElement);
+  const bool exact = inDim % kVectorLanes == 0;
+  Value zero = e.index(0), one = e.index(1);
+  Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
+  auto nLoop = scf::ForOp::create(
+      e.b, e.loc, zero, e.index(outDim), one, ValueRange{init},
+      [&](OpBuilder &b, Location loc, Value n, ValueRange nArgs) {
+        Value scaleRow;
+        if (scale)
+          scaleRow = arith::DivUIOp::create(b, loc, n,
+                                            indexConst(b, loc, kFp8Block));
+        auto mLoop = scf::ForOp::create(
+            b, loc, indexConst(b, loc, 0), numRows, indexConst(b, loc, 1),
+            nArgs, [&](OpBuilder &b2, Location l2, Value m, ValueRange mArgs) {
+              Value accInit = arith::ConstantOp::create(
+                  b2, l2, DenseElementsAttr::get(f32v, b2.getF32FloatAttr(0)));
+              auto kLoop = scf::ForOp::create(
+                  b2, l2, indexConst(b2, l2, 0), indexConst(b2, l2, inDim),
+                  indexConst(b2, l2, kVectorLanes), ValueRange{accInit},
+                  [&](OpBuilder &b3, Location l3, Value k, ValueRange acc) {
+                    Value xPad = arith::ConstantOp::create(
+                        b3, l3, b3.getF32FloatAttr(0));
+                    Value xv = vector::TransferReadOp::create(
+                        b3, l3, f32v, x2, ValueRange{m, k}, xPad,
+                        ArrayRef<bool>{exact});
+                    Value wPad = arith::ConstantOp::create(
+                        b3, l3, b3.getZeroAttr(weightElement));
+                    Value raw = vector::TransferReadOp::create(
+                        b3, l3, wv, w, ValueRange{n, k}, wPad,
+                        ArrayRef<bool>{exact});
+                    Value wide;
+                    if (fp8)
+                      wide = decodeFp8Vector(b3, l3, raw);
+                    else if (weightElement.isF32())
+                      wide = raw;
+                    else
+                      wide = arith::ExtFOp::create(b3, l3, f32v, raw);
+                    if (scale) {
+                      Value blockCol = arith::DivUIOp::create(
+                          b3, l3, k, indexConst(b3, l3, kFp8Block));
+                      Value s = tensor::ExtractOp::create(
+                          b3, l3, scale, ValueRange{scaleRow, blockCol});
+                      wide = arith::MulFOp::create(
+                          b3, l3, wide,
+                          vector::BroadcastOp::create(b3, l3, f32v, s));
+                    }
+                    Value fma =
+                        vector::FMAOp::create(b3, l3, xv, wide, acc[0]);
+                    scf::YieldOp::create(b3, l3, ValueRange{fma});
+                  });
+              Value sum = vector::ReductionOp::create(
+                  b2, l2, vector::CombiningKind::ADD, kLoop.getResult(0));
+              Value updated = tensor::InsertOp::create(b2, l2, sum, mArgs[0],
+                                                       ValueRange{m, n});
+              scf::YieldOp::create(b2, l2, ValueRange{updated});
+            });
+        scf::YieldOp::create(b, loc, mLoop.getResults());
       });
+  Value out = nLoop.getResult(0);
+  if (rank == 2)
+    return out;
+  SmallVector<ReassociationIndices> reassoc{{}};
+  for (int64_t i = 0; i < rank - 1; ++i)
+    reassoc[0].push_back(i);
+  reassoc.push_back({rank - 1});
+  SmallVector<int64_t> shape(xType.getShape().drop_back());
+  shape.push_back(outDim);
+  SmallVector<OpFoldResult> outSizes = e.sizesOf(x);
+  outSizes.back() = e.b.getIndexAttr(outDim);
+  return tensor::ExpandShapeOp::create(
+      e.b, e.loc, RankedTensorType::get(shape, e.f32()), out, reassoc,
+      outSizes);
 }
 
 /// Widens a whole weight to f32 (used only where the attention math needs

@@ -1,16 +1,19 @@
 // RUN: dsv3-opt %s -split-input-file --convert-dsv3-to-linalg -mlir-print-elementsattrs-with-hex-if-larger=1000 | FileCheck %s
 
-/// A bf16 weight is widened element by element inside the contraction: no f32
-/// copy of the matrix is made.
+/// Linear is a weight stream: for each output row n and token m, a 16-lane
+/// FMA loop over k reads the bf16 row and widens it in registers; no f32 copy
+/// of the matrix is made.
 // CHECK-LABEL: func.func @linear_bf16
 // CHECK-NOT: dsv3.
-// CHECK: %[[ZERO:.*]] = linalg.fill
-// CHECK: linalg.generic
-// CHECK-SAME: iterator_types = ["parallel", "parallel", "reduction"]
-// CHECK-SAME: ins(%arg0, %arg1 : tensor<7x128xf32>, tensor<64x128xbf16>) outs(%[[ZERO]] : tensor<7x64xf32>)
-// CHECK: arith.extf %{{.*}} : bf16 to f32
-// CHECK: arith.mulf
-// CHECK: arith.addf
+// CHECK: scf.for %[[N:[a-z0-9_]+]] = %{{.*}} to %c64
+// CHECK: scf.for %[[M:[a-z0-9_]+]] = %{{.*}} to %c7
+// CHECK: scf.for %[[K:[a-z0-9_]+]] = %{{.*}} to %c128 step %c16 iter_args(%[[ACC:.*]] = %{{.*}}) -> (vector<16xf32>)
+// CHECK: %[[X:.*]] = vector.transfer_read %arg0[%[[M]], %[[K]]]{{.*}}{in_bounds = [true]} : tensor<7x128xf32>, vector<16xf32>
+// CHECK: %[[W:.*]] = vector.transfer_read %arg1[%[[N]], %[[K]]]{{.*}} : tensor<64x128xbf16>, vector<16xbf16>
+// CHECK: %[[WF:.*]] = arith.extf %[[W]] : vector<16xbf16> to vector<16xf32>
+// CHECK: vector.fma %[[X]], %[[WF]], %[[ACC]] : vector<16xf32>
+// CHECK: vector.reduction <add>
+// CHECK: tensor.insert %{{.*}}[%[[M]], %[[N]]]
 func.func @linear_bf16(%x: tensor<7x128xf32>, %w: tensor<64x128xbf16>) -> tensor<7x64xf32> {
   %0 = dsv3.linear %x, %w : (tensor<7x128xf32>, tensor<64x128xbf16>) -> tensor<7x64xf32>
   return %0 : tensor<7x64xf32>
@@ -18,19 +21,32 @@ func.func @linear_bf16(%x: tensor<7x128xf32>, %w: tensor<64x128xbf16>) -> tensor
 
 // -----
 
-/// FP8: the code is looked up in the exact 256-entry e4m3fn table (0x7F is
-/// NaN, 0x7E is 448) and multiplied by the scale of its 128x128 block.
+/// A K that is not a multiple of 16 (V2-Lite's experts: 24) reads its tail
+/// with masked transfers; leading dims are flattened to tokens and restored.
+// CHECK-LABEL: func.func @linear_tail
+// CHECK: tensor.collapse_shape %arg0 {{\[}}[0, 1], [2]] : tensor<2x?x24xf32> into tensor<?x24xf32>
+// CHECK: vector.transfer_read {{.*}} : tensor<?x24xf32>, vector<16xf32>
+// CHECK-NOT: in_bounds = [true]
+// CHECK: tensor.expand_shape {{.*}} into tensor<2x?x96xf32>
+func.func @linear_tail(%x: tensor<2x?x24xf32>, %w: tensor<96x24xbf16>) -> tensor<2x?x96xf32> {
+  %0 = dsv3.linear %x, %w : (tensor<2x?x24xf32>, tensor<96x24xbf16>) -> tensor<2x?x96xf32>
+  return %0 : tensor<2x?x96xf32>
+}
+
+// -----
+
+/// FP8: codes are decoded exactly with integer ops (sign | (exp + 120) << 23 |
+/// mantissa << 20; subnormals mantissa * 2^-9; 0x7F NaN) and multiplied by
+/// the scale of their 128x128 block, one scale per 16-lane chunk.
 // CHECK-LABEL: func.func @linear_fp8
-// CHECK: %[[TABLE:.*]] = arith.constant dense<[0.000000e+00, 0.001953125, {{.*}}, 4.480000e+02, 0x7FC00000, -0.000000e+00, {{.*}}]> : tensor<256xf32>
-// CHECK: linalg.generic
-// CHECK: arith.bitcast %{{.*}} : f8E4M3FN to i8
-// CHECK: arith.extui
-// CHECK: tensor.extract %[[TABLE]]
-// CHECK: %[[N:.*]] = linalg.index 1
-// CHECK: %[[K:.*]] = linalg.index 2
-// CHECK: %[[BN:.*]] = arith.divui %[[N]], %c128
-// CHECK: %[[BK:.*]] = arith.divui %[[K]], %c128
-// CHECK: tensor.extract %arg2[%[[BN]], %[[BK]]] : tensor<2x3xf32>
+// CHECK-DAG: arith.constant dense<120> : vector<16xi32>
+// CHECK-DAG: arith.constant dense<0.001953125> : vector<16xf32>
+// CHECK: %[[N:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: vector.transfer_read %arg1{{.*}} : tensor<160x320xf8E4M3FN>, vector<16xf8E4M3FN>
+// CHECK: arith.bitcast %{{.*}} : vector<16xf8E4M3FN> to vector<16xi8>
+// CHECK: %[[KB:.*]] = arith.divui %{{.*}}, %c128
+// CHECK: %[[S:.*]] = tensor.extract %arg2[%[[N]], %[[KB]]] : tensor<2x3xf32>
+// CHECK: vector.broadcast %[[S]] : f32 to vector<16xf32>
 func.func @linear_fp8(%x: tensor<7x320xf32>, %w: tensor<160x320xf8E4M3FN>, %s: tensor<2x3xf32>) -> tensor<7x160xf32> {
   %0 = dsv3.linear %x, %w scale %s : (tensor<7x320xf32>, tensor<160x320xf8E4M3FN>, tensor<2x3xf32>) -> tensor<7x160xf32>
   return %0 : tensor<7x160xf32>
