@@ -43,6 +43,8 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
               // 1. Model ops to linalg on tensors; the residual adds of the
               //    importer become linalg too.
               "convert-dsv3-to-linalg",
+              // Only the packed wrappers are called from outside.
+              "dsv3-internalize-entry-points",
               "func.func(convert-elementwise-to-linalg)",
               "canonicalize",
               "cse",
@@ -52,6 +54,12 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
               "one-shot-bufferize{bufferize-function-boundaries "
               "function-boundary-type-conversion=identity-layout-map "
               "allow-return-allocs-from-loops}",
+              // The updated KV cache is the cache argument itself: drop it
+              // from the results so it is written in place, never cloned
+              // (canonicalize first folds the layer loops' pass-through
+              // results to the argument).
+              "canonicalize",
+              "drop-equivalent-buffer-results",
               // 3. Free every temporary; results returned to the caller are
               //    owned by it (the packed wrapper frees them).
               "buffer-deallocation-pipeline",
@@ -68,7 +76,16 @@ LogicalResult
 mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
                                         const CpuPipelineOptions &options) {
   SmallVector<StringRef> passes{
+      // Strided copies (a tile into its slice of the output) as loops, so no
+      // runtime library call remains.
+      "func.func(dsv3-memref-copy-to-linalg)",
       "func.func(convert-linalg-to-loops)",
+      // The parallel weight-stream loops (scf.forall) run on OpenMP threads.
+      "func.func(scf-forall-to-parallel)",
+      "convert-scf-to-openmp",
+      // Drop the alloca scopes it wraps loop bodies in (they hold no
+      // allocas); scf-to-cf would otherwise leave them multi-block.
+      "canonicalize",
       // Masked (tail) transfer reads become scf.if + loads first.
       "convert-vector-to-scf",
       // expand-strided-metadata introduces affine.apply: lower affine after.

@@ -7,6 +7,7 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/IR/LegacyPassManager.h"
@@ -200,6 +201,7 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   // LLVM dialect -> LLVM IR -> optimised module.
   registerBuiltinDialectTranslation(*lowered.getContext());
   registerLLVMDialectTranslation(*lowered.getContext());
+  registerOpenMPDialectTranslation(*lowered.getContext());
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> module =
       translateModuleToLLVMIR(lowered, llvmContext, "dsv3model");
@@ -227,8 +229,10 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
     pm.run(*module);
   }
 
-  // Shared library, linked by the system's clang driver (libc and libm are
-  // all the compiled code needs).
+  // Shared library, linked by the system's clang driver. The parallel loops
+  // run on the OpenMP runtime (libomp), which is copied next to the library
+  // and found through $ORIGIN, so an artifact runs where no LLVM is
+  // installed.
   llvm::SmallString<256> libraryPath(outputDir);
   llvm::sys::path::append(libraryPath, kLibraryName);
   llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("clang-22");
@@ -237,9 +241,16 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   if (!linker)
     return "cannot find clang-22 to link the shared library";
   std::string linkError;
+  llvm::SmallString<256> ompSource(DSV3_OPENMP_LIBRARY);
+  llvm::SmallString<256> ompCopy(outputDir);
+  llvm::sys::path::append(ompCopy, llvm::sys::path::filename(ompSource));
+  if (std::error_code copyError = llvm::sys::fs::copy_file(ompSource, ompCopy))
+    return "cannot copy the OpenMP runtime " + ompSource.str().str() + ": " +
+           copyError.message();
   int rc = llvm::sys::ExecuteAndWait(
       *linker,
-      {*linker, "-shared", "-o", libraryPath.str(), objectPath.str(), "-lm"},
+      {*linker, "-shared", "-o", libraryPath.str(), objectPath.str(),
+       ompCopy.str(), "-Wl,-rpath,$ORIGIN", "-lm"},
       std::nullopt, {}, 0, 0, &linkError);
   if (rc != 0)
     return "linking " + libraryPath.str().str() + " failed" +

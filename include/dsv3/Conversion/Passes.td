@@ -59,4 +59,28 @@ def DSV3EmitPackedEntryPoints : Pass<"dsv3-emit-packed-entry-points", "ModuleOp"
   let dependentDialects = ["mlir::LLVM::LLVMDialect"];
 }
 
+def DSV3InternalizeEntryPoints : Pass<"dsv3-internalize-entry-points", "ModuleOp"> {
+  let summary = "Make the dsv3 entry functions private before bufferization";
+  let description = [{
+    The runtime calls the packed `dsv3_<entry>` wrappers, never the entry
+    functions themselves, so they can be private. That lets
+    `drop-equivalent-buffer-results` remove results that are updated in place
+    (the KV cache): the cache is then written in its own buffer and never
+    cloned or copied back. The functions keep their `dsv3.entry` attribute,
+    from which the packed wrappers are built.
+  }];
+}
+
+def DSV3MemRefCopyToLinalg : Pass<"dsv3-memref-copy-to-linalg", "func::FuncOp"> {
+  let summary = "Turn strided memref.copy into linalg.copy (lowered to loops)";
+  let description = [{
+    `memref.copy` between buffers whose layout is not statically contiguous
+    (e.g. the tile a parallel loop writes into its slice of the output) lowers
+    to a call to `memrefCopy` from MLIR's C runner utilities, a library the
+    artifacts must not depend on. As `linalg.copy` it becomes plain loops.
+    Copies between identity-layout buffers stay (they become memcpy).
+  }];
+  let dependentDialects = ["mlir::linalg::LinalgDialect"];
+}
+
 #endif // DSV3_CONVERSION_PASSES

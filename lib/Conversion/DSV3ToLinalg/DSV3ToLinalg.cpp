@@ -255,9 +255,14 @@ Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
 /// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
 ///
 /// Decode is a stream over the weights, so the loop nest is built for that:
-/// for each output row n, for each token m, a 16-lane FMA loop over k reads
-/// the weight row once from memory (it stays in L1 across the tokens) and
-/// widens it in registers; K tails are masked transfer reads.
+/// output rows are split into tiles of kRowsPerTile rows handed out by a
+/// parallel loop (scf.forall -> OpenMP); within a tile, for each token m, a
+/// 16-lane FMA loop over k reads the tile's weight rows once (they stay in L1
+/// across tokens), widens them in registers and keeps one accumulator per
+/// row, so the loads of x are shared and the FMA chains are independent.
+/// K tails are masked transfer reads.
+constexpr int64_t kRowsPerTile = 4;
+
 Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   auto xType = cast<RankedTensorType>(x.getType());
   auto wType = cast<RankedTensorType>(w.getType());
@@ -265,6 +270,7 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   const int64_t outDim = wType.getDimSize(0), inDim = wType.getDimSize(1);
   Type weightElement = wType.getElementType();
   const bool fp8 = isa<Float8E4M3FNType>(weightElement);
+  const int64_t tileRows = outDim % kRowsPerTile == 0 ? kRowsPerTile : 1;
 
   // Work on x as [M, K].
   Value x2 = x;
@@ -283,27 +289,46 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   }
   OpFoldResult rows = e.dim(x2, 0);
   Value init = e.empty({rows, e.b.getIndexAttr(outDim)});
+  auto x2Type = cast<RankedTensorType>(x2.getType());
 
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
   auto wv = VectorType::get({kVectorLanes}, weightElement);
   const bool exact = inDim % kVectorLanes == 0;
-  Value zero = e.index(0), one = e.index(1);
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
-  auto nLoop = scf::ForOp::create(
-      e.b, e.loc, zero, e.index(outDim), one, ValueRange{init},
-      [&](OpBuilder &b, Location loc, Value n, ValueRange nArgs) {
+
+  auto forall = scf::ForallOp::create(
+      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(outDim / tileRows)},
+      ValueRange{init}, std::nullopt,
+      [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        Value tile = ivsAndOuts[0];
+        Value shared = ivsAndOuts[1];
+        Value n0 = arith::MulIOp::create(b, loc, tile,
+                                         indexConst(b, loc, tileRows));
+        SmallVector<Value> rowsN;
+        for (int64_t r = 0; r < tileRows; ++r)
+          rowsN.push_back(
+              r == 0 ? n0
+                     : arith::AddIOp::create(b, loc, n0, indexConst(b, loc, r))
+                           .getResult());
         Value scaleRow;
-        if (scale)
-          scaleRow = arith::DivUIOp::create(b, loc, n,
+        if (scale) // 128 % tileRows == 0: one block row per tile.
+          scaleRow = arith::DivUIOp::create(b, loc, n0,
                                             indexConst(b, loc, kFp8Block));
+        auto tileType = RankedTensorType::get(
+            {x2Type.getDimSize(0), tileRows}, b.getF32Type());
+        SmallVector<OpFoldResult> tileSizes{rows, b.getIndexAttr(tileRows)};
+        Value tileInit =
+            tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
         auto mLoop = scf::ForOp::create(
             b, loc, indexConst(b, loc, 0), numRows, indexConst(b, loc, 1),
-            nArgs, [&](OpBuilder &b2, Location l2, Value m, ValueRange mArgs) {
-              Value accInit = arith::ConstantOp::create(
+            ValueRange{tileInit},
+            [&](OpBuilder &b2, Location l2, Value m, ValueRange mArgs) {
+              Value zeroVec = arith::ConstantOp::create(
                   b2, l2, DenseElementsAttr::get(f32v, b2.getF32FloatAttr(0)));
+              SmallVector<Value> accInit(tileRows, zeroVec);
               auto kLoop = scf::ForOp::create(
                   b2, l2, indexConst(b2, l2, 0), indexConst(b2, l2, inDim),
-                  indexConst(b2, l2, kVectorLanes), ValueRange{accInit},
+                  indexConst(b2, l2, kVectorLanes), accInit,
                   [&](OpBuilder &b3, Location l3, Value k, ValueRange acc) {
                     Value xPad = arith::ConstantOp::create(
                         b3, l3, b3.getF32FloatAttr(0));
@@ -312,38 +337,53 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
                         ArrayRef<bool>{exact});
                     Value wPad = arith::ConstantOp::create(
                         b3, l3, b3.getZeroAttr(weightElement));
-                    Value raw = vector::TransferReadOp::create(
-                        b3, l3, wv, w, ValueRange{n, k}, wPad,
-                        ArrayRef<bool>{exact});
-                    Value wide;
-                    if (fp8)
-                      wide = decodeFp8Vector(b3, l3, raw);
-                    else if (weightElement.isF32())
-                      wide = raw;
-                    else
-                      wide = arith::ExtFOp::create(b3, l3, f32v, raw);
+                    Value s;
                     if (scale) {
                       Value blockCol = arith::DivUIOp::create(
                           b3, l3, k, indexConst(b3, l3, kFp8Block));
-                      Value s = tensor::ExtractOp::create(
-                          b3, l3, scale, ValueRange{scaleRow, blockCol});
-                      wide = arith::MulFOp::create(
-                          b3, l3, wide,
-                          vector::BroadcastOp::create(b3, l3, f32v, s));
+                      s = vector::BroadcastOp::create(
+                          b3, l3, f32v,
+                          tensor::ExtractOp::create(
+                              b3, l3, scale, ValueRange{scaleRow, blockCol}));
                     }
-                    Value fma =
-                        vector::FMAOp::create(b3, l3, xv, wide, acc[0]);
-                    scf::YieldOp::create(b3, l3, ValueRange{fma});
+                    SmallVector<Value> next;
+                    for (int64_t r = 0; r < tileRows; ++r) {
+                      Value raw = vector::TransferReadOp::create(
+                          b3, l3, wv, w, ValueRange{rowsN[r], k}, wPad,
+                          ArrayRef<bool>{exact});
+                      Value wide;
+                      if (fp8)
+                        wide = decodeFp8Vector(b3, l3, raw);
+                      else if (weightElement.isF32())
+                        wide = raw;
+                      else
+                        wide = arith::ExtFOp::create(b3, l3, f32v, raw);
+                      if (s)
+                        wide = arith::MulFOp::create(b3, l3, wide, s);
+                      next.push_back(
+                          vector::FMAOp::create(b3, l3, xv, wide, acc[r]));
+                    }
+                    scf::YieldOp::create(b3, l3, next);
                   });
-              Value sum = vector::ReductionOp::create(
-                  b2, l2, vector::CombiningKind::ADD, kLoop.getResult(0));
-              Value updated = tensor::InsertOp::create(b2, l2, sum, mArgs[0],
-                                                       ValueRange{m, n});
-              scf::YieldOp::create(b2, l2, ValueRange{updated});
+              Value tileAcc = mArgs[0];
+              for (int64_t r = 0; r < tileRows; ++r) {
+                Value sum = vector::ReductionOp::create(
+                    b2, l2, vector::CombiningKind::ADD, kLoop.getResult(r));
+                tileAcc = tensor::InsertOp::create(
+                    b2, l2, sum, tileAcc,
+                    ValueRange{m, indexConst(b2, l2, r)});
+              }
+              scf::YieldOp::create(b2, l2, ValueRange{tileAcc});
             });
-        scf::YieldOp::create(b, loc, mLoop.getResults());
+        auto inParallel = scf::InParallelOp::create(b, loc);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(inParallel.getBody());
+        tensor::ParallelInsertSliceOp::create(
+            b, loc, mLoop.getResult(0), shared,
+            SmallVector<OpFoldResult>{b.getIndexAttr(0), n0}, tileSizes,
+            SmallVector<OpFoldResult>(2, b.getIndexAttr(1)));
       });
-  Value out = nLoop.getResult(0);
+  Value out = forall.getResult(0);
   if (rank == 2)
     return out;
   SmallVector<ReassociationIndices> reassoc{{}};

@@ -66,11 +66,33 @@ struct EmitPackedEntryPointsPass
     auto ptr = LLVM::LLVMPointerType::get(ctx);
     auto i64 = IntegerType::get(ctx, 64);
     Type resultType = entry.getFunctionType().getReturnType();
-    const int64_t numResults = destinations.size();
+    // Results updated in place (destination >= 0) may have been dropped by
+    // drop-equivalent-buffer-results: only the remaining ones are returned.
+    int64_t numReturned = 0;
+    if (auto structType = dyn_cast<LLVM::LLVMStructType>(resultType);
+        structType && !structType.getBody().empty() &&
+        isa<LLVM::LLVMStructType>(structType.getBody()[0]))
+      numReturned = structType.getBody().size();
+    else if (!isa<LLVM::LLVMVoidType>(resultType))
+      numReturned = 1;
+    SmallVector<int64_t> returnedDestinations, returnedBytes;
+    const int64_t numOutputs =
+        llvm::count_if(destinations.asArrayRef(), [](int64_t d) { return d < 0; });
+    for (auto [dest, bytes] : llvm::zip_equal(destinations.asArrayRef(),
+                                              elementBytes.asArrayRef()))
+      if (numReturned == static_cast<int64_t>(destinations.size()) || dest < 0) {
+        returnedDestinations.push_back(dest);
+        returnedBytes.push_back(bytes);
+      }
+    if (static_cast<int64_t>(returnedDestinations.size()) != numReturned)
+      return entry.emitError("dsv3 entry point returns ")
+             << numReturned << " results; dsv3.result_destinations describes "
+             << destinations.size() << " with " << numOutputs << " outputs";
+    const int64_t numResults = numReturned;
     // The C interface passes the result struct first when it returns
     // anything, then one descriptor pointer per input.
     const int64_t numInputs =
-        ciface.getNumArguments() - (numResults > 0 ? 1 : 0);
+        ciface.getNumArguments() - (numReturned > 0 ? 1 : 0);
 
     auto wrapper = LLVM::LLVMFuncOp::create(
         b, loc, ("dsv3_" + name.getValue()).str(),
@@ -118,7 +140,7 @@ struct EmitPackedEntryPointsPass
       Value aligned = LLVM::ExtractValueOp::create(b, loc, desc, 1);
       Value offset = LLVM::ExtractValueOp::create(b, loc, desc, 2);
       Value bytesPerElement = LLVM::ConstantOp::create(
-          b, loc, i64, b.getI64IntegerAttr(elementBytes[r]));
+          b, loc, i64, b.getI64IntegerAttr(returnedBytes[r]));
       Value count = one;
       for (int64_t d = 0; d < rank; ++d)
         count = LLVM::MulOp::create(
@@ -131,9 +153,10 @@ struct EmitPackedEntryPointsPass
           ArrayRef<LLVM::GEPArg>{
               Value(LLVM::MulOp::create(b, loc, offset, bytesPerElement))});
 
-      int64_t destIndex = destinations[r] >= 0 ? destinations[r] : nextOutput++;
-      Value destDesc = destinations[r] >= 0 ? inputs[destIndex]
-                                            : argPointer(destIndex);
+      int64_t destination = returnedDestinations[r];
+      int64_t destIndex = destination >= 0 ? destination : nextOutput++;
+      Value destDesc =
+          destination >= 0 ? inputs[destIndex] : argPointer(destIndex);
       // The caller's descriptor: its aligned pointer is field 1.
       Value destAlignedSlot = LLVM::GEPOp::create(
           b, loc, ptr, ptr, destDesc, ArrayRef<LLVM::GEPArg>{1});
