@@ -25,6 +25,7 @@
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <cmath>
+#include <functional>
 #include <limits>
 
 namespace mlir {
@@ -154,46 +155,14 @@ Value indexConst(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
 
-/// The 256 values of FP8 e4m3fn (bias 7, no infinities, S.1111.111 = NaN),
-/// as a constant table: decoding by lookup is exact and needs no FP8 support
-/// from the LLVM backend.
-Value fp8Table(OpBuilder &b, Location loc) {
-  SmallVector<float> values(256);
-  for (int code = 0; code < 256; ++code) {
-    int sign = code >> 7, exponent = (code >> 3) & 0xF, mantissa = code & 7;
-    double magnitude;
-    if (exponent == 0xF && mantissa == 7)
-      magnitude = std::numeric_limits<double>::quiet_NaN();
-    else if (exponent == 0)
-      magnitude = std::ldexp(mantissa / 8.0, -6);
-    else
-      magnitude = std::ldexp(1.0 + mantissa / 8.0, exponent - 7);
-    values[code] = static_cast<float>(sign ? -magnitude : magnitude);
-  }
-  auto type = RankedTensorType::get({256}, b.getF32Type());
-  return arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(type, ArrayRef<float>(values)));
-}
-
-/// Widens one weight element to f32 inside a generic body. `table` is the
-/// FP8 table for f8E4M3FN weights, else null.
-Value widen(OpBuilder &b, Location loc, Value element, Value table) {
-  Type type = element.getType();
-  if (type.isF32())
+/// Widens one float weight element (norms, embeddings: never FP8) to f32
+/// inside a generic body.
+Value widen(OpBuilder &b, Location loc, Value element) {
+  if (element.getType().isF32())
     return element;
-  if (isa<Float8E4M3FNType>(type)) {
-    Value bits = arith::BitcastOp::create(b, loc, b.getI8Type(), element);
-    Value wide = arith::ExtUIOp::create(b, loc, b.getI32Type(), bits);
-    Value idx = arith::IndexCastOp::create(b, loc, b.getIndexType(), wide);
-    return tensor::ExtractOp::create(b, loc, table, ValueRange{idx});
-  }
   return arith::ExtFOp::create(b, loc, b.getF32Type(), element);
 }
 
-bool isFp8(Value weight) {
-  return isa<Float8E4M3FNType>(
-      cast<RankedTensorType>(weight.getType()).getElementType());
-}
 
 //===----------------------------------------------------------------------===//
 // dsv3.linear
@@ -252,70 +221,86 @@ Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
   return arith::SelectOp::create(b, loc, isNan, nan, value);
 }
 
-/// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
+/// A weight as the kernels below read it: a [G, rows, cols] view of a stored
+/// matrix (any element type), and, for FP8, its block scale with the map from
+/// (group, row) of the view to the row of the stored matrix.
+struct WeightView {
+  Value view;
+  Value scale; // [ceil(rows/128), ceil(cols/128)] of the stored matrix
+  std::function<Value(OpBuilder &, Location, Value group, Value row)>
+      storedRow;
+};
+
+/// Widens a vector of weight elements to f32 in registers.
+Value widenVector(OpBuilder &b, Location loc, Value raw) {
+  auto type = cast<VectorType>(raw.getType());
+  Type element = type.getElementType();
+  if (element.isF32())
+    return raw;
+  if (isa<Float8E4M3FNType>(element))
+    return decodeFp8Vector(b, loc, raw);
+  return arith::ExtFOp::create(
+      b, loc, VectorType::get(type.getShape(), b.getF32Type()), raw);
+}
+
+/// The block scale of stored element (row, col), as a broadcast vector.
+Value blockScale(OpBuilder &b, Location loc, const WeightView &w, Value group,
+                 Value row, Value col, VectorType type) {
+  Value block = indexConst(b, loc, kFp8Block);
+  Value stored = w.storedRow ? w.storedRow(b, loc, group, row) : row;
+  Value s = tensor::ExtractOp::create(
+      b, loc, w.scale,
+      ValueRange{arith::DivUIOp::create(b, loc, stored, block),
+                 arith::DivUIOp::create(b, loc, col, block)});
+  return vector::BroadcastOp::create(b, loc, type, s);
+}
+
+/// Grouped row dots: out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k]).
 ///
-/// Decode is a stream over the weights, so the loop nest is built for that:
-/// output rows are split into tiles of kRowsPerTile rows handed out by a
-/// parallel loop (scf.forall -> OpenMP); within a tile, for each token m, a
-/// 16-lane FMA loop over k reads the tile's weight rows once (they stay in L1
-/// across tokens), widens them in registers and keeps one accumulator per
-/// row, so the loads of x are shared and the FMA chains are independent.
-/// K tails are masked transfer reads.
+/// This is the weight stream of decode. Rows of w are split into tiles handed
+/// out by a parallel loop (scf.forall -> OpenMP); within a tile, for each p,
+/// a 16-lane FMA loop over k reads the tile's rows once (they stay in L1
+/// across p), widens them in registers and keeps one accumulator per row, so
+/// the loads of a are shared and the FMA chains independent. K tails are
+/// masked transfer reads.
 constexpr int64_t kRowsPerTile = 4;
 
-Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
-  auto xType = cast<RankedTensorType>(x.getType());
-  auto wType = cast<RankedTensorType>(w.getType());
-  const int64_t rank = xType.getRank();
-  const int64_t outDim = wType.getDimSize(0), inDim = wType.getDimSize(1);
+Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto wType = cast<RankedTensorType>(w.view.getType());
+  const int64_t groups = aType.getDimSize(0);
+  const int64_t inDim = aType.getDimSize(2);
+  const int64_t outStatic = wType.getDimSize(1);
   Type weightElement = wType.getElementType();
-  const bool fp8 = isa<Float8E4M3FNType>(weightElement);
-  const int64_t tileRows = outDim % kRowsPerTile == 0 ? kRowsPerTile : 1;
-
-  // Work on x as [M, K].
-  Value x2 = x;
-  if (rank != 2) {
-    SmallVector<ReassociationIndices> reassoc{{}};
-    for (int64_t i = 0; i < rank - 1; ++i)
-      reassoc[0].push_back(i);
-    reassoc.push_back({rank - 1});
-    int64_t m = 1;
-    for (int64_t d : xType.getShape().drop_back())
-      m = (ShapedType::isDynamic(d) || ShapedType::isDynamic(m))
-              ? ShapedType::kDynamic
-              : m * d;
-    x2 = tensor::CollapseShapeOp::create(
-        e.b, e.loc, RankedTensorType::get({m, inDim}, e.f32()), x, reassoc);
-  }
-  OpFoldResult rows = e.dim(x2, 0);
-  Value init = e.empty({rows, e.b.getIndexAttr(outDim)});
-  auto x2Type = cast<RankedTensorType>(x2.getType());
-
+  const int64_t tileRows =
+      (!ShapedType::isDynamic(outStatic) && outStatic % kRowsPerTile == 0)
+          ? kRowsPerTile
+          : 1;
+  OpFoldResult rows = e.dim(a, 1), outDim = e.dim(w.view, 1);
+  Value init = e.empty({e.b.getIndexAttr(groups), rows, outDim});
+  Value numTiles = arith::DivUIOp::create(
+      e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, outDim),
+      e.index(tileRows));
+  Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
   auto wv = VectorType::get({kVectorLanes}, weightElement);
   const bool exact = inDim % kVectorLanes == 0;
-  Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
 
   auto forall = scf::ForallOp::create(
-      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(outDim / tileRows)},
+      e.b, e.loc,
+      ArrayRef<OpFoldResult>{e.b.getIndexAttr(groups), numTiles},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
-        Value tile = ivsAndOuts[0];
-        Value shared = ivsAndOuts[1];
+        Value g = ivsAndOuts[0], tile = ivsAndOuts[1];
+        Value shared = ivsAndOuts[2];
         Value n0 = arith::MulIOp::create(b, loc, tile,
                                          indexConst(b, loc, tileRows));
-        SmallVector<Value> rowsN;
+        SmallVector<Value> rowIdx;
         for (int64_t r = 0; r < tileRows; ++r)
-          rowsN.push_back(
+          rowIdx.push_back(
               r == 0 ? n0
                      : arith::AddIOp::create(b, loc, n0, indexConst(b, loc, r))
                            .getResult());
-        Value scaleRow;
-        if (scale) // 128 % tileRows == 0: one block row per tile.
-          scaleRow = arith::DivUIOp::create(b, loc, n0,
-                                            indexConst(b, loc, kFp8Block));
-        auto tileType = RankedTensorType::get(
-            {x2Type.getDimSize(0), tileRows}, b.getF32Type());
         SmallVector<OpFoldResult> tileSizes{rows, b.getIndexAttr(tileRows)};
         Value tileInit =
             tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
@@ -333,33 +318,20 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
                     Value xPad = arith::ConstantOp::create(
                         b3, l3, b3.getF32FloatAttr(0));
                     Value xv = vector::TransferReadOp::create(
-                        b3, l3, f32v, x2, ValueRange{m, k}, xPad,
+                        b3, l3, f32v, a, ValueRange{g, m, k}, xPad,
                         ArrayRef<bool>{exact});
                     Value wPad = arith::ConstantOp::create(
                         b3, l3, b3.getZeroAttr(weightElement));
-                    Value s;
-                    if (scale) {
-                      Value blockCol = arith::DivUIOp::create(
-                          b3, l3, k, indexConst(b3, l3, kFp8Block));
-                      s = vector::BroadcastOp::create(
-                          b3, l3, f32v,
-                          tensor::ExtractOp::create(
-                              b3, l3, scale, ValueRange{scaleRow, blockCol}));
-                    }
                     SmallVector<Value> next;
                     for (int64_t r = 0; r < tileRows; ++r) {
                       Value raw = vector::TransferReadOp::create(
-                          b3, l3, wv, w, ValueRange{rowsN[r], k}, wPad,
-                          ArrayRef<bool>{exact});
-                      Value wide;
-                      if (fp8)
-                        wide = decodeFp8Vector(b3, l3, raw);
-                      else if (weightElement.isF32())
-                        wide = raw;
-                      else
-                        wide = arith::ExtFOp::create(b3, l3, f32v, raw);
-                      if (s)
-                        wide = arith::MulFOp::create(b3, l3, wide, s);
+                          b3, l3, wv, w.view, ValueRange{g, rowIdx[r], k},
+                          wPad, ArrayRef<bool>{exact});
+                      Value wide = widenVector(b3, l3, raw);
+                      if (w.scale)
+                        wide = arith::MulFOp::create(
+                            b3, l3, wide,
+                            blockScale(b3, l3, w, g, rowIdx[r], k, f32v));
                       next.push_back(
                           vector::FMAOp::create(b3, l3, xv, wide, acc[r]));
                     }
@@ -380,10 +352,139 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
         b.setInsertionPointToStart(inParallel.getBody());
         tensor::ParallelInsertSliceOp::create(
             b, loc, mLoop.getResult(0), shared,
-            SmallVector<OpFoldResult>{b.getIndexAttr(0), n0}, tileSizes,
-            SmallVector<OpFoldResult>(2, b.getIndexAttr(1)));
+            SmallVector<OpFoldResult>{g, b.getIndexAttr(0), n0},
+            SmallVector<OpFoldResult>{b.getIndexAttr(1), rows,
+                                      b.getIndexAttr(tileRows)},
+            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
       });
-  Value out = forall.getResult(0);
+  return forall.getResult(0);
+}
+
+/// Grouped axpy: out[g, p, c] = sum_d a[g, p, d] * widen(w[g, d, c]), for
+/// weights whose contiguous dimension is the output one (W_UK read as
+/// [head, nope, latent], the latent cache read as [batch, t, latent]). Each
+/// (g, p) row is accumulated 16 lanes at a time in an L1-resident row, one
+/// scalar of a broadcast per d; rows are spread over threads.
+Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto wType = cast<RankedTensorType>(w.view.getType());
+  const int64_t groups = aType.getDimSize(0);
+  const int64_t width = wType.getDimSize(2);
+  Type weightElement = wType.getElementType();
+  OpFoldResult rows = e.dim(a, 1), depth = e.dim(a, 2);
+  Value init = e.empty({e.b.getIndexAttr(groups), rows,
+                        e.b.getIndexAttr(width)});
+  Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
+  Value numDepth = getValueOrCreateConstantIndexOp(e.b, e.loc, depth);
+  auto f32v = VectorType::get({kVectorLanes}, e.f32());
+  auto wv = VectorType::get({kVectorLanes}, weightElement);
+  const bool exact = width % kVectorLanes == 0;
+  auto rowType = RankedTensorType::get({width}, e.f32());
+
+  auto forall = scf::ForallOp::create(
+      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(groups), numRows},
+      ValueRange{init}, std::nullopt,
+      [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        Value g = ivsAndOuts[0], m = ivsAndOuts[1], shared = ivsAndOuts[2];
+        Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+        Value row = linalg::FillOp::create(
+                        b, loc, ValueRange{zero},
+                        ValueRange{tensor::EmptyOp::create(
+                            b, loc, rowType.getShape(), b.getF32Type())})
+                        .getResult(0);
+        auto dLoop = scf::ForOp::create(
+            b, loc, indexConst(b, loc, 0), numDepth, indexConst(b, loc, 1),
+            ValueRange{row},
+            [&](OpBuilder &b2, Location l2, Value d, ValueRange dArgs) {
+              Value coefficient = vector::BroadcastOp::create(
+                  b2, l2, f32v,
+                  tensor::ExtractOp::create(b2, l2, a, ValueRange{g, m, d}));
+              auto cLoop = scf::ForOp::create(
+                  b2, l2, indexConst(b2, l2, 0), indexConst(b2, l2, width),
+                  indexConst(b2, l2, kVectorLanes), dArgs,
+                  [&](OpBuilder &b3, Location l3, Value c, ValueRange cArgs) {
+                    Value fPad = arith::ConstantOp::create(
+                        b3, l3, b3.getF32FloatAttr(0));
+                    Value acc = vector::TransferReadOp::create(
+                        b3, l3, f32v, cArgs[0], ValueRange{c}, fPad,
+                        ArrayRef<bool>{exact});
+                    Value wPad = arith::ConstantOp::create(
+                        b3, l3, b3.getZeroAttr(weightElement));
+                    Value wide = widenVector(
+                        b3, l3,
+                        vector::TransferReadOp::create(
+                            b3, l3, wv, w.view, ValueRange{g, d, c}, wPad,
+                            ArrayRef<bool>{exact}));
+                    if (w.scale)
+                      wide = arith::MulFOp::create(
+                          b3, l3, wide, blockScale(b3, l3, w, g, d, c, f32v));
+                    Value sum =
+                        vector::FMAOp::create(b3, l3, coefficient, wide, acc);
+                    Value written = vector::TransferWriteOp::create(
+                                        b3, l3, sum, cArgs[0], ValueRange{c},
+                                        ArrayRef<bool>{exact})
+                                        .getResult();
+                    scf::YieldOp::create(b3, l3, ValueRange{written});
+                  });
+              scf::YieldOp::create(b2, l2, cLoop.getResults());
+            });
+        auto inParallel = scf::InParallelOp::create(b, loc);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(inParallel.getBody());
+        tensor::ParallelInsertSliceOp::create(
+            b, loc, dLoop.getResult(0), shared,
+            SmallVector<OpFoldResult>{g, m, b.getIndexAttr(0)},
+            SmallVector<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                                      b.getIndexAttr(width)},
+            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
+      });
+  return forall.getResult(0);
+}
+
+/// Adds a leading unit dimension: [..] -> [1, ..].
+Value addUnitGroup(Emitter &e, Value v) {
+  auto type = cast<RankedTensorType>(v.getType());
+  SmallVector<ReassociationIndices> reassoc{{0, 1}};
+  for (int64_t i = 1; i < type.getRank(); ++i)
+    reassoc.push_back({i + 1});
+  SmallVector<int64_t> shape{1};
+  shape.append(type.getShape().begin(), type.getShape().end());
+  SmallVector<OpFoldResult> sizes{e.b.getIndexAttr(1)};
+  for (OpFoldResult s : e.sizesOf(v))
+    sizes.push_back(s);
+  return tensor::ExpandShapeOp::create(
+      e.b, e.loc, RankedTensorType::get(shape, type.getElementType()), v,
+      reassoc, sizes);
+}
+
+/// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128]: one
+/// group of row dots over the tokens flattened to [M, K].
+Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
+  auto xType = cast<RankedTensorType>(x.getType());
+  const int64_t rank = xType.getRank();
+  const int64_t outDim = cast<RankedTensorType>(w.getType()).getDimSize(0);
+  const int64_t inDim = xType.getShape().back();
+  Value x2 = x;
+  if (rank != 2) {
+    SmallVector<ReassociationIndices> reassoc{{}};
+    for (int64_t i = 0; i < rank - 1; ++i)
+      reassoc[0].push_back(i);
+    reassoc.push_back({rank - 1});
+    int64_t m = 1;
+    for (int64_t d : xType.getShape().drop_back())
+      m = (ShapedType::isDynamic(d) || ShapedType::isDynamic(m))
+              ? ShapedType::kDynamic
+              : m * d;
+    x2 = tensor::CollapseShapeOp::create(
+        e.b, e.loc, RankedTensorType::get({m, inDim}, e.f32()), x, reassoc);
+  }
+  WeightView view{addUnitGroup(e, w), scale, nullptr};
+  Value out3 = emitGroupedDots(e, addUnitGroup(e, x2), view);
+  auto out3Type = cast<RankedTensorType>(out3.getType());
+  Value out = tensor::CollapseShapeOp::create(
+      e.b, e.loc,
+      RankedTensorType::get(out3Type.getShape().drop_front(), e.f32()), out3,
+      SmallVector<ReassociationIndices>{{0, 1}, {2}});
   if (rank == 2)
     return out;
   SmallVector<ReassociationIndices> reassoc{{}};
@@ -399,30 +500,32 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
       outSizes);
 }
 
-/// Widens a whole weight to f32 (used only where the attention math needs
-/// the matrix itself: the absorbed W_UK/W_UV of kv_b).
-Value emitWidenedWeight(Emitter &e, Value w, Value scale) {
-  auto type = cast<RankedTensorType>(w.getType());
-  unsigned rank = type.getRank();
-  Value init = e.empty(e.sizesOf(w));
-  SmallVector<AffineMap> maps(2, e.b.getMultiDimIdentityMap(rank));
-  SmallVector<IteratorType> iterators(rank, IteratorType::parallel);
-  Value table = isFp8(w) ? fp8Table(e.b, e.loc) : Value();
-  return e.generic({w}, init, maps, iterators,
-                   [&](OpBuilder &b, Location loc, ValueRange args) {
-                     Value wv = widen(b, loc, args[0], table);
-                     if (scale) {
-                       Value block = indexConst(b, loc, kFp8Block);
-                       Value r = linalg::IndexOp::create(b, loc, rank - 2);
-                       Value c = linalg::IndexOp::create(b, loc, rank - 1);
-                       Value br = arith::DivUIOp::create(b, loc, r, block);
-                       Value bc = arith::DivUIOp::create(b, loc, c, block);
-                       Value s = tensor::ExtractOp::create(b, loc, scale,
-                                                           ValueRange{br, bc});
-                       wv = arith::MulFOp::create(b, loc, wv, s);
-                     }
-                     linalg::YieldOp::create(b, loc, wv);
-                   });
+/// linalg.transpose into a fresh tensor.
+Value emitTranspose(Emitter &e, Value v, ArrayRef<int64_t> permutation) {
+  SmallVector<OpFoldResult> sizes = e.sizesOf(v);
+  SmallVector<OpFoldResult> permuted;
+  for (int64_t p : permutation)
+    permuted.push_back(sizes[p]);
+  Value init = e.empty(permuted);
+  return linalg::TransposeOp::create(e.b, e.loc, v, init, permutation)
+      .getResult()[0];
+}
+
+/// Reshapes with a reassociation, expanding or collapsing as the ranks say.
+Value emitReshape(Emitter &e, Value v, ArrayRef<ReassociationIndices> reassoc,
+                  ArrayRef<OpFoldResult> newSizes) {
+  auto type = cast<RankedTensorType>(v.getType());
+  SmallVector<int64_t> shape;
+  SmallVector<Value> dynamic;
+  for (OpFoldResult s : newSizes) {
+    std::optional<int64_t> c = getConstantIntValue(s);
+    shape.push_back(c ? *c : ShapedType::kDynamic);
+  }
+  auto newType = RankedTensorType::get(shape, type.getElementType());
+  if (static_cast<int64_t>(newSizes.size()) > type.getRank())
+    return tensor::ExpandShapeOp::create(e.b, e.loc, newType, v, reassoc,
+                                         newSizes);
+  return tensor::CollapseShapeOp::create(e.b, e.loc, newType, v, reassoc);
 }
 
 struct LinearLowering : OpRewritePattern<LinearOp> {
@@ -476,7 +579,7 @@ Value emitRmsNorm(Emitter &e, Value x, Value w, double eps) {
         Value inv = math::RsqrtOp::create(
             b, loc, arith::AddFOp::create(b, loc, mean, epsV));
         Value normed = arith::MulFOp::create(b, loc, args[0], inv);
-        Value wv = widen(b, loc, args[2], Value());
+        Value wv = widen(b, loc, args[2]);
         linalg::YieldOp::create(b, loc,
                                 ValueRange{arith::MulFOp::create(b, loc, normed, wv)});
       });
@@ -515,7 +618,7 @@ struct EmbeddingLowering : OpRewritePattern<EmbeddingOp> {
           Value col = linalg::IndexOp::create(b, loc, tokRank);
           Value v =
               tensor::ExtractOp::create(b, loc, table, ValueRange{row, col});
-          linalg::YieldOp::create(b, loc, ValueRange{widen(b, loc, v, Value())});
+          linalg::YieldOp::create(b, loc, ValueRange{widen(b, loc, v)});
         });
     rewriter.replaceOp(op, result);
     return success();
@@ -808,24 +911,6 @@ Value emitCausalSoftmax(Emitter &e, Value scores, Value positions,
                    });
 }
 
-/// out[b,s,h,i] = sum_j lhs[b,s,h,j] * rhs[<rhsDims>] with the iteration
-/// space (b, s, h, i, j); `rhsDims` names which of those index rhs.
-Value emitContraction(Emitter &e, Value lhs, Value rhs,
-                      ArrayRef<unsigned> rhsDims,
-                      ArrayRef<OpFoldResult> outSizes) {
-  const unsigned n = 5;
-  SmallVector<IteratorType> it(n, IteratorType::parallel);
-  it[4] = IteratorType::reduction;
-  return e.generic({lhs, rhs}, e.filled(outSizes, 0.0),
-                   {e.map(n, {0, 1, 2, 4}), e.map(n, rhsDims),
-                    e.map(n, {0, 1, 2, 3})},
-                   it, [&](OpBuilder &b, Location loc, ValueRange args) {
-                     Value p = arith::MulFOp::create(b, loc, args[0], args[1]);
-                     linalg::YieldOp::create(
-                         b, loc, ValueRange{arith::AddFOp::create(b, loc, args[2], p)});
-                   });
-}
-
 /// Concatenates a [B,S,H,X] and b [B,S,H,Y] along the last dim; `b` may
 /// also be [B,S,Y] (broadcast over heads).
 Value emitConcatHeads(Emitter &e, Value a, Value bv) {
@@ -914,22 +999,30 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                                             sizes, strides)
           .getResult();
     };
-    SmallVector<OpFoldResult> rowSizes = e.sizesOf(qNope); // [B, S, H, nope]
-    auto sizesWithLast = [&](OpFoldResult last) {
-      SmallVector<OpFoldResult> s(rowSizes);
-      s.back() = last;
-      return s;
-    };
     const double scale = op.getSoftmaxScale().convertToDouble();
     Value attn; // [B, S, H, v]
     Value newCache;
+    auto idx = [&](int64_t v) -> OpFoldResult { return e.b.getIndexAttr(v); };
+    OpFoldResult seqLen = e.dim(x, 1);
+    auto times = [&](OpFoldResult lhs, OpFoldResult rhs) -> OpFoldResult {
+      std::optional<int64_t> l = getConstantIntValue(lhs),
+                             r = getConstantIntValue(rhs);
+      if (l && r)
+        return e.b.getIndexAttr(*l * *r);
+      return arith::MulIOp::create(
+                 e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, lhs),
+                 getValueOrCreateConstantIndexOp(e.b, e.loc, rhs))
+          .getResult();
+    };
+    OpFoldResult tokens = times(idx(batch), seqLen);        // B*S
+    OpFoldResult rowsPerBatch = times(seqLen, idx(heads)); // S*H
 
     if (op.hasLatentCache()) {
       // Absorbed form: the cache holds [kv_norm(c) | rope(k_pe)] per token;
-      // W_UK is folded into the query and W_UV applied after attention.
+      // W_UK is folded into the query and W_UV applied after attention. Both
+      // are read straight from kv_b viewed as [heads, nope + v, latent].
       Value entries = e.generic(
-          {}, e.empty({e.b.getIndexAttr(batch), e.dim(x, 1),
-                       e.b.getIndexAttr(kvRank + rope)}),
+          {}, e.empty({idx(batch), seqLen, idx(kvRank + rope)}),
           {e.b.getMultiDimIdentityMap(3)},
           SmallVector<IteratorType>(3, IteratorType::parallel),
           [&](OpBuilder &b, Location loc, ValueRange) {
@@ -960,64 +1053,135 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value prefix = prefixOf(newCache, kvRank + rope);   // [B, T, C + R]
       Value prefixLatent = e.sliceLast(prefix, 0, kvRank); // [B, T, C]
 
-      Value wkvb = emitWidenedWeight(e, op.getWkvB(), op.getWkvBScale());
-      Value wkvbHeads = tensor::ExpandShapeOp::create(
+      auto wkvbType = cast<RankedTensorType>(op.getWkvB().getType());
+      Value wkvb3 = tensor::ExpandShapeOp::create(
           e.b, e.loc,
-          RankedTensorType::get({heads, nope + vDim, kvRank}, e.f32()), wkvb,
-          SmallVector<ReassociationIndices>{{0, 1}, {2}});
-      auto sliceRows = [&](int64_t offset, int64_t size) {
+          RankedTensorType::get({heads, nope + vDim, kvRank},
+                                wkvbType.getElementType()),
+          op.getWkvB(), SmallVector<ReassociationIndices>{{0, 1}, {2}});
+      auto headRows = [&](int64_t offset, int64_t size) {
         return tensor::ExtractSliceOp::create(
                    e.b, e.loc,
-                   RankedTensorType::get({heads, size, kvRank}, e.f32()),
-                   wkvbHeads,
-                   SmallVector<OpFoldResult>{e.b.getIndexAttr(0),
-                                             e.b.getIndexAttr(offset),
-                                             e.b.getIndexAttr(0)},
-                   SmallVector<OpFoldResult>{e.b.getIndexAttr(heads),
-                                             e.b.getIndexAttr(size),
-                                             e.b.getIndexAttr(kvRank)},
-                   SmallVector<OpFoldResult>(3, e.b.getIndexAttr(1)))
+                   RankedTensorType::get({heads, size, kvRank},
+                                         wkvbType.getElementType()),
+                   wkvb3,
+                   SmallVector<OpFoldResult>{idx(0), idx(offset), idx(0)},
+                   SmallVector<OpFoldResult>{idx(heads), idx(size),
+                                             idx(kvRank)},
+                   SmallVector<OpFoldResult>(3, idx(1)))
             .getResult();
       };
-      Value wUK = sliceRows(0, nope);   // [H, nope, C]
-      Value wUV = sliceRows(nope, vDim); // [H, v, C]
-      // q_lat[b,s,h,c] = sum_d q_nope[b,s,h,d] * W_UK[h,d,c]
-      Value qLat = emitContraction(e, qNope, wUK, {2, 4, 3},
-                                   sizesWithLast(e.b.getIndexAttr(kvRank)));
-      Value qCat = emitConcatHeads(e, qLat, qPe); // [B,S,H,C+R]
-      // scores[b,s,h,t] = sum_w qcat[b,s,h,w] * prefix[b,t,w]
-      Value scores = emitContraction(e, qCat, prefix, {0, 3, 4},
-                                     sizesWithLast(used));
+      // Row r of head g's slice is row g * (nope + v) + offset + r of kv_b.
+      auto storedRow = [&](int64_t offset) {
+        const int64_t perHead = nope + vDim;
+        return [perHead, offset](OpBuilder &b, Location loc, Value g,
+                                 Value r) -> Value {
+          Value base = arith::MulIOp::create(b, loc, g,
+                                             indexConst(b, loc, perHead));
+          Value withOffset =
+              arith::AddIOp::create(b, loc, base, indexConst(b, loc, offset));
+          return arith::AddIOp::create(b, loc, withOffset, r);
+        };
+      };
+      WeightView wUK{headRows(0, nope), op.getWkvBScale(), storedRow(0)};
+      WeightView wUV{headRows(nope, vDim), op.getWkvBScale(),
+                     storedRow(nope)};
+
+      // q_lat[h, (b,s), c] = sum_d q_nope[b,s,h,d] * W_UK[h,d,c]
+      Value qNopeT = emitReshape(e, emitTranspose(e, qNope, {2, 0, 1, 3}),
+                                 {{0}, {1, 2}, {3}},
+                                 {idx(heads), tokens, idx(nope)});
+      Value qLat = emitGroupedAxpy(e, qNopeT, wUK); // [H, B*S, C]
+      // qcat[b, (s,h), :] = [q_lat | q_pe]
+      Value seqValue = getValueOrCreateConstantIndexOp(e.b, e.loc, seqLen);
+      Value qCat = e.generic(
+          {}, e.empty({idx(batch), rowsPerBatch, idx(kvRank + rope)}),
+          {e.b.getMultiDimIdentityMap(3)},
+          SmallVector<IteratorType>(3, IteratorType::parallel),
+          [&](OpBuilder &b, Location loc, ValueRange) {
+            Value bi = linalg::IndexOp::create(b, loc, 0);
+            Value row = linalg::IndexOp::create(b, loc, 1);
+            Value w = linalg::IndexOp::create(b, loc, 2);
+            Value hConst = indexConst(b, loc, heads);
+            Value si = arith::DivUIOp::create(b, loc, row, hConst);
+            Value hi = arith::RemUIOp::create(b, loc, row, hConst);
+            Value c = indexConst(b, loc, kvRank);
+            Value inLatent =
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, w, c);
+            auto sel = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
+                                         inLatent, true);
+            OpBuilder::InsertionGuard g(b);
+            b.setInsertionPointToStart(&sel.getThenRegion().front());
+            Value token = arith::AddIOp::create(
+                b, loc, arith::MulIOp::create(b, loc, bi, seqValue), si);
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{tensor::ExtractOp::create(b, loc, qLat,
+                                                     ValueRange{hi, token, w})});
+            b.setInsertionPointToStart(&sel.getElseRegion().front());
+            Value r = arith::SubIOp::create(b, loc, w, c);
+            scf::YieldOp::create(
+                b, loc,
+                ValueRange{tensor::ExtractOp::create(
+                    b, loc, qPe, ValueRange{bi, si, hi, r})});
+            b.setInsertionPointAfter(sel);
+            linalg::YieldOp::create(b, loc, sel.getResults());
+          });
+      // scores[b, (s,h), t] = qcat[b, (s,h), :] . cache[b, t, :]
+      Value scores3 = emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
+      Value scores = emitReshape(e, scores3, {{0}, {1, 2}, {3}},
+                                 {idx(batch), seqLen, idx(heads), used});
       Value probs = emitCausalSoftmax(e, scores, positions, scale);
-      // o_lat[b,s,h,c] = sum_t P[b,s,h,t] * latent[b,t,c]
-      Value oLat = emitContraction(e, probs, prefixLatent, {0, 4, 3},
-                                   sizesWithLast(e.b.getIndexAttr(kvRank)));
-      // o[b,s,h,v] = sum_c o_lat[b,s,h,c] * W_UV[h,v,c]
-      attn = emitContraction(e, oLat, wUV, {2, 3, 4},
-                             sizesWithLast(e.b.getIndexAttr(vDim)));
+      Value probs3 = emitReshape(e, probs, {{0}, {1, 2}, {3}},
+                                 {idx(batch), rowsPerBatch, used});
+      // o_lat[b, (s,h), c] = sum_t P[b, (s,h), t] * latent[b, t, c]
+      Value oLat = emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
+      Value oLat4 = emitReshape(e, oLat, {{0}, {1, 2}, {3}},
+                                {idx(batch), seqLen, idx(heads), idx(kvRank)});
+      Value oLatT = emitReshape(e, emitTranspose(e, oLat4, {2, 0, 1, 3}),
+                                {{0}, {1, 2}, {3}},
+                                {idx(heads), tokens, idx(kvRank)});
+      // o[h, (b,s), v] = o_lat[h, (b,s), :] . W_UV[h, v, :]
+      Value o = emitGroupedDots(e, oLatT, wUV);
+      Value o4 = emitReshape(e, o, {{0}, {1, 2}, {3}},
+                             {idx(heads), idx(batch), seqLen, idx(vDim)});
+      attn = emitTranspose(e, o4, {1, 2, 0, 3});
     } else {
       // Naive form: the cache holds per-head [k_nope | k_pe | v].
       Value kvb = emitLinear(e, latent, op.getWkvB(), op.getWkvBScale());
       kvb = e.splitLast(kvb, heads, nope + vDim); // [B,S,H,nope+v]
       Value kNope = e.sliceLast(kvb, 0, nope);
       Value v = e.sliceLast(kvb, nope, vDim);
-      Value k = emitConcatHeads(e, kNope, kPe);      // [B,S,H,nope+R]
-      Value entries4 = emitConcatHeads(e, k, v);     // [B,S,H,nope+R+v]
-      Value entries = e.mergeLast(entries4);         // [B,S,H*(...)]
+      Value k = emitConcatHeads(e, kNope, kPe);  // [B,S,H,nope+R]
+      Value entries4 = emitConcatHeads(e, k, v); // [B,S,H,nope+R+v]
+      Value entries = e.mergeLast(entries4);     // [B,S,H*(...)]
       newCache = emitCacheWrite(e, cache, entries, positions);
       const int64_t perHead = nope + rope + vDim;
-      Value prefix = prefixOf(newCache, heads * perHead); // [B,T,H*perHead]
+      Value prefix = prefixOf(newCache, heads * perHead);  // [B,T,H*perHead]
       Value prefix4 = e.splitLast(prefix, heads, perHead); // [B,T,H,perHead]
-      Value prefixK = e.sliceLast(prefix4, 0, nope + rope);
-      Value prefixV = e.sliceLast(prefix4, nope + rope, vDim);
+      OpFoldResult groups = idx(batch * heads);
+      Value cacheT = emitReshape(e, emitTranspose(e, prefix4, {0, 2, 1, 3}),
+                                 {{0, 1}, {2}, {3}},
+                                 {groups, used, idx(perHead)});
+      Value keys = e.sliceLast(cacheT, 0, nope + rope);     // [BH, T, nope+R]
+      Value values = e.sliceLast(cacheT, nope + rope, vDim); // [BH, T, v]
       Value qCat = emitConcatHeads(e, qNope, qPe); // [B,S,H,nope+R]
-      // scores[b,s,h,t] = sum_j q[b,s,h,j] * K[b,t,h,j]
-      Value scores = emitContraction(e, qCat, prefixK, {0, 3, 2, 4},
-                                     sizesWithLast(used));
+      Value qT = emitReshape(e, emitTranspose(e, qCat, {0, 2, 1, 3}),
+                             {{0, 1}, {2}, {3}},
+                             {groups, seqLen, idx(nope + rope)});
+      // scores[(b,h), s, t] = q[(b,h), s, :] . K[(b,h), t, :]
+      Value scores3 = emitGroupedDots(e, qT, WeightView{keys, {}, {}});
+      Value scores4 = emitReshape(e, scores3, {{0, 1}, {2}, {3}},
+                                  {idx(batch), idx(heads), seqLen, used});
+      Value scores = emitTranspose(e, scores4, {0, 2, 1, 3});
       Value probs = emitCausalSoftmax(e, scores, positions, scale);
-      // o[b,s,h,v] = sum_t P[b,s,h,t] * V[b,t,h,v]
-      attn = emitContraction(e, probs, prefixV, {0, 4, 2, 3},
-                             sizesWithLast(e.b.getIndexAttr(vDim)));
+      Value probsT = emitReshape(e, emitTranspose(e, probs, {0, 2, 1, 3}),
+                                 {{0, 1}, {2}, {3}}, {groups, seqLen, used});
+      // o[(b,h), s, v] = sum_t P[(b,h), s, t] * V[(b,h), t, v]
+      Value o = emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
+      Value o4 = emitReshape(e, o, {{0, 1}, {2}, {3}},
+                             {idx(batch), idx(heads), seqLen, idx(vDim)});
+      attn = emitTranspose(e, o4, {0, 2, 1, 3});
     }
     Value merged = e.mergeLast(attn); // [B, S, H*v]
     Value out = emitLinear(e, merged, op.getWo(), op.getWoScale());

@@ -1,23 +1,25 @@
 // RUN: dsv3-opt %s -split-input-file --convert-dsv3-to-linalg -mlir-print-elementsattrs-with-hex-if-larger=1000 | FileCheck %s
 
-/// Linear is a weight stream: tiles of 4 output rows are handed out by a
-/// parallel loop; per token m a 16-lane FMA loop over k reads the 4 bf16 rows
-/// once, widens them in registers and keeps 4 independent accumulators; no
-/// f32 copy of the matrix is made.
+/// Linear is a weight stream (one group of row dots): tiles of 4 output rows
+/// are handed out by a parallel loop; per token m a 16-lane FMA loop over k
+/// reads the 4 bf16 rows once, widens them in registers and keeps 4
+/// independent accumulators; no f32 copy of the matrix is made.
 // CHECK-LABEL: func.func @linear_bf16
 // CHECK-NOT: dsv3.
-// CHECK: scf.forall (%[[T:.*]]) in (16) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<7x64xf32>)
+// CHECK: %[[W:.*]] = tensor.expand_shape %arg1 {{.*}} into tensor<1x64x128xbf16>
+// CHECK: %[[X:.*]] = tensor.expand_shape %arg0 {{.*}} into tensor<1x7x128xf32>
+// CHECK: scf.forall (%[[G:.*]], %[[T:.*]]) in (1, %c16) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<1x7x64xf32>)
 // CHECK: %[[N0:.*]] = arith.muli %[[T]], %c4
 // CHECK: scf.for %[[M:[a-z0-9_]+]] = %{{.*}} to %c7
 // CHECK: scf.for %[[K:[a-z0-9_]+]] = %{{.*}} to %c128 step %c16 iter_args(%[[ACC:[a-z0-9_]+]] = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
-// CHECK: %[[X:.*]] = vector.transfer_read %arg0[%[[M]], %[[K]]]{{.*}}{in_bounds = [true]} : tensor<7x128xf32>, vector<16xf32>
-// CHECK: %[[W:.*]] = vector.transfer_read %arg1[%[[N0]], %[[K]]]{{.*}} : tensor<64x128xbf16>, vector<16xbf16>
-// CHECK: %[[WF:.*]] = arith.extf %[[W]] : vector<16xbf16> to vector<16xf32>
-// CHECK: vector.fma %[[X]], %[[WF]], %[[ACC]] : vector<16xf32>
+// CHECK: %[[XV:.*]] = vector.transfer_read %[[X]][%[[G]], %[[M]], %[[K]]]{{.*}}{in_bounds = [true]} : tensor<1x7x128xf32>, vector<16xf32>
+// CHECK: %[[WV:.*]] = vector.transfer_read %[[W]][%[[G]], %[[N0]], %[[K]]]{{.*}} : tensor<1x64x128xbf16>, vector<16xbf16>
+// CHECK: %[[WF:.*]] = arith.extf %[[WV]] : vector<16xbf16> to vector<16xf32>
+// CHECK: vector.fma %[[XV]], %[[WF]], %[[ACC]] : vector<16xf32>
 // CHECK-COUNT-3: vector.fma
 // CHECK: vector.reduction <add>
 // CHECK: scf.forall.in_parallel
-// CHECK: tensor.parallel_insert_slice %{{.*}} into %[[OUT]][0, %[[N0]]] [7, 4] [1, 1]
+// CHECK: tensor.parallel_insert_slice %{{.*}} into %[[OUT]][%[[G]], 0, %[[N0]]] [1, 7, 4] [1, 1, 1]
 func.func @linear_bf16(%x: tensor<7x128xf32>, %w: tensor<64x128xbf16>) -> tensor<7x64xf32> {
   %0 = dsv3.linear %x, %w : (tensor<7x128xf32>, tensor<64x128xbf16>) -> tensor<7x64xf32>
   return %0 : tensor<7x64xf32>
@@ -29,7 +31,7 @@ func.func @linear_bf16(%x: tensor<7x128xf32>, %w: tensor<64x128xbf16>) -> tensor
 /// with masked transfers; leading dims are flattened to tokens and restored.
 // CHECK-LABEL: func.func @linear_tail
 // CHECK: tensor.collapse_shape %arg0 {{\[}}[0, 1], [2]] : tensor<2x?x24xf32> into tensor<?x24xf32>
-// CHECK: vector.transfer_read {{.*}} : tensor<?x24xf32>, vector<16xf32>
+// CHECK: vector.transfer_read {{.*}} : tensor<1x?x24xf32>, vector<16xf32>
 // CHECK-NOT: in_bounds = [true]
 // CHECK: tensor.expand_shape {{.*}} into tensor<2x?x96xf32>
 func.func @linear_tail(%x: tensor<2x?x24xf32>, %w: tensor<96x24xbf16>) -> tensor<2x?x96xf32> {
@@ -41,16 +43,16 @@ func.func @linear_tail(%x: tensor<2x?x24xf32>, %w: tensor<96x24xbf16>) -> tensor
 
 /// FP8: codes are decoded exactly with integer ops (sign | (exp + 120) << 23 |
 /// mantissa << 20; subnormals mantissa * 2^-9; 0x7F NaN) and multiplied by
-/// the scale of their 128x128 block, one scale per 16-lane chunk.
+/// the scale of their 128x128 block, one scale per row and 16-lane chunk.
 // CHECK-LABEL: func.func @linear_fp8
 // CHECK-DAG: arith.constant dense<120> : vector<16xi32>
 // CHECK-DAG: arith.constant dense<0.001953125> : vector<16xf32>
+// CHECK: vector.transfer_read %{{.*}} : tensor<1x160x320xf8E4M3FN>, vector<16xf8E4M3FN>
+// CHECK: arith.bitcast %{{.*}} : vector<16xf8E4M3FN> to vector<16xi8>
 // CHECK: %[[N:.*]] = arith.divui %{{.*}}, %c128
 // CHECK: %[[KB:.*]] = arith.divui %{{.*}}, %c128
 // CHECK: %[[S:.*]] = tensor.extract %arg2[%[[N]], %[[KB]]] : tensor<2x3xf32>
 // CHECK: %[[SV:.*]] = vector.broadcast %[[S]] : f32 to vector<16xf32>
-// CHECK: vector.transfer_read %arg1{{.*}} : tensor<160x320xf8E4M3FN>, vector<16xf8E4M3FN>
-// CHECK: arith.bitcast %{{.*}} : vector<16xf8E4M3FN> to vector<16xi8>
 // CHECK: arith.mulf %{{.*}}, %[[SV]] : vector<16xf32>
 func.func @linear_fp8(%x: tensor<7x320xf32>, %w: tensor<160x320xf8E4M3FN>, %s: tensor<2x3xf32>) -> tensor<7x160xf32> {
   %0 = dsv3.linear %x, %w scale %s : (tensor<7x320xf32>, tensor<160x320xf8E4M3FN>, tensor<2x3xf32>) -> tensor<7x160xf32>

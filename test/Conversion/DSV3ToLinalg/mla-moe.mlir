@@ -3,7 +3,9 @@
 /// Latent cache (width 32 + 8): the call's entries are scattered into the
 /// cache at their positions (guarded against positions past the cache), and
 /// attention reads only the prefix up to the largest position. W_UK and W_UV
-/// come from kv_b viewed as [heads, nope + v, kv_lora_rank].
+/// are read straight from the bf16 kv_b viewed as [heads, nope + v, latent]:
+/// q_lat is an axpy over W_UK rows, scores are row dots against the cache,
+/// the output an axpy over cache rows, then row dots against W_UV.
 // CHECK-LABEL: func.func @mla_latent
 // CHECK-NOT: dsv3.
 // CHECK: arith.maxsi
@@ -13,8 +15,14 @@
 // CHECK: scf.if
 // CHECK: tensor.insert_slice {{.*}} : tensor<1x1x40xf32> into tensor<1x64x40xf32>
 // CHECK: tensor.extract_slice {{.*}} : tensor<1x64x40xf32> to tensor<1x?x40xf32>
-// CHECK: tensor.expand_shape {{.*}} : tensor<128x32xf32> into tensor<4x32x32xf32>
+// CHECK: %[[KVB:.*]] = tensor.expand_shape %arg8 {{.*}} : tensor<128x32xbf16> into tensor<4x32x32xbf16>
+// CHECK: %[[WUK:.*]] = tensor.extract_slice %[[KVB]][0, 0, 0] [4, 16, 32] [1, 1, 1]
+// CHECK: %[[WUV:.*]] = tensor.extract_slice %[[KVB]][0, 16, 0] [4, 16, 32] [1, 1, 1]
+// CHECK: linalg.transpose
+// CHECK: scf.forall ({{.*}}) in (4, %{{.*}})
+// CHECK: vector.transfer_read %[[WUK]]
 // CHECK: math.exp
+// CHECK: vector.transfer_read %[[WUV]]
 // CHECK: return
 func.func @mla_latent(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: tensor<1x64x40xf32>,
     %wq_a: tensor<64x128xbf16>, %q_norm: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>,
@@ -38,6 +46,7 @@ func.func @mla_latent(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: te
 // CHECK: tensor.collapse_shape {{.*}} into tensor<1x7x160xf32>
 // CHECK: tensor.insert_slice {{.*}} : tensor<1x1x160xf32> into tensor<1x64x160xf32>
 // CHECK: tensor.expand_shape {{.*}} into tensor<1x?x4x40xf32>
+// CHECK: linalg.transpose ins(%{{.*}} : tensor<1x?x4x40xf32>) {{.*}} permutation = [0, 2, 1, 3]
 func.func @mla_expanded(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: tensor<1x64x160xf32>,
     %wq_a: tensor<64x128xbf16>, %q_norm: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>,
     %wkv_a: tensor<40x128xbf16>, %kv_norm: tensor<32xbf16>, %wkv_b: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>)
