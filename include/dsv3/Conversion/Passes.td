@@ -54,7 +54,8 @@ def DSV3EmitPackedEntryPoints : Pass<"dsv3-emit-packed-entry-points", "ModuleOp"
     wrapper fills in place (destination passing): the result's bytes are
     copied into the caller's buffer, unless the result already is that buffer
     (an in-place KV-cache update), and the compiled code's own allocation is
-    freed.
+    freed. It also adds `void dsv3_set_num_threads(int32_t)`, which sets the
+    number of OpenMP threads the parallel loops use.
   }];
   let dependentDialects = ["mlir::LLVM::LLVMDialect"];
 }

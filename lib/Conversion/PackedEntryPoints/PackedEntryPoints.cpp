@@ -43,6 +43,33 @@ struct EmitPackedEntryPointsPass
     for (LLVM::LLVMFuncOp entry : entries)
       if (failed(emitWrapper(module, entry)))
         return signalPassFailure();
+    if (!entries.empty())
+      emitThreadControl(module);
+  }
+
+  /// `void dsv3_set_num_threads(int32_t)`: how the runtime applies
+  /// `--threads` to the OpenMP loops without linking the OpenMP runtime
+  /// itself.
+  void emitThreadControl(ModuleOp module) {
+    MLIRContext *ctx = module.getContext();
+    OpBuilder b(ctx);
+    b.setInsertionPointToEnd(module.getBody());
+    Location loc = module.getLoc();
+    auto i32 = IntegerType::get(ctx, 32);
+    auto voidType = LLVM::LLVMVoidType::get(ctx);
+    auto fnType = LLVM::LLVMFunctionType::get(voidType, {i32});
+    auto setThreads =
+        module.lookupSymbol<LLVM::LLVMFuncOp>("omp_set_num_threads");
+    if (!setThreads)
+      setThreads =
+          LLVM::LLVMFuncOp::create(b, loc, "omp_set_num_threads", fnType);
+    auto wrapper =
+        LLVM::LLVMFuncOp::create(b, loc, "dsv3_set_num_threads", fnType);
+    Block *body = wrapper.addEntryBlock(b);
+    b.setInsertionPointToStart(body);
+    LLVM::CallOp::create(b, loc, setThreads,
+                         ValueRange{body->getArgument(0)});
+    LLVM::ReturnOp::create(b, loc, ValueRange{});
   }
 
   LogicalResult emitWrapper(ModuleOp module, LLVM::LLVMFuncOp entry) {
