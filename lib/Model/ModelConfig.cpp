@@ -438,9 +438,13 @@ ModelConfig parseObject(const json &root, const std::string &source) {
       c.topkMethod = TopkMethod::NoauxTc;
     else if (*s == "greedy")
       c.topkMethod = TopkMethod::Greedy;
+    else if (*s == "group_limited_greedy")
+      c.topkMethod = TopkMethod::GroupLimitedGreedy;
     else
-      r.fail("topk_method", "unsupported value '" + *s +
-                                "' (expected \"noaux_tc\" or \"greedy\")");
+      r.fail("topk_method",
+             "unsupported value '" + *s +
+                 "' (expected \"noaux_tc\", \"greedy\" or "
+                 "\"group_limited_greedy\")");
   }
   c.normTopkProb = r.optionalBool("norm_topk_prob", d.normTopkProb);
 
@@ -618,8 +622,10 @@ std::string modelConfigToJson(const ModelConfig &c) {
     j["routed_scaling_factor"] = c.routedScalingFactor;
     j["scoring_func"] =
         c.scoringFunc == ScoringFunc::Sigmoid ? "sigmoid" : "softmax";
-    j["topk_method"] =
-        c.topkMethod == TopkMethod::NoauxTc ? "noaux_tc" : "greedy";
+    j["topk_method"] = c.topkMethod == TopkMethod::NoauxTc ? "noaux_tc"
+                       : c.topkMethod == TopkMethod::Greedy
+                           ? "greedy"
+                           : "group_limited_greedy";
     j["norm_topk_prob"] = c.normTopkProb;
     j["q_lora_rank"] = c.qLoraRank ? ordered_json(*c.qLoraRank) : nullptr;
     j["kv_lora_rank"] = c.kvLoraRank;

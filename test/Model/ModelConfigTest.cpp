@@ -381,12 +381,22 @@ TEST(ModelConfigError, FirstKDenseBeyondLayers) {
             "num_hidden_layers (61), got 62");
 }
 
+TEST(ModelConfig, GroupLimitedGreedyHasNoSelectionBias) {
+  // DeepSeek-V2's routing: groups ranked by their best score, no bias.
+  ConfigParseResult r = parseModelConfig(
+      with("topk_method", "group_limited_greedy"));
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_EQ(r.config->topkMethod, TopkMethod::GroupLimitedGreedy);
+  EXPECT_FALSE(r.config->hasSelectionBias());
+  EXPECT_NE(modelConfigToJson(*r.config).find("\"group_limited_greedy\""),
+            std::string::npos);
+}
+
 TEST(ModelConfigError, UnsupportedEnumValues) {
   EXPECT_THAT(parseError(with("scoring_func", "relu")),
               HasSubstr("field 'scoring_func': unsupported value 'relu'"));
-  EXPECT_THAT(parseError(with("topk_method", "group_limited_greedy")),
-              HasSubstr("field 'topk_method': unsupported value "
-                        "'group_limited_greedy'"));
+  EXPECT_THAT(parseError(with("topk_method", "top1")),
+              HasSubstr("field 'topk_method': unsupported value 'top1'"));
   EXPECT_THAT(parseError(with("hidden_act", "gelu")),
               HasSubstr("field 'hidden_act': unsupported activation 'gelu'"));
   EXPECT_THAT(parseError(with("attention_bias", true)),

@@ -21,8 +21,10 @@ namespace dsv3 {
 enum class ScoringFunc { Sigmoid, Softmax };
 
 /// `topk_method`: noaux_tc adds a per-expert selection bias
-/// (`e_score_correction_bias`) used only to choose experts; greedy has none.
-enum class TopkMethod { NoauxTc, Greedy };
+/// (`e_score_correction_bias`) used only to choose experts; greedy and
+/// group_limited_greedy (DeepSeek-V2) have none. With n_group > 1 the experts
+/// are chosen within the best topk_group groups, ranked by their best score.
+enum class TopkMethod { NoauxTc, Greedy, GroupLimitedGreedy };
 
 /// YaRN RoPE scaling parameters (`rope_scaling` with type "yarn").
 struct YarnConfig {
