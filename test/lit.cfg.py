@@ -24,7 +24,7 @@ llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.dsv3_tools_dir, config.llvm_tools_dir]
-tools = ["dsv3-opt", "dsv3-compile", "not", "count", "FileCheck", ToolSubst("%python", "/usr/bin/python3", unresolved="ignore")]
+tools = ["dsv3-opt", "dsv3-compile", "dsv3-run", "not", "count", "FileCheck", ToolSubst("%python", "/usr/bin/python3", unresolved="ignore")]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 # GPU code generation needs ptxas from the CUDA toolkit; tests that produce a

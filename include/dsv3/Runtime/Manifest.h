@@ -1,0 +1,128 @@
+//===- Manifest.h - The manifest.json of a compiled dsv3 artifact -*- C++ -*-===//
+//
+// An artifact directory holds manifest.json and the shared library it names.
+// The manifest is the whole contract between dsv3-compile and the runtime:
+// the target the library was built for, the model config, the batch and
+// sequence limits, the entry-point symbols, and the exact order, dtype and
+// shape of every argument (inputs, weights, outputs) of the packed entry
+// points (docs/runtime.md).
+//
+// Parsing checks everything the runtime later relies on, so that a malformed
+// manifest is one error line naming the field instead of a crash inside the
+// compiled code. Plain C++ (no MLIR/LLVM); no exception leaves it.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_RUNTIME_MANIFEST_H
+#define DSV3_RUNTIME_MANIFEST_H
+
+#include "dsv3/Model/Checkpoint.h"
+#include "dsv3/Model/ModelConfig.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dsv3 {
+namespace runtime {
+
+/// Element types of entry-point arguments ("f32", "bf16", "f16", "f8e4m3",
+/// "i32", "i64" in the manifest).
+enum class ElementType { F32, BF16, F16, F8E4M3, I32, I64 };
+
+size_t elementSize(ElementType type);
+/// The manifest spelling.
+const char *elementTypeName(ElementType type);
+std::optional<ElementType> parseElementType(const std::string &name);
+/// The checkpoint dtype a weight of this type is stored as, if any.
+std::optional<DType> checkpointDType(ElementType type);
+
+/// A shape dimension of -1 is dynamic (the token count of the call).
+constexpr int64_t kDynamic = -1;
+
+/// One entry of "inputs" or "outputs".
+struct TensorSpec {
+  std::string name;
+  ElementType dtype = ElementType::F32;
+  std::vector<int64_t> shape;
+};
+
+/// One entry of "weights". With `layers` = {first, count}, dim 0 indexes
+/// layers first..first+count-1 ({layer} in `source`); with `experts` = E, the
+/// next dim indexes experts 0..E-1 ({expert}). Each (layer, expert) slice is
+/// one checkpoint tensor of shape sliceShape().
+struct WeightSpec {
+  std::string role;
+  std::string source;
+  ElementType dtype = ElementType::F32;
+  std::vector<int64_t> shape;
+  std::optional<int64_t> firstLayer, numLayers;
+  std::optional<int64_t> numExperts;
+
+  bool isStacked() const { return numLayers.has_value(); }
+  /// Number of checkpoint tensors that make up this weight.
+  int64_t numSlices() const;
+  /// Shape of one checkpoint tensor (shape without the stack dims).
+  std::vector<int64_t> sliceShape() const;
+  size_t sliceBytes() const;
+  size_t numBytes() const;
+  /// The checkpoint tensor of slice `index` (row-major over layer, expert).
+  std::string sliceSource(int64_t index) const;
+  /// "layer 3, expert 5" for slice `index`; "" for an unstacked weight.
+  std::string sliceLabel(int64_t index) const;
+};
+
+struct TargetSpec {
+  std::string kind; // "cpu"
+  std::string triple;
+  std::string cpu;
+  std::vector<std::string> features; // LLVM spelling, e.g. "avx512bf16"
+};
+
+struct EntryPointSpec {
+  std::string symbol;
+  int64_t seqLen = kDynamic; // -1 for prefill, 1 for decode
+};
+
+struct Manifest {
+  std::string artifactDir;
+  std::string path; // of manifest.json, prefixes errors
+  std::string library;
+  TargetSpec target;
+  ModelConfig config;
+  int64_t maxBatch = 0;
+  int64_t maxSeqLen = 0;
+  std::string kvCacheLayout;
+  EntryPointSpec prefill, decode;
+  std::vector<TensorSpec> inputs;
+  std::vector<WeightSpec> weights;
+  std::vector<TensorSpec> outputs;
+  // Positions in `inputs` of the three inputs the runtime fills.
+  size_t tokensInput = 0, positionsInput = 0, cacheInput = 0;
+
+  int64_t vocabSize() const { return config.vocabSize; }
+  size_t weightsBytes() const;
+  size_t kvCacheBytes() const;
+  /// Path of the shared library (library resolved against artifactDir).
+  std::string libraryPath() const;
+};
+
+struct ManifestResult {
+  std::optional<Manifest> manifest;
+  std::string error;
+  explicit operator bool() const { return manifest.has_value(); }
+};
+
+/// Reads `<artifactDir>/manifest.json`.
+ManifestResult loadManifest(const std::string &artifactDir);
+/// Parses manifest text; `artifactDir` resolves the library path.
+ManifestResult parseManifest(const std::string &jsonText,
+                             const std::string &artifactDir,
+                             const std::string &sourceName = "manifest.json");
+
+} // namespace runtime
+} // namespace dsv3
+
+#endif // DSV3_RUNTIME_MANIFEST_H

@@ -1,0 +1,180 @@
+//===- Model.h - An opened artifact: weights, cache, generation -*- C++ -*-===//
+//
+// The C++ core behind the C API (dsv3rt.h). A Model owns
+//  - the compiled library (dlopen'ed) and its two entry points,
+//  - one buffer per manifest weight, in the checkpoint's dtype: stacked
+//    weights are copied slice by slice from the memory-mapped checkpoint
+//    into one 64-byte-aligned buffer; unstacked ones are used in place when
+//    the mapping is aligned to their element size,
+//  - the KV cache (zeroed once), the logits output and the token/position
+//    input buffers, and the memref descriptors that point at all of them,
+//  - a thread pool for loading and for the compiled code's parallel loops.
+//
+// It computes nothing of the model: generation is a loop of entry-point
+// calls, sampling and bookkeeping of positions.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_RUNTIME_MODEL_H
+#define DSV3_RUNTIME_MODEL_H
+
+#include "dsv3/Runtime/Manifest.h"
+#include "dsv3/Runtime/ThreadPool.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dsv3 {
+namespace runtime {
+
+struct OpenOptions {
+  int numThreads = 0; // 0: availableCpus()
+  /// Called on the opening thread as weights are placed: (done, total) bytes.
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct SamplingOptions {
+  int64_t maxNewTokens = 16;
+  float temperature = 0.0f; // 0: greedy
+  float topP = 1.0f;
+  uint64_t seed = 0;
+  bool stopAtEos = true;
+};
+
+struct GenerateOutput {
+  /// Generated tokens per sequence (an emitted eos included).
+  std::vector<std::vector<int32_t>> tokens;
+  /// When requested: per sequence, (1 + tokens[i].size()) rows of vocab
+  /// floats. Row 0: after the prompt; row r: after feeding token r.
+  std::vector<std::vector<float>> logits;
+};
+
+struct RunStats {
+  int64_t prefillTokens = 0, decodeTokens = 0;
+  int64_t prefillCalls = 0, decodeCalls = 0;
+  double prefillSeconds = 0, decodeSeconds = 0;
+};
+
+/// The limits a generate request must respect; "" or one error line.
+std::string validateRequest(int64_t vocabSize, int64_t maxBatch,
+                            int64_t maxSeqLen,
+                            const std::vector<std::vector<int32_t>> &prompts,
+                            const SamplingOptions &sampling);
+
+/// "" if `checkpointConfig` describes the same model as `artifactConfig`
+/// (token ids and MTP depth aside); else one line naming the first field that
+/// differs. `checkpointSource` names the checkpoint's config.json.
+std::string compareConfigs(const ModelConfig &artifactConfig,
+                           const ModelConfig &checkpointConfig,
+                           const std::string &checkpointSource);
+
+class Model {
+public:
+  /// Opens an artifact with the weights of a checkpoint; nullptr and `error`
+  /// set on failure.
+  static std::unique_ptr<Model> open(const std::string &artifactDir,
+                                     const std::string &checkpointDir,
+                                     const OpenOptions &options,
+                                     std::string &error);
+  ~Model();
+  Model(const Model &) = delete;
+  Model &operator=(const Model &) = delete;
+
+  const Manifest &manifest() const { return manifest_; }
+  int numThreads() const { return pool_->numThreads(); }
+  ThreadPool &pool() { return *pool_; }
+
+  /// Runs one generation; "" or an error line. With `recordLogits`, fills
+  /// `out.logits` and feeds every generated token (so its row exists).
+  std::string generate(const std::vector<std::vector<int32_t>> &prompts,
+                       const SamplingOptions &sampling, bool recordLogits,
+                       GenerateOutput &out);
+
+  /// The latest next-token logits of sequence `seq` of the last generate
+  /// call ([vocab]); nullptr if there is none.
+  const float *lastLogits(int64_t seq) const;
+
+  const RunStats &runStats() const { return stats_; }
+  double loadSeconds() const { return loadSeconds_; }
+  uint64_t weightsBytes() const;
+  uint64_t weightsMappedBytes() const;
+  uint64_t kvCacheBytes() const { return manifest_.kvCacheBytes(); }
+
+  // Introspection for tests.
+  const void *weightData(size_t index) const;
+  bool weightIsMapped(size_t index) const;
+  const void *kvCacheData() const;
+
+private:
+  /// Memory behind one argument: owned (anonymous mmap, page-aligned, zero
+  /// filled) or borrowed from the checkpoint mapping.
+  struct Buffer {
+    void *data = nullptr;
+    size_t bytes = 0;
+    bool owned = false;
+    Buffer() = default;
+    Buffer(Buffer &&other) noexcept { *this = std::move(other); }
+    Buffer &operator=(Buffer &&other) noexcept;
+    ~Buffer() { release(); }
+    void release();
+    /// "" or an error line.
+    std::string allocate(size_t size, const std::string &what);
+  };
+
+  /// An MLIR ranked memref descriptor {allocated, aligned, offset,
+  /// sizes[R], strides[R]}: all 8-byte words on LP64, so one int64 array.
+  class MemRef {
+  public:
+    void set(void *data, const std::vector<int64_t> &shape);
+    void *descriptor() { return words.data(); }
+
+  private:
+    std::vector<int64_t> words;
+  };
+
+  using EntryFn = void (*)(void **);
+
+  Model();
+  std::string load(const std::string &artifactDir,
+                   const std::string &checkpointDir,
+                   const OpenOptions &options);
+  std::string loadWeights(const OpenOptions &options);
+  /// Calls `fn` with the tokens/positions already in the input buffers for
+  /// `seqLen` positions per row.
+  void call(EntryFn fn, int64_t seqLen);
+  void setInput(size_t input, int64_t row, int64_t col, int64_t seqLen,
+                int64_t value);
+
+  Manifest manifest_;
+  std::optional<dsv3::Checkpoint> checkpoint_;
+  void *library_ = nullptr;
+  EntryFn prefill_ = nullptr, decode_ = nullptr;
+  /// The artifact's OpenMP runtime, if it links one: its thread count is set
+  /// to the model's before each call (see load()).
+  void (*ompSetNumThreads_)(int) = nullptr;
+  std::unique_ptr<ThreadPool> pool_;
+
+  std::vector<Buffer> weights_;
+  std::vector<Buffer> inputs_; // in manifest order
+  Buffer logits_;
+  std::vector<MemRef> inputDescs_, weightDescs_;
+  MemRef logitsDesc_;
+  std::vector<void *> args_;
+
+  std::vector<std::vector<float>> lastLogits_;
+  RunStats stats_;
+  double loadSeconds_ = 0;
+};
+
+/// The pool of the model whose entry point is running on this thread, or
+/// nullptr outside entry-point calls.
+ThreadPool *currentModelPool();
+
+} // namespace runtime
+} // namespace dsv3
+
+#endif // DSV3_RUNTIME_MODEL_H

@@ -1,0 +1,636 @@
+//===- Model.cpp - Open an artifact, load weights, generate ---------------===//
+//
+// Order of checks in open(): the artifact first (manifest, target CPU,
+// library and symbols; all cheap), then the checkpoint (config.json against
+// the artifact's config, then every tensor the manifest names: present, same
+// dtype, same shape) and only then the allocation and copy of the weights, so
+// that every mismatch is reported before gigabytes are touched.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Runtime/Model.h"
+
+#include "dsv3/Runtime/CpuFeatures.h"
+#include "dsv3/Runtime/Sampler.h"
+
+#include "Support.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <sys/mman.h>
+
+namespace dsv3 {
+namespace runtime {
+
+namespace {
+
+thread_local ThreadPool *tlsCurrentPool = nullptr;
+
+/// Makes `pool` the one dsv3rt_parallel_for uses on this thread while an
+/// entry point runs.
+struct CurrentPoolScope {
+  ThreadPool *previous;
+  explicit CurrentPoolScope(ThreadPool *pool) : previous(tlsCurrentPool) {
+    tlsCurrentPool = pool;
+  }
+  ~CurrentPoolScope() { tlsCurrentPool = previous; }
+};
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
+
+std::string parentDirectory(const std::string &path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos)
+    return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+} // namespace
+
+ThreadPool *currentModelPool() { return tlsCurrentPool; }
+
+//===----------------------------------------------------------------------===//
+// Request and config checks
+//===----------------------------------------------------------------------===//
+
+std::string validateRequest(int64_t vocabSize, int64_t maxBatch,
+                            int64_t maxSeqLen,
+                            const std::vector<std::vector<int32_t>> &prompts,
+                            const SamplingOptions &sampling) {
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  if (batch < 1)
+    return "no sequence to generate (give at least one prompt)";
+  if (batch > maxBatch)
+    return std::to_string(batch) +
+           " sequences exceed the artifact's max batch of " +
+           std::to_string(maxBatch);
+  if (sampling.maxNewTokens < 0)
+    return "max new tokens must be >= 0, got " +
+           std::to_string(sampling.maxNewTokens);
+  if (!std::isfinite(sampling.temperature) || sampling.temperature < 0)
+    return "temperature must be a finite number >= 0, got " +
+           std::to_string(sampling.temperature);
+  if (!(sampling.topP > 0.0f && sampling.topP <= 1.0f))
+    return "top-p must be in (0, 1], got " + std::to_string(sampling.topP);
+  for (int64_t i = 0; i < batch; ++i) {
+    const std::vector<int32_t> &prompt = prompts[i];
+    std::string seq = "sequence " + std::to_string(i);
+    if (prompt.empty())
+      return seq + ": the prompt is empty";
+    for (size_t p = 0; p < prompt.size(); ++p)
+      if (prompt[p] < 0 || prompt[p] >= vocabSize)
+        return seq + ": token id " + std::to_string(prompt[p]) +
+               " at position " + std::to_string(p) + " is out of range [0, " +
+               std::to_string(vocabSize) + ")";
+    int64_t total = static_cast<int64_t>(prompt.size()) + sampling.maxNewTokens;
+    if (total > maxSeqLen)
+      return seq + ": " + std::to_string(prompt.size()) + " prompt tokens + " +
+             std::to_string(sampling.maxNewTokens) + " new tokens = " +
+             std::to_string(total) + " exceed the artifact's max sequence " +
+             "length of " + std::to_string(maxSeqLen);
+  }
+  return "";
+}
+
+std::string compareConfigs(const ModelConfig &artifactConfig,
+                           const ModelConfig &checkpointConfig,
+                           const std::string &checkpointSource) {
+  // Compare the canonical forms, so that spelling differences between the
+  // two files (defaults left out, 1 vs 1.0) do not count.
+  nlohmann::json a = nlohmann::json::parse(modelConfigToJson(artifactConfig));
+  nlohmann::json c = nlohmann::json::parse(modelConfigToJson(checkpointConfig));
+  // Token ids only steer the runtime (the artifact's eos wins) and MTP layers
+  // are not part of the compiled forward pass.
+  static const char *ignored[] = {"bos_token_id", "eos_token_id",
+                                  "num_nextn_predict_layers"};
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    if (std::find_if(std::begin(ignored), std::end(ignored),
+                     [&](const char *k) { return it.key() == k; }) !=
+        std::end(ignored))
+      continue;
+    nlohmann::json other = c.contains(it.key()) ? c[it.key()] : nullptr;
+    if (*it != other)
+      return "checkpoint does not match the artifact: config field '" +
+             it.key() + "' is " + it->dump() + " in the artifact but " +
+             other.dump() + " in " + checkpointSource;
+  }
+  for (auto it = c.begin(); it != c.end(); ++it)
+    if (!a.contains(it.key()))
+      return "checkpoint does not match the artifact: config field '" +
+             it.key() + "' is " + it->dump() + " in " + checkpointSource +
+             " but absent from the artifact";
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Buffers and descriptors
+//===----------------------------------------------------------------------===//
+
+Model::Buffer &Model::Buffer::operator=(Buffer &&other) noexcept {
+  if (this != &other) {
+    release();
+    data = other.data;
+    bytes = other.bytes;
+    owned = other.owned;
+    other.data = nullptr;
+    other.bytes = 0;
+    other.owned = false;
+  }
+  return *this;
+}
+
+void Model::Buffer::release() {
+  if (owned && data)
+    ::munmap(data, bytes);
+  data = nullptr;
+  bytes = 0;
+  owned = false;
+}
+
+std::string Model::Buffer::allocate(size_t size, const std::string &what) {
+  // Anonymous mappings are page-aligned (more than the 64 bytes promised to
+  // the compiled code) and zero-filled lazily: a large KV cache costs
+  // nothing until it is written.
+  void *p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return "cannot allocate " + formatBytes(size) + " for " + what + ": " +
+           errnoMessage(errno);
+#ifdef MADV_HUGEPAGE
+  if (size >= (2u << 20))
+    ::madvise(p, size, MADV_HUGEPAGE); // fewer TLB misses; only a hint
+#endif
+  data = p;
+  bytes = size;
+  owned = true;
+  return "";
+}
+
+void Model::MemRef::set(void *data, const std::vector<int64_t> &shape) {
+  const size_t rank = shape.size();
+  words.assign(3 + 2 * rank, 0);
+  words[0] = static_cast<int64_t>(reinterpret_cast<intptr_t>(data));
+  words[1] = words[0];
+  words[2] = 0; // offset
+  int64_t stride = 1;
+  for (size_t i = rank; i-- > 0;) {
+    words[3 + i] = shape[i];
+    words[3 + rank + i] = stride;
+    stride *= shape[i];
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Opening
+//===----------------------------------------------------------------------===//
+
+Model::Model() = default;
+
+Model::~Model() {
+  // Buffers may be borrowed from the checkpoint mapping: drop them first.
+  weights_.clear();
+  checkpoint_.reset();
+  if (library_)
+    ::dlclose(library_);
+}
+
+std::unique_ptr<Model> Model::open(const std::string &artifactDir,
+                                   const std::string &checkpointDir,
+                                   const OpenOptions &options,
+                                   std::string &error) {
+  auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<Model> model(new Model());
+  try {
+    error = model->load(artifactDir, checkpointDir, options);
+  } catch (const std::exception &e) {
+    error = std::string("internal error while opening the artifact: ") +
+            e.what();
+  } catch (...) {
+    error = "internal error while opening the artifact";
+  }
+  if (!error.empty())
+    return nullptr;
+  model->loadSeconds_ = secondsSince(start);
+  return model;
+}
+
+std::string Model::load(const std::string &artifactDir,
+                        const std::string &checkpointDir,
+                        const OpenOptions &options) {
+  if (options.numThreads < 0 || options.numThreads > 4096)
+    return "thread count must be in [1, 4096] (or 0 for one per CPU), got " +
+           std::to_string(options.numThreads);
+
+  // -- The artifact ---------------------------------------------------------
+  ManifestResult manifest = loadManifest(artifactDir);
+  if (!manifest)
+    return manifest.error;
+  manifest_ = std::move(*manifest.manifest);
+  std::string error = checkTarget(manifest_.target);
+  if (!error.empty())
+    return artifactDir + ": " + error;
+
+  std::string libraryPath = manifest_.libraryPath();
+  if (!isRegularFile(libraryPath))
+    return libraryPath + ": the artifact's library does not exist";
+  // RTLD_NOW: an unresolved symbol is an error here, not a crash mid-run.
+  // RTLD_LOCAL: two artifacts export the same entry names.
+  ::dlerror();
+  library_ = ::dlopen(libraryPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!library_) {
+    const char *message = ::dlerror();
+    return "cannot load the artifact's library: " +
+           std::string(message ? message : libraryPath);
+  }
+  for (auto [spec, fn] : {std::make_pair(&manifest_.prefill, &prefill_),
+                          std::make_pair(&manifest_.decode, &decode_)}) {
+    void *symbol = ::dlsym(library_, spec->symbol.c_str());
+    if (!symbol)
+      return libraryPath + ": entry point '" + spec->symbol +
+             "' is not exported by the artifact's library";
+    *fn = reinterpret_cast<EntryFn>(symbol);
+  }
+
+  // Compiled code may parallelise with OpenMP (libomp next to the library)
+  // instead of dsv3rt_parallel_for. Its threads then follow the model's
+  // thread count too, unless the user left the count to the default and set
+  // OMP_NUM_THREADS, which OpenMP honours by itself. dlsym on the handle
+  // searches the library's own dependencies only.
+  if (options.numThreads > 0 || !std::getenv("OMP_NUM_THREADS"))
+    ompSetNumThreads_ = reinterpret_cast<void (*)(int)>(
+        ::dlsym(library_, "omp_set_num_threads"));
+
+  // -- The checkpoint -------------------------------------------------------
+  if (!isDirectory(checkpointDir) && !isRegularFile(checkpointDir))
+    return checkpointDir + ": checkpoint directory does not exist";
+  std::string configPath =
+      (isDirectory(checkpointDir) ? checkpointDir
+                                  : parentDirectory(checkpointDir)) +
+      "/config.json";
+  if (!isRegularFile(configPath))
+    return configPath + ": missing (the checkpoint's config is checked "
+                        "against the artifact's)";
+  ConfigParseResult config = loadModelConfig(configPath);
+  if (!config)
+    return config.error;
+  error = compareConfigs(manifest_.config, *config.config, configPath);
+  if (!error.empty())
+    return error;
+
+  CheckpointOpenResult checkpoint = Checkpoint::open(checkpointDir);
+  if (!checkpoint)
+    return checkpoint.error;
+  checkpoint_.emplace(std::move(*checkpoint.checkpoint));
+
+  // -- Threads, weights, cache ----------------------------------------------
+  pool_ = std::make_unique<ThreadPool>(
+      options.numThreads > 0 ? options.numThreads : availableCpus());
+  error = loadWeights(options);
+  if (!error.empty())
+    return error;
+  if (weightsMappedBytes() == 0)
+    checkpoint_.reset(); // everything was copied: unmap the files
+
+  const int64_t batch = manifest_.maxBatch;
+  inputs_.resize(manifest_.inputs.size());
+  inputDescs_.resize(manifest_.inputs.size());
+  for (size_t i = 0; i < manifest_.inputs.size(); ++i) {
+    const TensorSpec &spec = manifest_.inputs[i];
+    size_t bytes = elementSize(spec.dtype);
+    if (i == manifest_.cacheInput) {
+      bytes = manifest_.kvCacheBytes();
+    } else {
+      // tokens / positions: room for a whole-sequence prefill.
+      bytes *= static_cast<size_t>(batch * manifest_.maxSeqLen);
+    }
+    error = inputs_[i].allocate(bytes, "input '" + spec.name + "'");
+    if (!error.empty())
+      return error;
+    // tokens / positions get their real [max_batch, S] shape in call().
+    inputDescs_[i].set(inputs_[i].data, i == manifest_.cacheInput
+                                            ? spec.shape
+                                            : std::vector<int64_t>{batch, 1});
+  }
+  const TensorSpec &logits = manifest_.outputs[0];
+  error = logits_.allocate(sizeof(float) * batch * manifest_.vocabSize(),
+                           "the logits");
+  if (!error.empty())
+    return error;
+  logitsDesc_.set(logits_.data, logits.shape);
+
+  // Packed arguments: inputs, weights, outputs, then a null terminator that
+  // the compiled code does not need but a test double may use to find the
+  // end of the list.
+  for (MemRef &desc : inputDescs_)
+    args_.push_back(desc.descriptor());
+  for (MemRef &desc : weightDescs_)
+    args_.push_back(desc.descriptor());
+  args_.push_back(logitsDesc_.descriptor());
+  args_.push_back(nullptr);
+  lastLogits_.assign(batch, {});
+  return "";
+}
+
+std::string Model::loadWeights(const OpenOptions &options) {
+  const std::vector<WeightSpec> &specs = manifest_.weights;
+
+  // Check every slice before allocating anything.
+  std::vector<std::vector<const TensorInfo *>> slices(specs.size());
+  for (size_t w = 0; w < specs.size(); ++w) {
+    const WeightSpec &spec = specs[w];
+    DType dtype = *checkpointDType(spec.dtype);
+    std::vector<int64_t> shape = spec.sliceShape();
+    for (int64_t s = 0; s < spec.numSlices(); ++s) {
+      std::string name = spec.sliceSource(s);
+      std::string label = spec.sliceLabel(s);
+      std::string what = "weight '" + spec.role + "'" +
+                         (label.empty() ? "" : ", " + label);
+      const TensorInfo *tensor = checkpoint_->find(name);
+      if (!tensor)
+        return "checkpoint does not match the artifact: tensor '" + name +
+               "' (" + what + ") is not in " + checkpoint_->path();
+      if (tensor->dtype != dtype)
+        return "checkpoint does not match the artifact: tensor '" + name +
+               "' in " + tensor->file + " is " + dtypeName(tensor->dtype) +
+               ", the artifact expects " + dtypeName(dtype) + " (" + what +
+               ")";
+      if (tensor->shape != shape)
+        return "checkpoint does not match the artifact: tensor '" + name +
+               "' in " + tensor->file + " has shape " +
+               formatShape(tensor->shape) + ", the artifact expects " +
+               formatShape(shape) + " (" + what + ")";
+      slices[w].push_back(tensor);
+    }
+  }
+
+  const uint64_t total = manifest_.weightsBytes();
+  uint64_t done = 0;
+  auto report = [&](uint64_t bytes) {
+    done += bytes;
+    if (options.progress)
+      options.progress(done, total);
+  };
+  weights_.resize(specs.size());
+  weightDescs_.resize(specs.size());
+  for (size_t w = 0; w < specs.size(); ++w) {
+    const WeightSpec &spec = specs[w];
+    Buffer &buffer = weights_[w];
+    const size_t sliceBytes = spec.sliceBytes();
+    const TensorInfo *first = slices[w][0];
+    if (!spec.isStacked() &&
+        reinterpret_cast<uintptr_t>(first->data) % elementSize(spec.dtype) ==
+            0) {
+      // Zero copy: the compiled code assumes only element alignment, and
+      // the read-only mapping stays valid as long as the checkpoint is open.
+      buffer.data = const_cast<uint8_t *>(first->data);
+      buffer.bytes = sliceBytes;
+      buffer.owned = false;
+      report(sliceBytes);
+    } else {
+      std::string error =
+          buffer.allocate(spec.numBytes(), "weight '" + spec.role + "'");
+      if (!error.empty())
+        return error;
+      // Copy in groups of slices so progress moves during a 100 GB weight;
+      // the slices of a group are copied in parallel (page faults on the
+      // checkpoint file are the bottleneck, and they overlap).
+      const int64_t numSlices = spec.numSlices();
+      const int64_t group = std::max<int64_t>(
+          pool_->numThreads(),
+          static_cast<int64_t>((256u << 20) / std::max<size_t>(sliceBytes, 1)));
+      uint8_t *dst = static_cast<uint8_t *>(buffer.data);
+      for (int64_t begin = 0; begin < numSlices; begin += group) {
+        int64_t count = std::min(group, numSlices - begin);
+        pool_->parallelFor(count, [&](int64_t lo, int64_t hi) {
+          for (int64_t s = begin + lo; s < begin + hi; ++s)
+            std::memcpy(dst + s * sliceBytes, slices[w][s]->data, sliceBytes);
+        });
+        report(static_cast<uint64_t>(count) * sliceBytes);
+      }
+    }
+    weightDescs_[w].set(buffer.data, spec.shape);
+  }
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+void Model::setInput(size_t input, int64_t row, int64_t col, int64_t seqLen,
+                     int64_t value) {
+  int64_t index = row * seqLen + col;
+  if (manifest_.inputs[input].dtype == ElementType::I32)
+    static_cast<int32_t *>(inputs_[input].data)[index] =
+        static_cast<int32_t>(value);
+  else
+    static_cast<int64_t *>(inputs_[input].data)[index] = value;
+}
+
+void Model::call(EntryFn fn, int64_t seqLen) {
+  const std::vector<int64_t> shape = {manifest_.maxBatch, seqLen};
+  for (size_t i : {manifest_.tokensInput, manifest_.positionsInput}) {
+    inputDescs_[i].set(inputs_[i].data, shape);
+    args_[i] = inputDescs_[i].descriptor(); // inputs lead the argument list
+  }
+  CurrentPoolScope scope(pool_.get());
+  // Per call: the setting belongs to the calling thread, which may change
+  // between calls (any one thread at a time may use a model).
+  if (ompSetNumThreads_)
+    ompSetNumThreads_(pool_->numThreads());
+  fn(args_.data());
+}
+
+std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
+                            const SamplingOptions &sampling, bool recordLogits,
+                            GenerateOutput &out) {
+  const int64_t vocab = manifest_.vocabSize();
+  const int64_t maxBatch = manifest_.maxBatch;
+  const int64_t maxSeqLen = manifest_.maxSeqLen;
+  std::string error =
+      validateRequest(vocab, maxBatch, maxSeqLen, prompts, sampling);
+  if (!error.empty())
+    return error;
+
+  const int64_t batch = static_cast<int64_t>(prompts.size());
+  const int64_t maxNew = sampling.maxNewTokens;
+  const int64_t eos = manifest_.config.eosTokenId;
+  stats_ = RunStats();
+  out.tokens.assign(batch, {});
+  out.logits.assign(recordLogits ? batch : 0, {});
+  for (auto &row : lastLogits_)
+    row.clear();
+
+  // Per sequence: tokens in the cache (`fed`, also the next position),
+  // whether it may generate more, and its own random stream.
+  struct Row {
+    int64_t fed = 0;
+    bool finished = false;
+    Rng rng;
+    explicit Row(Rng r) : rng(r) {}
+  };
+  std::vector<Row> rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    rows.emplace_back(Rng(sampling.seed, static_cast<uint64_t>(b)));
+    rows.back().finished = maxNew == 0;
+  }
+  auto length = [&](int64_t b) {
+    return static_cast<int64_t>(prompts[b].size() + out.tokens[b].size());
+  };
+  auto tokenAt = [&](int64_t b, int64_t p) {
+    int64_t promptLen = static_cast<int64_t>(prompts[b].size());
+    return p < promptLen ? prompts[b][p] : out.tokens[b][p - promptLen];
+  };
+  // A row is fed its next token while that token is still part of the
+  // prompt, while it generates, or (when logits are recorded) once more to
+  // produce the row after its last token.
+  auto needsFeed = [&](int64_t b) {
+    const Row &row = rows[b];
+    return row.fed < length(b) &&
+           (row.fed < static_cast<int64_t>(prompts[b].size()) ||
+            !row.finished || recordLogits);
+  };
+
+  SamplerScratch scratch;
+  const float *logits = static_cast<const float *>(logits_.data);
+  // After a call in which row b was fed: if its whole sequence is now in the
+  // cache, the logits predict its next token.
+  auto afterCall = [&](int64_t b, const char *entry) -> std::string {
+    Row &row = rows[b];
+    if (row.fed != length(b))
+      return "";
+    const float *rowLogits = logits + b * vocab;
+    if (hasNaN(rowLogits, vocab))
+      return std::string("the artifact's ") + entry +
+             " entry point produced NaN logits for sequence " +
+             std::to_string(b);
+    lastLogits_[b].assign(rowLogits, rowLogits + vocab);
+    if (recordLogits)
+      out.logits[b].insert(out.logits[b].end(), rowLogits, rowLogits + vocab);
+    if (row.finished)
+      return "";
+    int64_t token =
+        sampling.temperature == 0.0f
+            ? argmaxLogits(rowLogits, vocab)
+            : sampleLogits(rowLogits, vocab, sampling.temperature,
+                           sampling.topP, row.rng, scratch);
+    if (token < 0)
+      return std::string("the artifact's ") + entry +
+             " entry point produced no finite logit for sequence " +
+             std::to_string(b);
+    out.tokens[b].push_back(static_cast<int32_t>(token));
+    if (static_cast<int64_t>(out.tokens[b].size()) == maxNew ||
+        (sampling.stopAtEos && token == eos))
+      row.finished = true;
+    return "";
+  };
+
+  // -- Prefill: the prefix all prompts share in length ----------------------
+  auto start = std::chrono::steady_clock::now();
+  int64_t common = maxSeqLen;
+  for (const auto &prompt : prompts)
+    common = std::min<int64_t>(common, prompt.size());
+  for (int64_t b = 0; b < maxBatch; ++b) {
+    for (int64_t p = 0; p < common; ++p) {
+      // Rows beyond the batch are padding: token 0 at positions 0..S-1.
+      setInput(manifest_.tokensInput, b, p, common,
+               b < batch ? prompts[b][p] : 0);
+      setInput(manifest_.positionsInput, b, p, common, p);
+    }
+  }
+  call(prefill_, common);
+  stats_.prefillCalls = 1;
+  stats_.prefillTokens = common * batch;
+  for (int64_t b = 0; b < batch; ++b) {
+    rows[b].fed = common;
+    error = afterCall(b, "prefill");
+    if (!error.empty())
+      return error;
+  }
+  stats_.prefillSeconds = secondsSince(start);
+
+  // -- Decode: one token per row per call -----------------------------------
+  start = std::chrono::steady_clock::now();
+  std::vector<char> fedNow(batch);
+  for (;;) {
+    bool any = false;
+    for (int64_t b = 0; b < maxBatch; ++b) {
+      int64_t token = 0, position = 0;
+      if (b < batch) {
+        fedNow[b] = needsFeed(b);
+        any |= fedNow[b] != 0;
+        if (fedNow[b]) {
+          token = tokenAt(b, rows[b].fed);
+          position = rows[b].fed;
+        } else {
+          // Done (or waiting for nothing): its result is ignored, so feed a
+          // valid token at its own current position, clamped to the cache.
+          position = std::min(rows[b].fed, maxSeqLen - 1);
+        }
+      }
+      setInput(manifest_.tokensInput, b, 0, 1, token);
+      setInput(manifest_.positionsInput, b, 0, 1, position);
+    }
+    if (!any)
+      break;
+    call(decode_, 1);
+    ++stats_.decodeCalls;
+    for (int64_t b = 0; b < batch; ++b) {
+      if (!fedNow[b])
+        continue;
+      ++rows[b].fed;
+      ++stats_.decodeTokens;
+      error = afterCall(b, "decode");
+      if (!error.empty())
+        return error;
+    }
+  }
+  stats_.decodeSeconds = secondsSince(start);
+  return "";
+}
+
+const float *Model::lastLogits(int64_t seq) const {
+  if (seq < 0 || seq >= static_cast<int64_t>(lastLogits_.size()) ||
+      lastLogits_[seq].empty())
+    return nullptr;
+  return lastLogits_[seq].data();
+}
+
+uint64_t Model::weightsBytes() const {
+  uint64_t total = 0;
+  for (const Buffer &b : weights_)
+    total += b.bytes;
+  return total;
+}
+
+uint64_t Model::weightsMappedBytes() const {
+  uint64_t total = 0;
+  for (const Buffer &b : weights_)
+    total += b.owned ? 0 : b.bytes;
+  return total;
+}
+
+const void *Model::weightData(size_t index) const {
+  return index < weights_.size() ? weights_[index].data : nullptr;
+}
+
+bool Model::weightIsMapped(size_t index) const {
+  return index < weights_.size() && !weights_[index].owned;
+}
+
+const void *Model::kvCacheData() const {
+  return inputs_.empty() ? nullptr : inputs_[manifest_.cacheInput].data;
+}
+
+} // namespace runtime
+} // namespace dsv3

@@ -1,0 +1,417 @@
+//===- dsv3-run.cpp - Run a compiled dsv3 artifact ------------------------===//
+//
+//   dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --tokens 1,2,3
+//            [--tokens 4,5 ...] [--max-new-tokens N] [--temperature T]
+//            [--top-p P] [--seed S] [--threads N] [--ignore-eos]
+//            [--logits-out F.npy] [--stats-out F.json]
+//
+// One --tokens per sequence of the batch. Prints each sequence's generated
+// token ids and the prefill/decode throughput on stdout; load progress (for
+// loads over a second) on stderr. Every failure is one
+// "dsv3-run: error: ..." line on stderr and exit code 1, with nothing on
+// stdout and no output file written.
+//
+// Written against the C API (dsv3rt.h) only, so that the API is known to be
+// sufficient for a host program.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Runtime/dsv3rt.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+const char *kUsage =
+    "usage: dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --tokens 1,2,3 "
+    "[--tokens 4,5 ...]\n"
+    "                [--max-new-tokens N] [--temperature T] [--top-p P] "
+    "[--seed S]\n"
+    "                [--threads N] [--ignore-eos] [--logits-out F.npy] "
+    "[--stats-out F.json]\n"
+    "\n"
+    "Runs a compiled dsv3 artifact with the weights of a safetensors "
+    "checkpoint.\n"
+    "  --tokens LIST         prompt token ids of one sequence "
+    "(comma-separated);\n"
+    "                        repeat for a batch (at most the artifact's "
+    "max batch)\n"
+    "  --max-new-tokens N    tokens to generate per sequence (default 16)\n"
+    "  --temperature T       0 = greedy (default); > 0 samples\n"
+    "  --top-p P             nucleus sampling mass in (0, 1] (default 1)\n"
+    "  --seed S              sampling seed (default 0)\n"
+    "  --threads N           threads (default: one per available CPU)\n"
+    "  --ignore-eos          do not stop a sequence at the eos token\n"
+    "  --logits-out F        float32 .npy [1 + generated, vocab] for one "
+    "sequence:\n"
+    "                        row 0 after the prompt, row i after feeding "
+    "token i\n"
+    "  --stats-out F         JSON: token counts, seconds, tokens/s, memory\n";
+
+[[noreturn]] void fatal(const std::string &message) {
+  std::fprintf(stderr, "dsv3-run: error: %s\n", message.c_str());
+  std::exit(1);
+}
+
+int64_t parseInt(const std::string &text, const std::string &what,
+                 int64_t min, int64_t max) {
+  errno = 0;
+  char *end = nullptr;
+  long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE || value < min ||
+      value > max)
+    fatal(what + " must be an integer in [" + std::to_string(min) + ", " +
+          std::to_string(max) + "], got '" + text + "'");
+  return value;
+}
+
+uint64_t parseSeed(const std::string &text) {
+  errno = 0;
+  char *end = nullptr;
+  unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text[0] == '-' || *end != '\0' || errno == ERANGE)
+    fatal("--seed must be an unsigned 64-bit integer, got '" + text + "'");
+  return value;
+}
+
+float parseFloat(const std::string &text, const std::string &what) {
+  errno = 0;
+  char *end = nullptr;
+  float value = std::strtof(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(value))
+    fatal(what + " must be a number, got '" + text + "'");
+  return value;
+}
+
+std::vector<int32_t> parseTokens(const std::string &text) {
+  std::vector<int32_t> tokens;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(
+        start, comma == std::string::npos ? std::string::npos : comma - start);
+    // Allow spaces around ids ("1, 2, 3").
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item.empty())
+      fatal("--tokens must be comma-separated token ids, got '" + text + "'");
+    tokens.push_back(static_cast<int32_t>(
+        parseInt(item, "token id '" + item + "'", INT32_MIN, INT32_MAX)));
+    if (comma == std::string::npos)
+      break;
+    start = comma + 1;
+  }
+  return tokens;
+}
+
+struct Options {
+  std::string artifact, weights, logitsOut, statsOut;
+  std::vector<std::vector<int32_t>> prompts;
+  dsv3rt_sampling sampling;
+  int32_t threads = 0;
+};
+
+Options parseArgs(int argc, char **argv) {
+  Options o;
+  dsv3rt_sampling_init(&o.sampling);
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
+      if (!o.artifact.empty())
+        fatal("more than one artifact directory given ('" + o.artifact +
+              "', '" + arg + "'); see --help");
+      o.artifact = arg;
+      continue;
+    }
+    if (arg == "--ignore-eos") {
+      o.sampling.stop_at_eos = 0;
+      continue;
+    }
+    std::string value;
+    size_t eq = arg.find('=');
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    }
+    static const char *valueOptions[] = {
+        "--weights", "--tokens",  "--max-new-tokens", "--temperature",
+        "--top-p",   "--seed",    "--threads",        "--logits-out",
+        "--stats-out"};
+    if (std::find(std::begin(valueOptions), std::end(valueOptions), arg) ==
+        std::end(valueOptions))
+      fatal("unknown option '" + arg + "'; see --help");
+    if (eq == std::string::npos) {
+      if (i + 1 >= argc)
+        fatal(arg + " needs a value; see --help");
+      value = argv[++i];
+    }
+    if (arg == "--weights")
+      o.weights = value;
+    else if (arg == "--tokens")
+      o.prompts.push_back(parseTokens(value));
+    else if (arg == "--max-new-tokens")
+      o.sampling.max_new_tokens = static_cast<int32_t>(
+          parseInt(value, "--max-new-tokens", 0, INT32_MAX));
+    else if (arg == "--temperature")
+      o.sampling.temperature = parseFloat(value, "--temperature");
+    else if (arg == "--top-p")
+      o.sampling.top_p = parseFloat(value, "--top-p");
+    else if (arg == "--seed")
+      o.sampling.seed = parseSeed(value);
+    else if (arg == "--threads")
+      o.threads =
+          static_cast<int32_t>(parseInt(value, "--threads", 1, 4096));
+    else if (arg == "--logits-out")
+      o.logitsOut = value;
+    else if (arg == "--stats-out")
+      o.statsOut = value;
+    else
+      fatal("unknown option '" + arg + "'; see --help");
+  }
+  if (o.artifact.empty())
+    fatal("no artifact directory given; see --help");
+  if (o.weights.empty())
+    fatal("--weights CHECKPOINT_DIR is required");
+  if (o.prompts.empty())
+    fatal("at least one --tokens LIST is required");
+  if (!o.logitsOut.empty() && o.prompts.size() != 1)
+    fatal("--logits-out writes the logits of one sequence; got " +
+          std::to_string(o.prompts.size()) + " --tokens");
+  return o;
+}
+
+//===----------------------------------------------------------------------===//
+// Output files. A regular file is written to F.tmp then renamed, so a failure
+// never leaves a half-written file under the requested name; anything else
+// that exists (/dev/stdout, a FIFO) is written in place, since renaming over
+// it would replace the device or pipe with a file.
+//===----------------------------------------------------------------------===//
+
+std::string writeDirect(const std::string &path, const std::string &data) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out)
+    return path + ": cannot write: " + std::strerror(errno);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  out.flush();
+  return out ? "" : path + ": write failed";
+}
+
+std::string writeAtomically(const std::string &path, const std::string &data) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return writeDirect(path, data);
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out)
+      return path + ": cannot write: " + std::strerror(errno);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return path + ": write failed";
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string error = path + ": cannot write: " + std::strerror(errno);
+    std::remove(tmp.c_str());
+    return error;
+  }
+  return "";
+}
+
+/// A float32 C-order .npy (format 1.0) of shape [rows, cols].
+std::string npyBytes(const float *data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                       std::to_string(rows) + ", " + std::to_string(cols) +
+                       "), }";
+  // magic(6) + version(2) + length(2) + header, padded with spaces and a
+  // final newline to a multiple of 64 bytes (numpy's own alignment).
+  size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char *>(data),
+             static_cast<size_t>(rows * cols) * sizeof(float));
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Load progress
+//===----------------------------------------------------------------------===//
+
+struct Progress {
+  std::chrono::steady_clock::time_point start =
+      std::chrono::steady_clock::now();
+  double lastPrint = -1;
+  bool printed = false;
+  bool tty = isatty(STDERR_FILENO) != 0;
+};
+
+std::string gigabytes(uint64_t bytes) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.2f GB", bytes / 1e9);
+  return buffer;
+}
+
+void onProgress(uint64_t done, uint64_t total, void *user) {
+  Progress &p = *static_cast<Progress *>(user);
+  double elapsed = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - p.start)
+                       .count();
+  // Short loads stay silent; long ones update every second (a terminal
+  // line is rewritten in place; a log gets one line per update).
+  if (elapsed < 1.0 || (elapsed - p.lastPrint < 1.0 && done != total))
+    return;
+  p.lastPrint = elapsed;
+  p.printed = true;
+  std::fprintf(stderr, "%sdsv3-run: loading weights: %s / %s (%.0f%%), %.0f s%s",
+               p.tty ? "\r" : "", gigabytes(done).c_str(),
+               gigabytes(total).c_str(),
+               total ? 100.0 * static_cast<double>(done) / total : 100.0,
+               elapsed, p.tty ? "" : "\n");
+  std::fflush(stderr);
+}
+
+double rate(int64_t tokens, double seconds) {
+  return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0;
+}
+
+} // namespace
+
+int run(int argc, char **argv) {
+  Options o = parseArgs(argc, argv);
+  char err[2048];
+
+  // Check the request against the manifest before a possibly long load.
+  dsv3rt_artifact_info info;
+  if (dsv3rt_read_artifact_info(o.artifact.c_str(), &info, err, sizeof(err)))
+    fatal(err);
+  const int64_t batch = static_cast<int64_t>(o.prompts.size());
+  std::vector<const int32_t *> prompts;
+  std::vector<int64_t> lens;
+  for (const auto &p : o.prompts) {
+    prompts.push_back(p.data());
+    lens.push_back(static_cast<int64_t>(p.size()));
+  }
+  if (dsv3rt_validate_request(&info, prompts.data(), lens.data(), batch,
+                              &o.sampling, err, sizeof(err)))
+    fatal(err);
+
+  dsv3rt_open_options openOptions;
+  dsv3rt_open_options_init(&openOptions);
+  openOptions.num_threads = o.threads;
+  Progress progress;
+  openOptions.progress = onProgress;
+  openOptions.progress_user = &progress;
+  dsv3rt_model *model = dsv3rt_open(o.artifact.c_str(), o.weights.c_str(),
+                                    &openOptions, err, sizeof(err));
+  if (progress.printed && progress.tty)
+    std::fputc('\n', stderr);
+  if (!model)
+    fatal(err);
+
+  const int64_t maxNew = o.sampling.max_new_tokens;
+  const int64_t vocab = info.vocab_size;
+  std::vector<int32_t> tokens(static_cast<size_t>(batch * maxNew));
+  std::vector<int64_t> counts(batch);
+  std::vector<float> logits;
+  if (!o.logitsOut.empty())
+    logits.resize(static_cast<size_t>(batch * (1 + maxNew) * vocab));
+  int rc = dsv3rt_generate(model, prompts.data(), lens.data(), batch,
+                           &o.sampling, tokens.data(), counts.data(),
+                           logits.empty() ? nullptr : logits.data(), err,
+                           sizeof(err));
+  dsv3rt_stats stats;
+  dsv3rt_get_stats(model, &stats);
+  dsv3rt_close(model);
+  if (rc)
+    fatal(err);
+
+  if (!o.logitsOut.empty()) {
+    std::string error = writeAtomically(
+        o.logitsOut, npyBytes(logits.data(), 1 + counts[0], vocab));
+    if (!error.empty())
+      fatal(error);
+  }
+  if (!o.statsOut.empty()) {
+    nlohmann::ordered_json j;
+    j["prefill_tokens"] = stats.prefill_tokens;
+    j["prefill_seconds"] = stats.prefill_seconds;
+    j["prefill_tokens_per_second"] =
+        rate(stats.prefill_tokens, stats.prefill_seconds);
+    j["decode_tokens"] = stats.decode_tokens;
+    j["decode_seconds"] = stats.decode_seconds;
+    j["decode_tokens_per_second"] =
+        rate(stats.decode_tokens, stats.decode_seconds);
+    j["prefill_calls"] = stats.prefill_calls;
+    j["decode_calls"] = stats.decode_calls;
+    j["weights_bytes"] = stats.weights_bytes;
+    j["weights_mapped_bytes"] = stats.weights_mapped_bytes;
+    j["kv_cache_bytes"] = stats.kv_cache_bytes;
+    j["load_seconds"] = stats.load_seconds;
+    j["num_threads"] = stats.num_threads;
+    j["batch"] = batch;
+    j["max_new_tokens"] = maxNew;
+    j["temperature"] = o.sampling.temperature;
+    j["top_p"] = o.sampling.top_p;
+    j["seed"] = o.sampling.seed;
+    nlohmann::ordered_json generated = nlohmann::ordered_json::array();
+    for (int64_t b = 0; b < batch; ++b)
+      generated.push_back(std::vector<int32_t>(
+          tokens.begin() + b * maxNew, tokens.begin() + b * maxNew + counts[b]));
+    j["generated_tokens"] = std::move(generated);
+    std::string error = writeAtomically(o.statsOut, j.dump(1) + "\n");
+    if (!error.empty()) {
+      if (!o.logitsOut.empty())
+        std::remove(o.logitsOut.c_str()); // all outputs or none
+      fatal(error);
+    }
+  }
+
+  for (int64_t b = 0; b < batch; ++b) {
+    std::string line = "sequence " + std::to_string(b) + ":";
+    for (int64_t i = 0; i < counts[b]; ++i)
+      line += (i ? "," : " ") + std::to_string(tokens[b * maxNew + i]);
+    std::puts(line.c_str());
+  }
+  std::printf("prefill: %lld tokens in %.6f s (%.1f tokens/s)\n",
+              static_cast<long long>(stats.prefill_tokens),
+              stats.prefill_seconds,
+              rate(stats.prefill_tokens, stats.prefill_seconds));
+  std::printf("decode: %lld tokens in %.6f s (%.1f tokens/s)\n",
+              static_cast<long long>(stats.decode_tokens),
+              stats.decode_seconds,
+              rate(stats.decode_tokens, stats.decode_seconds));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception &e) {
+    fatal(std::string("internal error: ") + e.what());
+  } catch (...) {
+    fatal("internal error");
+  }
+}
