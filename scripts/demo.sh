@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: sets everything up, generates a small random DeepSeek-V3-
-# architecture checkpoint (HF layout), compiles it to a dsv3 module, and shows
-# the dialect at work; then runs the numpy reference on the same checkpoint.
+# architecture checkpoint (HF layout), compiles it for this CPU, runs it with
+# dsv3-run (prefill + greedy decode) and prints the tokens and the throughput;
+# then checks the same prompt against the numpy reference.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
@@ -9,24 +10,35 @@ BIN="${DSV3_BUILD_DIR:-$ROOT/build}/bin"
 WORK="${DSV3_DEMO_DIR:-$ROOT/out/demo}"
 mkdir -p "$WORK"
 export PYTHONPATH="$ROOT/python"
+PROMPT=1,2,3,4,5,6,7,8
 
 echo "== 1. a random DeepSeek-V3-architecture checkpoint (preset 'tiny', bf16)"
 /usr/bin/python3 -m dsv3.generate_model --preset tiny --out "$WORK/tiny" --seed 0 --dtype bf16
 ls -l "$WORK/tiny"
 
-echo "== 2. dsv3-compile: checkpoint -> dsv3 module ($WORK/tiny.mlir)"
-"$BIN/dsv3-compile" "$WORK/tiny" --emit=dsv3 -o "$WORK/tiny.mlir" --print-timing
-echo "   ops in the module:"
-grep -oE '= dsv3\.[a-z_]+|scf\.for|func\.func [@a-z_ ]+' "$WORK/tiny.mlir" | sed 's/^= //' | sort | uniq -c
+echo "== 2. dsv3-compile: checkpoint -> artifact (shared library + manifest.json)"
+rm -rf "$WORK/tiny.artifact"
+"$BIN/dsv3-compile" "$WORK/tiny" -o "$WORK/tiny.artifact" --max-seq-len 256
+ls -l "$WORK/tiny.artifact"
 
-echo "== 3. dsv3-opt parses, verifies and prints it (the first MLA layer):"
-"$BIN/dsv3-opt" "$WORK/tiny.mlir" -o "$WORK/tiny.roundtrip.mlir"
-grep -m1 'dsv3.mla' "$WORK/tiny.roundtrip.mlir" | cut -c1-240
+echo "== 3. dsv3-run: prefill the prompt $PROMPT, decode 16 tokens greedily"
+"$BIN/dsv3-run" "$WORK/tiny.artifact" --weights "$WORK/tiny" --tokens "$PROMPT" \
+  --max-new-tokens 16 --logits-out "$WORK/tiny.logits.npy" --stats-out "$WORK/tiny.stats.json"
 
-echo "== 4. the 61-layer 671B DeepSeek-V3 config (FP8) imports to a module of about the same size"
-"$BIN/dsv3-compile" "$ROOT/test/data/configs/deepseek-v3-671b.json" --emit=dsv3 -o "$WORK/671b.mlir" --print-timing
-wc -l "$WORK/tiny.mlir" "$WORK/671b.mlir"
+echo "== 4. the numpy reference on the same prompt (independent implementation)"
+/usr/bin/python3 -m dsv3.reference --checkpoint "$WORK/tiny" --tokens "$PROMPT" --max-new-tokens 16 \
+  --logits-out "$WORK/tiny.reference.npy"
+/usr/bin/python3 - "$WORK" <<'PY'
+import sys, numpy as np
+work = sys.argv[1]
+compiled = np.load(f"{work}/tiny.logits.npy")
+reference = np.load(f"{work}/tiny.reference.npy")
+rows = min(len(compiled), len(reference))
+rel = np.abs(compiled[:rows] - reference[:rows]).max() / np.abs(reference[:rows]).max()
+same = (compiled[:rows].argmax(-1) == reference[:rows].argmax(-1)).all()
+print(f"compiled vs reference: max |dlogit| / max |logit| = {rel:.2e}, greedy tokens identical: {bool(same)}")
+PY
 
-echo "== 5. numpy reference: greedy tokens for prompt 1,2,3 (+8 new)"
-/usr/bin/python3 -m dsv3.reference --checkpoint "$WORK/tiny" --tokens 1,2,3 --max-new-tokens 8 \
-  --logits-out "$WORK/tiny.logits.npy"
+echo "== 5. the 61-layer 671B DeepSeek-V3 config (FP8) compiles for this CPU too"
+rm -rf "$WORK/671b.artifact"
+"$BIN/dsv3-compile" "$ROOT/test/data/configs/deepseek-v3-671b.json" -o "$WORK/671b.artifact"
