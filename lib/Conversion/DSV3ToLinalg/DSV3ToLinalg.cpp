@@ -226,10 +226,23 @@ Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
 /// (group, row) of the view to the row of the stored matrix.
 struct WeightView {
   Value view;
-  Value scale; // [ceil(rows/128), ceil(cols/128)] of the stored matrix
+  Value scale; // [ceil(rows/128), ceil(cols/128)] of the stored matrix, or
+               // [groups, ...] per stacked matrix (experts)
   std::function<Value(OpBuilder &, Location, Value group, Value row)>
       storedRow;
+  /// Optional i64 [G]: group g reads matrix groupIndex[g] of the view (the
+  /// expert a (token, slot) pair was routed to); else matrix g.
+  Value groupIndex = {};
 };
+
+/// The matrix of the view that group `g` reads.
+Value viewGroup(OpBuilder &b, Location loc, const WeightView &w, Value g) {
+  if (!w.groupIndex)
+    return g;
+  return arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      tensor::ExtractOp::create(b, loc, w.groupIndex, ValueRange{g}));
+}
 
 /// Widens a vector of weight elements to f32 in registers.
 Value widenVector(OpBuilder &b, Location loc, Value raw) {
@@ -248,10 +261,12 @@ Value blockScale(OpBuilder &b, Location loc, const WeightView &w, Value group,
                  Value row, Value col, VectorType type) {
   Value block = indexConst(b, loc, kFp8Block);
   Value stored = w.storedRow ? w.storedRow(b, loc, group, row) : row;
-  Value s = tensor::ExtractOp::create(
-      b, loc, w.scale,
-      ValueRange{arith::DivUIOp::create(b, loc, stored, block),
-                 arith::DivUIOp::create(b, loc, col, block)});
+  SmallVector<Value> index{arith::DivUIOp::create(b, loc, stored, block),
+                           arith::DivUIOp::create(b, loc, col, block)};
+  // Stacked matrices (experts) have one scale grid each.
+  if (cast<RankedTensorType>(w.scale.getType()).getRank() == 3)
+    index.insert(index.begin(), group);
+  Value s = tensor::ExtractOp::create(b, loc, w.scale, index);
   return vector::BroadcastOp::create(b, loc, type, s);
 }
 
@@ -268,7 +283,6 @@ constexpr int64_t kRowsPerTile = 4;
 Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
   auto aType = cast<RankedTensorType>(a.getType());
   auto wType = cast<RankedTensorType>(w.view.getType());
-  const int64_t groups = aType.getDimSize(0);
   const int64_t inDim = aType.getDimSize(2);
   const int64_t outStatic = wType.getDimSize(1);
   Type weightElement = wType.getElementType();
@@ -277,7 +291,8 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
           ? kRowsPerTile
           : 1;
   OpFoldResult rows = e.dim(a, 1), outDim = e.dim(w.view, 1);
-  Value init = e.empty({e.b.getIndexAttr(groups), rows, outDim});
+  OpFoldResult groups = e.dim(a, 0);
+  Value init = e.empty({groups, rows, outDim});
   Value numTiles = arith::DivUIOp::create(
       e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, outDim),
       e.index(tileRows));
@@ -288,11 +303,12 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
 
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
-      ArrayRef<OpFoldResult>{e.b.getIndexAttr(groups), numTiles},
+      ArrayRef<OpFoldResult>{groups, numTiles},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
         Value g = ivsAndOuts[0], tile = ivsAndOuts[1];
         Value shared = ivsAndOuts[2];
+        Value wg = viewGroup(b, loc, w, g);
         Value n0 = arith::MulIOp::create(b, loc, tile,
                                          indexConst(b, loc, tileRows));
         SmallVector<Value> rowIdx;
@@ -325,13 +341,13 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
                     SmallVector<Value> next;
                     for (int64_t r = 0; r < tileRows; ++r) {
                       Value raw = vector::TransferReadOp::create(
-                          b3, l3, wv, w.view, ValueRange{g, rowIdx[r], k},
+                          b3, l3, wv, w.view, ValueRange{wg, rowIdx[r], k},
                           wPad, ArrayRef<bool>{exact});
                       Value wide = widenVector(b3, l3, raw);
                       if (w.scale)
                         wide = arith::MulFOp::create(
                             b3, l3, wide,
-                            blockScale(b3, l3, w, g, rowIdx[r], k, f32v));
+                            blockScale(b3, l3, w, wg, rowIdx[r], k, f32v));
                       next.push_back(
                           vector::FMAOp::create(b3, l3, xv, wide, acc[r]));
                     }
@@ -366,14 +382,11 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
 /// (g, p) row is accumulated 16 lanes at a time in an L1-resident row, one
 /// scalar of a broadcast per d; rows are spread over threads.
 Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
-  auto aType = cast<RankedTensorType>(a.getType());
   auto wType = cast<RankedTensorType>(w.view.getType());
-  const int64_t groups = aType.getDimSize(0);
   const int64_t width = wType.getDimSize(2);
   Type weightElement = wType.getElementType();
-  OpFoldResult rows = e.dim(a, 1), depth = e.dim(a, 2);
-  Value init = e.empty({e.b.getIndexAttr(groups), rows,
-                        e.b.getIndexAttr(width)});
+  OpFoldResult groups = e.dim(a, 0), rows = e.dim(a, 1), depth = e.dim(a, 2);
+  Value init = e.empty({groups, rows, e.b.getIndexAttr(width)});
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   Value numDepth = getValueOrCreateConstantIndexOp(e.b, e.loc, depth);
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
@@ -382,10 +395,11 @@ Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
   auto rowType = RankedTensorType::get({width}, e.f32());
 
   auto forall = scf::ForallOp::create(
-      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(groups), numRows},
+      e.b, e.loc, ArrayRef<OpFoldResult>{groups, numRows},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
         Value g = ivsAndOuts[0], m = ivsAndOuts[1], shared = ivsAndOuts[2];
+        Value wg = viewGroup(b, loc, w, g);
         Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
         Value row = linalg::FillOp::create(
                         b, loc, ValueRange{zero},
@@ -413,11 +427,11 @@ Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
                     Value wide = widenVector(
                         b3, l3,
                         vector::TransferReadOp::create(
-                            b3, l3, wv, w.view, ValueRange{g, d, c}, wPad,
+                            b3, l3, wv, w.view, ValueRange{wg, d, c}, wPad,
                             ArrayRef<bool>{exact}));
                     if (w.scale)
                       wide = arith::MulFOp::create(
-                          b3, l3, wide, blockScale(b3, l3, w, g, d, c, f32v));
+                          b3, l3, wide, blockScale(b3, l3, w, wg, d, c, f32v));
                     Value sum =
                         vector::FMAOp::create(b3, l3, coefficient, wide, acc);
                     Value written = vector::TransferWriteOp::create(
@@ -1445,78 +1459,64 @@ struct MoeLowering : OpRewritePattern<MoeOp> {
                           linalg::YieldOp::create(b, loc, ValueRange{w});
                         });
 
-    // 6. Experts: for each token and each of its selected experts, run that
-    // expert alone (only the selected experts' weights are read) and add its
-    // weighted output.
-    Value acc = e.filled({tokens, e.b.getIndexAttr(hidden)}, 0.0);
+    // 6. Experts, all (token, slot) pairs at once: pair g = n * top_k + k
+    // reads expert selected[n, k] and only that expert's weights. Gate and up
+    // are one parallel pass of row dots, SiLU*up elementwise, down another;
+    // the weighted sum over the slots combines them.
     Value numTokens = getValueOrCreateConstantIndexOp(e.b, e.loc, tokens);
-    Value zero = e.index(0), one = e.index(1);
-    auto sliceExpert = [&](OpBuilder &b, Location loc, Value stacked,
-                           Value expert) -> Value {
-      if (!stacked)
-        return Value();
-      auto type = cast<RankedTensorType>(stacked.getType());
-      ArrayRef<int64_t> shape = type.getShape();
-      SmallVector<OpFoldResult> offsets{expert, b.getIndexAttr(0),
-                                        b.getIndexAttr(0)};
-      SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
-                                      b.getIndexAttr(shape[1]),
-                                      b.getIndexAttr(shape[2])};
-      SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-      return tensor::ExtractSliceOp::create(
-          b, loc, RankedTensorType::get(shape.drop_front(), type.getElementType()),
-          stacked, offsets, sizes, strides);
-    };
-    auto tokenLoop = scf::ForOp::create(
-        e.b, e.loc, zero, numTokens, one, ValueRange{acc},
-        [&](OpBuilder &b, Location loc, Value n, ValueRange outer) {
-          auto slotLoop = scf::ForOp::create(
-              b, loc, indexConst(b, loc, 0), indexConst(b, loc, topK),
-              indexConst(b, loc, 1), outer,
-              [&](OpBuilder &b2, Location l2, Value k, ValueRange inner) {
-                Value expert = arith::IndexCastOp::create(
-                    b2, l2, b2.getIndexType(),
-                    tensor::ExtractOp::create(b2, l2, selected,
-                                              ValueRange{n, k}));
-                Value w = tensor::ExtractOp::create(b2, l2, weights,
-                                                    ValueRange{n, k});
-                auto rowType = RankedTensorType::get({1, hidden}, b2.getF32Type());
-                SmallVector<OpFoldResult> rowOffsets{n, b2.getIndexAttr(0)};
-                SmallVector<OpFoldResult> rowSizes{b2.getIndexAttr(1),
-                                                   b2.getIndexAttr(hidden)};
-                SmallVector<OpFoldResult> strides(2, b2.getIndexAttr(1));
-                Value xRow = tensor::ExtractSliceOp::create(
-                    b2, l2, rowType, x, rowOffsets, rowSizes, strides);
-                Value y = SwigluMlpOp::create(
-                    b2, l2, rowType, xRow,
-                    sliceExpert(b2, l2, op.getGate(), expert),
-                    sliceExpert(b2, l2, op.getUp(), expert),
-                    sliceExpert(b2, l2, op.getDown(), expert),
-                    sliceExpert(b2, l2, op.getGateScale(), expert),
-                    sliceExpert(b2, l2, op.getUpScale(), expert),
-                    sliceExpert(b2, l2, op.getDownScale(), expert));
-                Value accRow = tensor::ExtractSliceOp::create(
-                    b2, l2, rowType, inner[0], rowOffsets, rowSizes, strides);
-                AffineMap id = b2.getMultiDimIdentityMap(2);
-                Value sum =
-                    linalg::GenericOp::create(
-                        b2, l2, TypeRange{rowType}, ValueRange{y},
-                        ValueRange{accRow}, SmallVector<AffineMap>{id, id},
-                        SmallVector<IteratorType>(2, IteratorType::parallel),
-                        [&](OpBuilder &b3, Location l3, ValueRange a) {
-                          Value p = arith::MulFOp::create(b3, l3, a[0], w);
-                          linalg::YieldOp::create(
-                              b3, l3,
-                              ValueRange{arith::AddFOp::create(b3, l3, a[1], p)});
-                        })
-                        .getResult(0);
-                Value updated = tensor::InsertSliceOp::create(
-                    b2, l2, sum, inner[0], rowOffsets, rowSizes, strides);
-                scf::YieldOp::create(b2, l2, ValueRange{updated});
-              });
-          scf::YieldOp::create(b, loc, slotLoop.getResults());
+    Value pairs = arith::MulIOp::create(e.b, e.loc, numTokens, e.index(topK));
+    int64_t staticTokens =
+        cast<RankedTensorType>(selected.getType()).getDimSize(0);
+    Value expertOfPair = tensor::CollapseShapeOp::create(
+        e.b, e.loc,
+        RankedTensorType::get({ShapedType::isDynamic(staticTokens)
+                                   ? ShapedType::kDynamic
+                                   : staticTokens * topK},
+                              e.b.getI64Type()),
+        selected, SmallVector<ReassociationIndices>{{0, 1}});
+    Value pairInputs = e.generic(
+        {}, e.empty({pairs, e.b.getIndexAttr(1), e.b.getIndexAttr(hidden)}),
+        {e.b.getMultiDimIdentityMap(3)},
+        SmallVector<IteratorType>(3, IteratorType::parallel),
+        [&](OpBuilder &b, Location loc, ValueRange) {
+          Value g = linalg::IndexOp::create(b, loc, 0);
+          Value d = linalg::IndexOp::create(b, loc, 2);
+          Value n = arith::DivUIOp::create(b, loc, g, indexConst(b, loc, topK));
+          linalg::YieldOp::create(
+              b, loc, ValueRange{tensor::ExtractOp::create(b, loc, x, ValueRange{n, d})});
         });
-    Value out = tokenLoop.getResult(0);
+    Value gateOut = emitGroupedDots(
+        e, pairInputs, WeightView{op.getGate(), op.getGateScale(), {}, expertOfPair});
+    Value upOut = emitGroupedDots(
+        e, pairInputs, WeightView{op.getUp(), op.getUpScale(), {}, expertOfPair});
+    AffineMap id3 = e.b.getMultiDimIdentityMap(3);
+    Value hiddenAct = e.generic(
+        {gateOut, upOut}, e.empty(e.sizesOf(gateOut)), {id3, id3, id3},
+        SmallVector<IteratorType>(3, IteratorType::parallel),
+        [&](OpBuilder &b, Location loc, ValueRange a) {
+          linalg::YieldOp::create(
+              b, loc,
+              ValueRange{arith::MulFOp::create(b, loc, emitSilu(b, loc, a[0]), a[1])});
+        });
+    Value downOut = emitGroupedDots(
+        e, hiddenAct, WeightView{op.getDown(), op.getDownScale(), {}, expertOfPair});
+    // out[n, d] = sum_k weights[n, k] * down[n * top_k + k, 0, d]
+    Value out = e.generic(
+        {weights}, e.filled({tokens, e.b.getIndexAttr(hidden)}, 0.0),
+        {e.map(3, {0, 2}), e.map(3, {0, 1})},
+        {IteratorType::parallel, IteratorType::parallel, IteratorType::reduction},
+        [&](OpBuilder &b, Location loc, ValueRange a) {
+          Value n = linalg::IndexOp::create(b, loc, 0);
+          Value d = linalg::IndexOp::create(b, loc, 1);
+          Value k = linalg::IndexOp::create(b, loc, 2);
+          Value g = arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, n, indexConst(b, loc, topK)), k);
+          Value y = tensor::ExtractOp::create(
+              b, loc, downOut, ValueRange{g, indexConst(b, loc, 0), d});
+          linalg::YieldOp::create(
+              b, loc,
+              ValueRange{arith::AddFOp::create(b, loc, a[1], arith::MulFOp::create(b, loc, a[0], y))});
+        });
 
     // 7. Shared experts, always selected with weight 1.
     if (op.getSharedGate()) {

@@ -63,17 +63,21 @@ func.func @mla_expanded(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: 
 // -----
 
 /// MoE: sigmoid scores, bias added for selection only, group scores (top-2
-/// sums), groups and experts chosen by stable rank, then a loop over tokens
-/// and their top_k slots that slices only the selected expert's weights.
+/// sums), groups and experts chosen by stable rank; then all (token, slot)
+/// pairs at once: pair g reads only expert selected[g / top_k]'s weights
+/// (gate, up, down as parallel row dots indexed by the pair's expert), and
+/// the routing weights combine the slots.
 // CHECK-LABEL: func.func @moe
 // CHECK-DAG: arith.constant 2.500000e+00 : f32
 // CHECK-NOT: dsv3.
 // CHECK: math.exp
 // CHECK: arith.cmpf ogt
 // CHECK: arith.cmpi slt
-// CHECK: %[[TOKENS:.*]] = scf.for
-// CHECK: scf.for
-// CHECK: tensor.extract_slice %arg3[%{{.*}}, 0, 0] [1, 32, 128] [1, 1, 1] : tensor<8x32x128xbf16> to tensor<32x128xbf16>
+// CHECK: %[[EXPERTS:.*]] = tensor.collapse_shape %{{.*}} {{\[}}[0, 1]] : tensor<7x2xi64> into tensor<14xi64>
+// CHECK: scf.forall (%[[PAIR:.*]], %{{.*}}) in (%{{.*}}, %{{.*}})
+// CHECK: %[[E:.*]] = tensor.extract %[[EXPERTS]][%[[PAIR]]] : tensor<14xi64>
+// CHECK: %[[EI:.*]] = arith.index_cast %[[E]] : i64 to index
+// CHECK: vector.transfer_read %arg3[%[[EI]], %{{.*}}, %{{.*}}]{{.*}} : tensor<8x32x128xbf16>, vector<16xbf16>
 func.func @moe(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %b: tensor<8xf32>,
     %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>,
     %sg: tensor<32x128xbf16>, %su: tensor<32x128xbf16>, %sd: tensor<128x32xbf16>) -> tensor<7x128xf32> {
