@@ -317,9 +317,20 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
               r == 0 ? n0
                      : arith::AddIOp::create(b, loc, n0, indexConst(b, loc, r))
                            .getResult());
+        // The tile is the forall's own slice of the output (destination
+        // passing), so bufferization writes it in place: no allocation or
+        // copy per tile.
         SmallVector<OpFoldResult> tileSizes{rows, b.getIndexAttr(tileRows)};
-        Value tileInit =
-            tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
+        SmallVector<OpFoldResult> tileOffsets{g, b.getIndexAttr(0), n0};
+        SmallVector<OpFoldResult> tileShape{b.getIndexAttr(1), rows,
+                                            b.getIndexAttr(tileRows)};
+        auto tileType = RankedTensorType::get(
+            {ShapedType::kDynamic, tileRows}, b.getF32Type());
+        if (std::optional<int64_t> r = getConstantIntValue(rows))
+          tileType = RankedTensorType::get({*r, tileRows}, b.getF32Type());
+        Value tileInit = tensor::ExtractSliceOp::create(
+            b, loc, tileType, shared, tileOffsets, tileShape,
+            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
         auto mLoop = scf::ForOp::create(
             b, loc, indexConst(b, loc, 0), numRows, indexConst(b, loc, 1),
             ValueRange{tileInit},
@@ -367,10 +378,7 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());
         tensor::ParallelInsertSliceOp::create(
-            b, loc, mLoop.getResult(0), shared,
-            SmallVector<OpFoldResult>{g, b.getIndexAttr(0), n0},
-            SmallVector<OpFoldResult>{b.getIndexAttr(1), rows,
-                                      b.getIndexAttr(tileRows)},
+            b, loc, mLoop.getResult(0), shared, tileOffsets, tileShape,
             SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
       });
   return forall.getResult(0);
@@ -400,11 +408,17 @@ Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
         Value g = ivsAndOuts[0], m = ivsAndOuts[1], shared = ivsAndOuts[2];
         Value wg = viewGroup(b, loc, w, g);
+        // Accumulate in the forall's own slice of the output (destination
+        // passing: written in place, no allocation per row).
         Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-        Value row = linalg::FillOp::create(
-                        b, loc, ValueRange{zero},
-                        ValueRange{tensor::EmptyOp::create(
-                            b, loc, rowType.getShape(), b.getF32Type())})
+        Value slice = tensor::ExtractSliceOp::create(
+            b, loc, rowType, shared,
+            SmallVector<OpFoldResult>{g, m, b.getIndexAttr(0)},
+            SmallVector<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                                      b.getIndexAttr(width)},
+            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
+        Value row = linalg::FillOp::create(b, loc, ValueRange{zero},
+                                           ValueRange{slice})
                         .getResult(0);
         auto dLoop = scf::ForOp::create(
             b, loc, indexConst(b, loc, 0), numDepth, indexConst(b, loc, 1),
