@@ -278,7 +278,7 @@ Value blockScale(OpBuilder &b, Location loc, const WeightView &w, Value group,
 /// across p), widens them in registers and keeps one accumulator per row, so
 /// the loads of a are shared and the FMA chains independent. K tails are
 /// masked transfer reads.
-constexpr int64_t kRowsPerTile = 4;
+constexpr int64_t kRowsPerTile = 8;
 
 Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
   auto aType = cast<RankedTensorType>(a.getType());

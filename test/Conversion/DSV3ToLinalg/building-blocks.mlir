@@ -1,25 +1,25 @@
 // RUN: dsv3-opt %s -split-input-file --convert-dsv3-to-linalg -mlir-print-elementsattrs-with-hex-if-larger=1000 | FileCheck %s
 
-/// Linear is a weight stream (one group of row dots): tiles of 4 output rows
+/// Linear is a weight stream (one group of row dots): tiles of 8 output rows
 /// are handed out by a parallel loop; per token m a 16-lane FMA loop over k
-/// reads the 4 bf16 rows once, widens them in registers and keeps 4
+/// reads the 8 bf16 rows once, widens them in registers and keeps 8
 /// independent accumulators; no f32 copy of the matrix is made.
 // CHECK-LABEL: func.func @linear_bf16
 // CHECK-NOT: dsv3.
 // CHECK: %[[W:.*]] = tensor.expand_shape %arg1 {{.*}} into tensor<1x64x128xbf16>
 // CHECK: %[[X:.*]] = tensor.expand_shape %arg0 {{.*}} into tensor<1x7x128xf32>
-// CHECK: scf.forall (%[[G:.*]], %[[T:.*]]) in (1, %c16) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<1x7x64xf32>)
-// CHECK: %[[N0:.*]] = arith.muli %[[T]], %c4
+// CHECK: scf.forall (%[[G:.*]], %[[T:.*]]) in (1, %c8) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<1x7x64xf32>)
+// CHECK: %[[N0:.*]] = arith.muli %[[T]], %c8
 // CHECK: scf.for %[[M:[a-z0-9_]+]] = %{{.*}} to %c7
-// CHECK: scf.for %[[K:[a-z0-9_]+]] = %{{.*}} to %c128 step %c16 iter_args(%[[ACC:[a-z0-9_]+]] = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: scf.for %[[K:[a-z0-9_]+]] = %{{.*}} to %c128 step %c16 iter_args(%[[ACC:[a-z0-9_]+]] = %{{.*}}, {{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: %[[XV:.*]] = vector.transfer_read %[[X]][%[[G]], %[[M]], %[[K]]]{{.*}}{in_bounds = [true]} : tensor<1x7x128xf32>, vector<16xf32>
 // CHECK: %[[WV:.*]] = vector.transfer_read %[[W]][%[[G]], %[[N0]], %[[K]]]{{.*}} : tensor<1x64x128xbf16>, vector<16xbf16>
 // CHECK: %[[WF:.*]] = arith.extf %[[WV]] : vector<16xbf16> to vector<16xf32>
 // CHECK: vector.fma %[[XV]], %[[WF]], %[[ACC]] : vector<16xf32>
-// CHECK-COUNT-3: vector.fma
+// CHECK-COUNT-7: vector.fma
 // CHECK: vector.reduction <add>
 // CHECK: scf.forall.in_parallel
-// CHECK: tensor.parallel_insert_slice %{{.*}} into %[[OUT]][%[[G]], 0, %[[N0]]] [1, 7, 4] [1, 1, 1]
+// CHECK: tensor.parallel_insert_slice %{{.*}} into %[[OUT]][%[[G]], 0, %[[N0]]] [1, 7, 8] [1, 1, 1]
 func.func @linear_bf16(%x: tensor<7x128xf32>, %w: tensor<64x128xbf16>) -> tensor<7x64xf32> {
   %0 = dsv3.linear %x, %w : (tensor<7x128xf32>, tensor<64x128xbf16>) -> tensor<7x64xf32>
   return %0 : tensor<7x64xf32>
