@@ -939,43 +939,55 @@ Value emitCausalSoftmax(Emitter &e, Value scores, Value positions,
                    });
 }
 
-/// Concatenates a [B,S,H,X] and b [B,S,H,Y] along the last dim; `b` may
-/// also be [B,S,Y] (broadcast over heads).
-Value emitConcatHeads(Emitter &e, Value a, Value bv) {
+/// Inside a generic body: `cond ? thenValue : elseValue`, each side built
+/// only in its own branch (scf.if), so the extract on the side not taken,
+/// whose indices would be out of range, never runs.
+Value emitSelect(OpBuilder &b, Location loc, Value cond,
+                 function_ref<Value(OpBuilder &)> thenValue,
+                 function_ref<Value(OpBuilder &)> elseValue) {
+  auto select = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()}, cond,
+                                  /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&select.getThenRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{thenValue(b)});
+  b.setInsertionPointToStart(&select.getElseRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{elseValue(b)});
+  return select.getResult(0);
+}
+
+/// Concatenates `a` [..., X] and `bv` [..., Y] along the last dim. `bv` may
+/// lack a's second-to-last dim (the heads), and is then broadcast over it.
+Value emitConcatLast(Emitter &e, Value a, Value bv) {
   auto aType = cast<RankedTensorType>(a.getType());
   auto bType = cast<RankedTensorType>(bv.getType());
+  const unsigned rank = aType.getRank();
   int64_t x = aType.getShape().back(), y = bType.getShape().back();
   SmallVector<OpFoldResult> sizes = e.sizesOf(a);
   sizes.back() = e.b.getIndexAttr(x + y);
-  bool broadcast = bType.getRank() == 3;
+  const bool broadcast = bType.getRank() + 1 == static_cast<int64_t>(rank);
   return e.generic(
-      {}, e.empty(sizes), {e.b.getMultiDimIdentityMap(4)},
-      SmallVector<IteratorType>(4, IteratorType::parallel),
+      {}, e.empty(sizes), {e.b.getMultiDimIdentityMap(rank)},
+      SmallVector<IteratorType>(rank, IteratorType::parallel),
       [&](OpBuilder &b, Location loc, ValueRange) {
         SmallVector<Value> idx;
-        for (unsigned d = 0; d < 4; ++d)
+        for (unsigned d = 0; d < rank; ++d)
           idx.push_back(linalg::IndexOp::create(b, loc, d));
         Value xConst = indexConst(b, loc, x);
         Value inA = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                          idx[3], xConst);
-        auto sel = scf::IfOp::create(
-            b, loc, TypeRange{b.getF32Type()}, inA,
-            /*withElseRegion=*/true);
-        {
-          OpBuilder::InsertionGuard g(b);
-          b.setInsertionPointToStart(&sel.getThenRegion().front());
-          scf::YieldOp::create(b, loc,
-                               ValueRange{tensor::ExtractOp::create(b, loc, a, idx)});
-          b.setInsertionPointToStart(&sel.getElseRegion().front());
-          Value j = arith::SubIOp::create(b, loc, idx[3], xConst);
-          SmallVector<Value> bIdx{idx[0], idx[1]};
-          if (!broadcast)
-            bIdx.push_back(idx[2]);
-          bIdx.push_back(j);
-          scf::YieldOp::create(b, loc,
-                               ValueRange{tensor::ExtractOp::create(b, loc, bv, bIdx)});
-        }
-        linalg::YieldOp::create(b, loc, sel.getResults());
+                                          idx.back(), xConst);
+        Value v = emitSelect(
+            b, loc, inA,
+            [&](OpBuilder &bb) -> Value {
+              return tensor::ExtractOp::create(bb, loc, a, idx);
+            },
+            [&](OpBuilder &bb) -> Value {
+              SmallVector<Value> bIdx(idx.begin(), idx.end() - 1);
+              if (broadcast)
+                bIdx.erase(bIdx.end() - 1);
+              bIdx.push_back(arith::SubIOp::create(bb, loc, idx.back(), xConst));
+              return tensor::ExtractOp::create(bb, loc, bv, bIdx);
+            });
+        linalg::YieldOp::create(b, loc, ValueRange{v});
       });
 }
 
@@ -1049,34 +1061,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // Absorbed form: the cache holds [kv_norm(c) | rope(k_pe)] per token;
       // W_UK is folded into the query and W_UV applied after attention. Both
       // are read straight from kv_b viewed as [heads, nope + v, latent].
-      Value entries = e.generic(
-          {}, e.empty({idx(batch), seqLen, idx(kvRank + rope)}),
-          {e.b.getMultiDimIdentityMap(3)},
-          SmallVector<IteratorType>(3, IteratorType::parallel),
-          [&](OpBuilder &b, Location loc, ValueRange) {
-            Value bi = linalg::IndexOp::create(b, loc, 0);
-            Value si = linalg::IndexOp::create(b, loc, 1);
-            Value w = linalg::IndexOp::create(b, loc, 2);
-            Value c = indexConst(b, loc, kvRank);
-            Value inLatent =
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, w, c);
-            auto sel = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
-                                         inLatent, true);
-            OpBuilder::InsertionGuard g(b);
-            b.setInsertionPointToStart(&sel.getThenRegion().front());
-            scf::YieldOp::create(
-                b, loc,
-                ValueRange{tensor::ExtractOp::create(b, loc, latent,
-                                                     ValueRange{bi, si, w})});
-            b.setInsertionPointToStart(&sel.getElseRegion().front());
-            Value r = arith::SubIOp::create(b, loc, w, c);
-            scf::YieldOp::create(
-                b, loc,
-                ValueRange{tensor::ExtractOp::create(b, loc, kPe,
-                                                     ValueRange{bi, si, r})});
-            b.setInsertionPointAfter(sel);
-            linalg::YieldOp::create(b, loc, sel.getResults());
-          });
+      Value entries = emitConcatLast(e, latent, kPe); // [B, S, C + R]
       newCache = emitCacheWrite(e, cache, entries, positions);
       Value prefix = prefixOf(newCache, kvRank + rope);   // [B, T, C + R]
       Value prefixLatent = e.sliceLast(prefix, 0, kvRank); // [B, T, C]
@@ -1136,24 +1121,21 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
             Value c = indexConst(b, loc, kvRank);
             Value inLatent =
                 arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, w, c);
-            auto sel = scf::IfOp::create(b, loc, TypeRange{b.getF32Type()},
-                                         inLatent, true);
-            OpBuilder::InsertionGuard g(b);
-            b.setInsertionPointToStart(&sel.getThenRegion().front());
-            Value token = arith::AddIOp::create(
-                b, loc, arith::MulIOp::create(b, loc, bi, seqValue), si);
-            scf::YieldOp::create(
-                b, loc,
-                ValueRange{tensor::ExtractOp::create(b, loc, qLat,
-                                                     ValueRange{hi, token, w})});
-            b.setInsertionPointToStart(&sel.getElseRegion().front());
-            Value r = arith::SubIOp::create(b, loc, w, c);
-            scf::YieldOp::create(
-                b, loc,
-                ValueRange{tensor::ExtractOp::create(
-                    b, loc, qPe, ValueRange{bi, si, hi, r})});
-            b.setInsertionPointAfter(sel);
-            linalg::YieldOp::create(b, loc, sel.getResults());
+            Value v = emitSelect(
+                b, loc, inLatent,
+                [&](OpBuilder &bb) -> Value {
+                  Value token = arith::AddIOp::create(
+                      bb, loc, arith::MulIOp::create(bb, loc, bi, seqValue),
+                      si);
+                  return tensor::ExtractOp::create(bb, loc, qLat,
+                                                   ValueRange{hi, token, w});
+                },
+                [&](OpBuilder &bb) -> Value {
+                  Value r = arith::SubIOp::create(bb, loc, w, c);
+                  return tensor::ExtractOp::create(bb, loc, qPe,
+                                                   ValueRange{bi, si, hi, r});
+                });
+            linalg::YieldOp::create(b, loc, ValueRange{v});
           });
       // scores[b, (s,h), t] = qcat[b, (s,h), :] . cache[b, t, :]
       Value scores3 = emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
@@ -1180,8 +1162,8 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       kvb = e.splitLast(kvb, heads, nope + vDim); // [B,S,H,nope+v]
       Value kNope = e.sliceLast(kvb, 0, nope);
       Value v = e.sliceLast(kvb, nope, vDim);
-      Value k = emitConcatHeads(e, kNope, kPe);  // [B,S,H,nope+R]
-      Value entries4 = emitConcatHeads(e, k, v); // [B,S,H,nope+R+v]
+      Value k = emitConcatLast(e, kNope, kPe);  // [B,S,H,nope+R]
+      Value entries4 = emitConcatLast(e, k, v); // [B,S,H,nope+R+v]
       Value entries = e.mergeLast(entries4);     // [B,S,H*(...)]
       newCache = emitCacheWrite(e, cache, entries, positions);
       const int64_t perHead = nope + rope + vDim;
@@ -1193,7 +1175,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                                  {groups, used, idx(perHead)});
       Value keys = e.sliceLast(cacheT, 0, nope + rope);     // [BH, T, nope+R]
       Value values = e.sliceLast(cacheT, nope + rope, vDim); // [BH, T, v]
-      Value qCat = emitConcatHeads(e, qNope, qPe); // [B,S,H,nope+R]
+      Value qCat = emitConcatLast(e, qNope, qPe); // [B,S,H,nope+R]
       Value qT = emitReshape(e, emitTranspose(e, qCat, {0, 2, 1, 3}),
                              {{0, 1}, {2}, {3}},
                              {groups, seqLen, idx(nope + rope)});
