@@ -1,108 +1,16 @@
 //===- Support.h - Helpers shared by the Model library sources --*- C++ -*-===//
 //
-// Private to lib/Model: JSON error formatting and whole-file reads. Includes
-// nlohmann/json, which the public headers deliberately do not.
+// Private to lib/Model. The JSON and file helpers the sources use
+// (detail::parseJson, jsonKind, readWholeFile, errnoMessage, formatShape) live
+// in lib/Support/JsonFileSupport.h, one copy shared with lib/Runtime so that
+// both libraries word their errors the same way. Helpers only the Model
+// library needs belong here.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef DSV3_LIB_MODEL_SUPPORT_H
 #define DSV3_LIB_MODEL_SUPPORT_H
 
-#include <nlohmann/json.hpp>
-
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <system_error>
-#include <vector>
-
-namespace dsv3 {
-namespace detail {
-
-/// strerror, but thread-safe.
-inline std::string errnoMessage(int error) {
-  return std::error_code(error, std::generic_category()).message();
-}
-
-/// nlohmann's messages start with "[json.exception.parse_error.101] "; the
-/// rest ("parse error at line 3, column 7: ...") is what a user needs.
-inline std::string stripJsonExceptionPrefix(const std::string &what) {
-  if (!what.empty() && what[0] == '[') {
-    size_t close = what.find("] ");
-    if (close != std::string::npos)
-      return what.substr(close + 2);
-  }
-  return what;
-}
-
-/// Parses `[begin, end)` as one JSON value into `out`; returns "" or the
-/// problem ("parse error at line 3, column 7: ..."). NUL bytes are rejected
-/// up front: nlohmann treats one as the end of input and would accept
-/// "{}\0garbage", which no JSON parser should.
-inline std::string parseJson(const char *begin, const char *end,
-                             nlohmann::json &out) {
-  if (const void *nul = std::memchr(begin, 0, static_cast<size_t>(end - begin)))
-    return "NUL byte at offset " +
-           std::to_string(static_cast<const char *>(nul) - begin);
-  try {
-    out = nlohmann::json::parse(begin, end);
-  } catch (const nlohmann::json::parse_error &e) {
-    return stripJsonExceptionPrefix(e.what());
-  }
-  return "";
-}
-
-/// "an object", "a string", ... for "must be X, got Y" messages.
-inline std::string jsonKind(const nlohmann::json &value) {
-  using vt = nlohmann::json::value_t;
-  switch (value.type()) {
-  case vt::null:
-    return "null";
-  case vt::boolean:
-    return "a boolean";
-  case vt::string:
-    return "a string";
-  case vt::number_integer:
-  case vt::number_unsigned:
-    return "an integer";
-  case vt::number_float:
-    return "a non-integer number";
-  case vt::array:
-    return "an array";
-  case vt::object:
-    return "an object";
-  case vt::binary:
-  case vt::discarded:
-    break;
-  }
-  return "an unsupported value";
-}
-
-/// Reads all of `path` into `text`; returns "" or an error line.
-inline std::string readWholeFile(const std::string &path, std::string &text) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return path + ": cannot open: " + errnoMessage(errno);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad())
-    return path + ": read error";
-  text = buffer.str();
-  return "";
-}
-
-/// "[a, b, c]".
-inline std::string formatShape(const std::vector<int64_t> &shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-} // namespace detail
-} // namespace dsv3
+#include "Support/JsonFileSupport.h"
 
 #endif // DSV3_LIB_MODEL_SUPPORT_H

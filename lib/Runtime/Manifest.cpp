@@ -494,7 +494,8 @@ ManifestResult parseManifest(const std::string &jsonText,
   ManifestResult result;
   try {
     json root;
-    std::string error = parseJsonText(jsonText, root);
+    std::string error = detail::parseJson(
+        jsonText.data(), jsonText.data() + jsonText.size(), root);
     if (!error.empty()) {
       result.error = sourceName + ": invalid JSON: " + error;
       return result;
@@ -514,7 +515,7 @@ ManifestResult parseManifest(const std::string &jsonText,
 ManifestResult loadManifest(const std::string &artifactDir) {
   std::string path = artifactDir + "/manifest.json";
   std::string text;
-  std::string error = readFile(path, text);
+  std::string error = detail::readWholeFile(path, text);
   if (!error.empty()) {
     if (!isDirectory(artifactDir))
       error = artifactDir + ": artifact directory does not exist";
