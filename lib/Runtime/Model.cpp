@@ -387,7 +387,11 @@ std::string Model::loadWeights(const OpenOptions &options) {
     Buffer &buffer = weights_[w];
     const size_t sliceBytes = spec.sliceBytes();
     const TensorInfo *first = slices[w][0];
-    if (!spec.isStacked() &&
+    // Large weights are copied even when they could be used in place: the
+    // copy lives in transparent huge pages, and streaming a 65 MB LM head
+    // through 4 KB file pages costs a TLB miss every page on every token.
+    constexpr size_t kZeroCopyLimit = 2u << 20;
+    if (!spec.isStacked() && sliceBytes < kZeroCopyLimit &&
         reinterpret_cast<uintptr_t>(first->data) % elementSize(spec.dtype) ==
             0) {
       // Zero copy: the compiled code assumes only element alignment, and
