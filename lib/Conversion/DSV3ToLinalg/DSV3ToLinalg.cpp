@@ -16,6 +16,8 @@
 #include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -300,6 +302,16 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
   auto wv = VectorType::get({kVectorLanes}, weightElement);
   const bool exact = inDim % kVectorLanes == 0;
+  // A buffer view of the weights for software prefetch: each tile fetches
+  // the next tile's rows while it streams its own, so the short row streams
+  // do not wait for the hardware prefetcher to ramp up.
+  auto dynamicLayout = StridedLayoutAttr::get(
+      e.b.getContext(), ShapedType::kDynamic,
+      SmallVector<int64_t>(wType.getRank(), ShapedType::kDynamic));
+  Value weightBuffer = bufferization::ToBufferOp::create(
+      e.b, e.loc,
+      MemRefType::get(wType.getShape(), weightElement, dynamicLayout), w.view,
+      /*read_only=*/true);
 
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
@@ -351,6 +363,12 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
                         b3, l3, b3.getZeroAttr(weightElement));
                     SmallVector<Value> next;
                     for (int64_t r = 0; r < tileRows; ++r) {
+                      Value ahead = arith::AddIOp::create(
+                          b3, l3, rowIdx[r], indexConst(b3, l3, tileRows));
+                      memref::PrefetchOp::create(
+                          b3, l3, weightBuffer, ValueRange{wg, ahead, k},
+                          /*isWrite=*/false, /*localityHint=*/3,
+                          /*isDataCache=*/true);
                       Value raw = vector::TransferReadOp::create(
                           b3, l3, wv, w.view, ValueRange{wg, rowIdx[r], k},
                           wPad, ArrayRef<bool>{exact});
