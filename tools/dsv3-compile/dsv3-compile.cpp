@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "dsv3/Analysis/CostReport.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
 #include "dsv3/Import/ModelImporter.h"
 #include "dsv3/InitAllDsv3.h"
@@ -98,6 +99,27 @@ cl::opt<WeightDTypeOption> weightDType(
                clEnumValN(WeightDTypeOption::F32, "f32", "float32"),
                clEnumValN(WeightDTypeOption::BF16, "bf16", "bfloat16"),
                clEnumValN(WeightDTypeOption::F16, "f16", "float16")),
+    cl::cat(category));
+cl::opt<bool> printReport(
+    "report",
+    cl::desc("Print the cost report (FLOPs, weight bytes read, KV-cache bytes "
+             "per token, per layer kind) to stdout, then continue"),
+    cl::init(false), cl::cat(category));
+cl::opt<int64_t> reportPrefillTokens(
+    "report-prefill-tokens", cl::desc("Prefill length S of the report"),
+    cl::init(512), cl::cat(category));
+cl::opt<int64_t> reportContext(
+    "report-context", cl::desc("Context T of the report's decode step"),
+    cl::init(4096), cl::cat(category));
+enum class CacheDTypeOption { Compiled, F32, BF16 };
+cl::opt<CacheDTypeOption> reportCacheDType(
+    "report-cache-dtype",
+    cl::desc("KV-cache element type the report assumes (default: the "
+             "compiled one, f32)"),
+    cl::init(CacheDTypeOption::Compiled),
+    cl::values(clEnumValN(CacheDTypeOption::Compiled, "compiled", "as compiled"),
+               clEnumValN(CacheDTypeOption::F32, "f32", "4 bytes"),
+               clEnumValN(CacheDTypeOption::BF16, "bf16", "2 bytes")),
     cl::cat(category));
 cl::opt<bool> printTiming("print-timing",
                           cl::desc("Print the import time to stderr"),
@@ -207,6 +229,23 @@ int main(int argc, char **argv) {
   if (printTiming)
     errs() << "dsv3-compile: config, checkpoint check and import took "
            << milliseconds(start, importDone) << " ms\n";
+
+  if (printReport) {
+    if (reportPrefillTokens <= 0 || reportContext <= 0)
+      return fail("--report-prefill-tokens and --report-context must be "
+                  "positive");
+    mlir::dsv3::CostReportOptions reportOptions;
+    reportOptions.prefillTokens = reportPrefillTokens;
+    reportOptions.decodeContext = reportContext;
+    reportOptions.cacheElementBytes =
+        reportCacheDType == CacheDTypeOption::F32    ? 4
+        : reportCacheDType == CacheDTypeOption::BF16 ? 2
+                                                     : 0;
+    outs() << mlir::dsv3::formatCostReport(
+        mlir::dsv3::computeCostReport(*imported.module, reportOptions),
+        reportOptions);
+    outs().flush();
+  }
 
   if (emitKind == EmitKind::Dsv3) {
     std::string error;
