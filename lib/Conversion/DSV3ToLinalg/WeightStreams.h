@@ -1,0 +1,56 @@
+//===- WeightStreams.h - The vector kernels that read weights -*- C++ -*-===//
+//
+// Every read of a weight matrix or of the KV cache in the CPU lowering goes
+// through one of two kernels (docs/architecture.md):
+//   grouped row dots  out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k])
+//   grouped axpy      out[g, p, c] = sum_d a[g, p, d] * widen(w[g, d, c])
+// Both are scf.forall loops over output tiles (OpenMP threads after
+// lowering) that widen bf16/f16/FP8 weights in registers.
+//
+// Private to lib/Conversion/DSV3ToLinalg.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_LIB_CONVERSION_DSV3TOLINALG_WEIGHTSTREAMS_H
+#define DSV3_LIB_CONVERSION_DSV3TOLINALG_WEIGHTSTREAMS_H
+
+#include "Emitter.h"
+
+#include <functional>
+
+namespace mlir {
+namespace dsv3 {
+namespace lowering {
+
+/// FP8 block scales cover 128x128 tiles of a weight (spec §7.2).
+constexpr int64_t kFp8Block = 128;
+/// Lanes of the f32 vectors the kernels run on (one AVX-512 register).
+constexpr int64_t kVectorLanes = 16;
+/// Output rows a row-dots tile streams together.
+constexpr int64_t kRowsPerTile = 8;
+
+/// A weight as the kernels read it: a [G, rows, cols] view of a stored
+/// matrix (any element type), and, for FP8, its block scale with the map from
+/// (group, row) of the view to the row of the stored matrix.
+struct WeightView {
+  Value view;
+  Value scale; // [ceil(rows/128), ceil(cols/128)] of the stored matrix, or
+               // [groups, ...] per stacked matrix (experts)
+  std::function<Value(OpBuilder &, Location, Value group, Value row)> storedRow;
+  /// Optional i64 [G]: group g reads matrix groupIndex[g] of the view (the
+  /// expert a (token, slot) pair was routed to); else matrix g.
+  Value groupIndex = {};
+};
+
+/// Grouped row dots: out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k]).
+Value emitGroupedDots(Emitter &e, Value a, const WeightView &w);
+/// Grouped axpy: out[g, p, c] = sum_d a[g, p, d] * widen(w[g, d, c]).
+Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w);
+/// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
+Value emitLinear(Emitter &e, Value x, Value w, Value scale);
+
+} // namespace lowering
+} // namespace dsv3
+} // namespace mlir
+
+#endif // DSV3_LIB_CONVERSION_DSV3TOLINALG_WEIGHTSTREAMS_H
