@@ -1,5 +1,4 @@
-//===- Emitter.h - Builders shared by the dsv3 -> linalg lowering -*- C++
-//-*-===//
+//===- Emitter.h - Builders of the dsv3 -> linalg lowering -----*- C++ -*-===//
 //
 // Private to lib/Conversion/DSV3ToLinalg.
 //
