@@ -85,15 +85,20 @@ Value emitReshape(Emitter &e, Value v, ArrayRef<ReassociationIndices> reassoc,
   return tensor::CollapseShapeOp::create(e.b, e.loc, newType, v, reassoc);
 }
 
-struct LinearLowering : OpRewritePattern<LinearOp> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(LinearOp op,
+/// A pattern that replaces an op by what one lowering function builds: the
+/// building-block ops need nothing more.
+template <typename OpTy>
+struct FunctionLowering : OpRewritePattern<OpTy> {
+  using Function = std::function<Value(Emitter &, OpTy)>;
+  FunctionLowering(MLIRContext *context, Function function)
+      : OpRewritePattern<OpTy>(context), function(std::move(function)) {}
+  LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
-    rewriter.replaceOp(
-        op, emitLinear(e, op.getInput(), op.getWeight(), op.getScale()));
+    rewriter.replaceOp(op, function(e, op));
     return success();
   }
+  Function function;
 };
 
 //===----------------------------------------------------------------------===//
@@ -141,17 +146,6 @@ Value emitRmsNorm(Emitter &e, Value x, Value w, double eps) {
                                 ValueRange{arith::MulFOp::create(b, loc, normed, wv)});
       });
 }
-
-struct RmsNormLowering : OpRewritePattern<RmsNormOp> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(RmsNormOp op,
-                                PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
-    rewriter.replaceOp(op, emitRmsNorm(e, op.getInput(), op.getWeight(),
-                                       op.getEps().convertToDouble()));
-    return success();
-  }
-};
 
 struct EmbeddingLowering : OpRewritePattern<EmbeddingOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -271,17 +265,6 @@ Value emitRope(Emitter &e, Value x, Value positions, RopeAttr rope) {
       });
 }
 
-struct RopeLowering : OpRewritePattern<RopeOp> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(RopeOp op,
-                                PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
-    rewriter.replaceOp(
-        op, emitRope(e, op.getInput(), op.getPositions(), op.getRope()));
-    return success();
-  }
-};
-
 //===----------------------------------------------------------------------===//
 // dsv3.swiglu_mlp
 //===----------------------------------------------------------------------===//
@@ -309,19 +292,6 @@ Value emitSwiglu(Emitter &e, Value x, Value gate, Value up, Value down,
                       });
   return emitLinear(e, h, down, downScale);
 }
-
-struct SwigluMlpLowering : OpRewritePattern<SwigluMlpOp> {
-  using OpRewritePattern::OpRewritePattern;
-  LogicalResult matchAndRewrite(SwigluMlpOp op,
-                                PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
-    rewriter.replaceOp(op, emitSwiglu(e, op.getInput(), op.getGate(),
-                                      op.getUp(), op.getDown(),
-                                      op.getGateScale(), op.getUpScale(),
-                                      op.getDownScale()));
-    return success();
-  }
-};
 
 //===----------------------------------------------------------------------===//
 // dsv3.mla
@@ -1077,9 +1047,26 @@ struct ConvertDSV3ToLinalgPass
     : dsv3::impl::ConvertDSV3ToLinalgBase<ConvertDSV3ToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<EmbeddingLowering, RmsNormLowering, LinearLowering,
-                 RopeLowering, SwigluMlpLowering, MlaLowering, MoeLowering>(
-        &getContext());
+    MLIRContext *context = &getContext();
+    patterns.add<EmbeddingLowering, MlaLowering, MoeLowering>(context);
+    patterns.add<FunctionLowering<LinearOp>>(
+        context, [](Emitter &e, LinearOp op) {
+          return emitLinear(e, op.getInput(), op.getWeight(), op.getScale());
+        });
+    patterns.add<FunctionLowering<RmsNormOp>>(
+        context, [](Emitter &e, RmsNormOp op) {
+          return emitRmsNorm(e, op.getInput(), op.getWeight(),
+                             op.getEps().convertToDouble());
+        });
+    patterns.add<FunctionLowering<RopeOp>>(context, [](Emitter &e, RopeOp op) {
+      return emitRope(e, op.getInput(), op.getPositions(), op.getRope());
+    });
+    patterns.add<FunctionLowering<SwigluMlpOp>>(
+        context, [](Emitter &e, SwigluMlpOp op) {
+          return emitSwiglu(e, op.getInput(), op.getGate(), op.getUp(),
+                            op.getDown(), op.getGateScale(), op.getUpScale(),
+                            op.getDownScale());
+        });
     GreedyRewriteConfig config;
     config.setUseTopDownTraversal(true);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
