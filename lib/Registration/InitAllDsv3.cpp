@@ -4,6 +4,7 @@
 
 #include "dsv3/Conversion/Passes.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
+#include "dsv3/Dialect/DSV3/Transforms/Passes.h"
 #include "dsv3/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -39,6 +40,7 @@ void mlir::dsv3::registerDsv3Passes() {
   // Upstream passes and pipelines (including gpu-lower-to-nvvm-pipeline) so
   // dsv3-opt can run any stage a dsv3 pipeline is built from.
   registerAllPasses();
+  registerDSV3TransformsPasses();
   registerDSV3ConversionPasses();
   registerDsv3Pipelines();
 }

@@ -2,6 +2,8 @@
 
 #include "dsv3/Target/CpuArtifact.h"
 
+#include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
+
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -60,6 +62,13 @@ llvm::json::Array shapeJson(ArrayRef<int64_t> shape) {
   for (int64_t d : shape)
     result.push_back(ShapedType::isDynamic(d) ? -1 : d);
   return result;
+}
+
+/// The cache layout the module's dsv3.mla ops use (after any fusion).
+const char *cacheLayoutOf(ModuleOp module) {
+  bool latent = true;
+  module.walk([&](MlaOp op) { latent &= op.hasLatentCache(); });
+  return latent ? "latent" : "expanded";
 }
 
 } // namespace
@@ -133,9 +142,7 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
        llvm::json::Object{
            {"max_batch", importOptions.maxBatch},
            {"max_seq_len", maxSeqLen},
-           {"kv_cache", importOptions.cacheLayout == CacheLayout::Latent
-                            ? "latent"
-                            : "expanded"}}},
+           {"kv_cache", cacheLayoutOf(imported)}}},
       {"entry_points",
        llvm::json::Object{
            {"prefill", llvm::json::Object{{"symbol", "dsv3_prefill"},

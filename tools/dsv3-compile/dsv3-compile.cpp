@@ -15,6 +15,7 @@
 
 #include "dsv3/Analysis/CostReport.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
+#include "dsv3/Dialect/DSV3/Transforms/Passes.h"
 #include "dsv3/Import/ModelImporter.h"
 #include "dsv3/InitAllDsv3.h"
 #include "dsv3/Model/Checkpoint.h"
@@ -81,13 +82,16 @@ cl::opt<int64_t> maxSeqLen(
 cl::opt<int64_t> maxBatch("max-batch",
                           cl::desc("Sequences per call (default 1)"),
                           cl::init(1), cl::cat(category));
-cl::opt<mlir::dsv3::CacheLayout> cacheLayout(
-    "kv-cache", cl::desc("KV cache layout"),
-    cl::init(mlir::dsv3::CacheLayout::Latent),
-    cl::values(clEnumValN(mlir::dsv3::CacheLayout::Latent, "latent",
-                          "normalised latent + roped k_pe per token"),
-               clEnumValN(mlir::dsv3::CacheLayout::Expanded, "expanded",
-                          "per-head K and V per token")),
+enum class Fusion { All, None, Latent };
+cl::opt<Fusion> fusion(
+    "fusion", cl::desc("Fusion strategy (the dsv3 passes run after import)"),
+    cl::init(Fusion::All),
+    cl::values(clEnumValN(Fusion::All, "all", "every fusion (default)"),
+               clEnumValN(Fusion::None, "none",
+                          "the import-level naive form: per-head K/V cache"),
+               clEnumValN(Fusion::Latent, "latent",
+                          "dsv3-fuse-latent-projection: absorbed MLA on the "
+                          "latent cache")),
     cl::cat(category));
 enum class WeightDTypeOption { Auto, F32, BF16, F16 };
 cl::opt<WeightDTypeOption> weightDType(
@@ -169,7 +173,7 @@ int main(int argc, char **argv) {
   mlir::dsv3::ImportOptions options;
   options.maxBatch = maxBatch;
   options.maxSeqLen = maxSeqLen;
-  options.cacheLayout = cacheLayout;
+  options.cacheLayout = mlir::dsv3::CacheLayout::Expanded;
   options.weightPrecision = mlir::dsv3::WeightPrecision::BF16;
 
   // A checkpoint directory with weights: validate every header against the
@@ -221,6 +225,13 @@ int main(int argc, char **argv) {
       mlir::dsv3::importModel(context, config, options);
   if (!imported.module)
     return fail(imported.error);
+  // The strategy: dsv3 passes on the imported module.
+  if (fusion == Fusion::All || fusion == Fusion::Latent) {
+    mlir::PassManager fusionPasses(&context);
+    fusionPasses.addPass(mlir::dsv3::createDSV3FuseLatentProjection());
+    if (failed(fusionPasses.run(*imported.module)))
+      return fail("dsv3-fuse-latent-projection failed");
+  }
   auto importDone = std::chrono::steady_clock::now();
   auto milliseconds = [](auto from, auto to) {
     return format("%.1f",

@@ -38,7 +38,9 @@ struct ImportOptions {
   int64_t maxBatch = 1;
   /// Positions the KV cache holds; 0 means min(max_position_embeddings, 4096).
   int64_t maxSeqLen = 0;
-  CacheLayout cacheLayout = CacheLayout::Latent;
+  /// The import level is the naive form; dsv3-fuse-latent-projection
+  /// switches a module to the latent cache (dsv3-compile does by default).
+  CacheLayout cacheLayout = CacheLayout::Expanded;
   WeightPrecision weightPrecision = WeightPrecision::BF16;
 };
 
