@@ -313,16 +313,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Rounds: --short-runs side-by-side pairs of the short case, then one pair of the long case; the order within
     # a pair alternates from pair to pair and from round to round.
     rounds: List[Dict[str, Any]] = result["rounds"]
-    extra = 0
-    while True:
-        clean = [r for r in rounds if r["clean"]]
-        if len(clean) >= args.repeats:
-            break
-        if len(rounds) >= args.repeats and extra >= args.retries:
-            break
-        if len(rounds) >= args.repeats:
-            extra += 1
-        log(f"round {len(rounds) + 1} ({len(clean)}/{args.repeats} clean so far)")
+    for _ in rb.round_numbers(rounds, args.repeats, args.retries, log):
         rnd: Dict[str, Any] = {"runs": {s: {c: [] for c in CASES} for s in STRATEGIES}, "pairs": {c: [] for c in CASES},
                                "failed": False}
         shares: List[float] = []

@@ -310,6 +310,21 @@ def run_model(runner: str, artifact: str, ckpt: str, tokens: List[int], new_toke
 # main
 # ------------------------------------------------------------------------------------------------------------
 
+def round_numbers(rounds: List[Dict[str, Any]], repeats: int, retries: int, logger=None):
+    """Yields the number of the next round to run while fewer than `repeats` of `rounds` are clean (each round is
+    a dict with a "clean" flag, appended by the caller), allowing at most `retries` rounds beyond `repeats`."""
+    logger = logger or log
+    extra = 0
+    while True:
+        clean = sum(1 for r in rounds if r["clean"])
+        if clean >= repeats or (len(rounds) >= repeats and extra >= retries):
+            return
+        if len(rounds) >= repeats:
+            extra += 1
+        logger(f"round {len(rounds) + 1} ({clean}/{repeats} clean so far)")
+        yield len(rounds) + 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(REPO, "out", "bench"), help="output directory (out/bench)")
@@ -374,16 +389,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # than --clean-threshold of the CPUs (during the model run or a T-thread bandwidth measurement) is kept in
     # benchmark.json but replaced by an extra round, at most --retries times in all.
     rounds: List[Dict[str, Any]] = []
-    extra = 0
-    while True:
-        clean = [r for r in rounds if r["clean"]]
-        if len(clean) >= args.repeats:
-            break
-        if len(rounds) >= args.repeats and extra >= args.retries:
-            break
-        if len(rounds) >= args.repeats:
-            extra += 1
-        log(f"round {len(rounds) + 1} ({len(clean)}/{args.repeats} clean so far)")
+    for _ in round_numbers(rounds, args.repeats, args.retries):
         idle = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else {"busy": None, "waited_s": 0.0}
         if idle["waited_s"] > 2:
             log(f"  waited {idle['waited_s']:.0f} s for idle CPUs (last {100 * idle['busy']:.0f} % busy)")
