@@ -378,16 +378,57 @@ Value emitUsedLength(Emitter &e, Value positions, int64_t maxLen) {
   return arith::MinUIOp::create(e.b, e.loc, used, e.index(maxLen));
 }
 
+/// Softmax over the last dim of x (any rank), in f32: max, exp(x - max),
+/// sum, divide. Entries at -inf (masked) get probability 0.
+Value emitSoftmaxLast(Emitter &e, Value x) {
+  const unsigned rank = cast<RankedTensorType>(x.getType()).getRank();
+  AffineMap id = e.b.getMultiDimIdentityMap(rank);
+  AffineMap rowMap = e.map(rank, Emitter::range(0, rank - 1));
+  SmallVector<IteratorType> parallel(rank, IteratorType::parallel);
+  SmallVector<IteratorType> reduceLast = parallel;
+  reduceLast.back() = IteratorType::reduction;
+  SmallVector<OpFoldResult> rowSizes = e.sizesOf(x);
+  rowSizes.pop_back();
+  Value rowMax = e.generic(
+      {x}, e.filled(rowSizes, -std::numeric_limits<float>::infinity()),
+      {id, rowMap}, reduceLast,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        linalg::YieldOp::create(
+            b, loc,
+            ValueRange{arith::MaximumFOp::create(b, loc, args[0], args[1])});
+      });
+  Value exps = e.generic({x, rowMax}, e.empty(e.sizesOf(x)), {id, rowMap, id},
+                         parallel,
+                         [&](OpBuilder &b, Location loc, ValueRange args) {
+                           Value d =
+                               arith::SubFOp::create(b, loc, args[0], args[1]);
+                           linalg::YieldOp::create(
+                               b, loc, ValueRange{math::ExpOp::create(b, loc, d)});
+                         });
+  Value rowSum = e.generic({exps}, e.filled(rowSizes, 0.0), {id, rowMap},
+                           reduceLast,
+                           [&](OpBuilder &b, Location loc, ValueRange args) {
+                             linalg::YieldOp::create(
+                                 b, loc,
+                                 ValueRange{arith::AddFOp::create(
+                                     b, loc, args[0], args[1])});
+                           });
+  return e.generic({exps, rowSum}, e.empty(e.sizesOf(x)), {id, rowMap, id},
+                   parallel, [&](OpBuilder &b, Location loc, ValueRange args) {
+                     linalg::YieldOp::create(
+                         b, loc,
+                         ValueRange{arith::DivFOp::create(b, loc, args[0],
+                                                          args[1])});
+                   });
+}
+
 /// Causal softmax over the last dim of scores [B, S, H, T]: scaled, masked
 /// to t <= positions[b, s], normalised in f32.
 Value emitCausalSoftmax(Emitter &e, Value scores, Value positions,
                         double scale) {
   const unsigned rank = 4;
   AffineMap id = e.b.getMultiDimIdentityMap(rank);
-  AffineMap rowMap = e.map(rank, {0, 1, 2});
   SmallVector<IteratorType> parallel(rank, IteratorType::parallel);
-  SmallVector<IteratorType> reduceLast = parallel;
-  reduceLast.back() = IteratorType::reduction;
   const float negInf = -std::numeric_limits<float>::infinity();
 
   Value masked = e.generic(
@@ -407,35 +448,7 @@ Value emitCausalSoftmax(Emitter &e, Value scores, Value positions,
         linalg::YieldOp::create(
             b, loc, ValueRange{arith::SelectOp::create(b, loc, visible, scaled, minusInf)});
       });
-  SmallVector<OpFoldResult> rowSizes = e.sizesOf(scores);
-  rowSizes.pop_back();
-  Value rowMax = e.generic({masked}, e.filled(rowSizes, negInf), {id, rowMap},
-                           reduceLast,
-                           [&](OpBuilder &b, Location loc, ValueRange args) {
-                             linalg::YieldOp::create(
-                                 b, loc,
-                                 ValueRange{arith::MaximumFOp::create(b, loc, args[0], args[1])});
-                           });
-  Value exps = e.generic({masked, rowMax}, e.empty(e.sizesOf(scores)),
-                         {id, rowMap, id}, parallel,
-                         [&](OpBuilder &b, Location loc, ValueRange args) {
-                           Value d = arith::SubFOp::create(b, loc, args[0], args[1]);
-                           linalg::YieldOp::create(
-                               b, loc, ValueRange{math::ExpOp::create(b, loc, d)});
-                         });
-  Value rowSum = e.generic({exps}, e.filled(rowSizes, 0.0), {id, rowMap},
-                           reduceLast,
-                           [&](OpBuilder &b, Location loc, ValueRange args) {
-                             linalg::YieldOp::create(
-                                 b, loc,
-                                 ValueRange{arith::AddFOp::create(b, loc, args[0], args[1])});
-                           });
-  return e.generic({exps, rowSum}, e.empty(e.sizesOf(scores)),
-                   {id, rowMap, id}, parallel,
-                   [&](OpBuilder &b, Location loc, ValueRange args) {
-                     linalg::YieldOp::create(
-                         b, loc, ValueRange{arith::DivFOp::create(b, loc, args[0], args[1])});
-                   });
+  return emitSoftmaxLast(e, masked);
 }
 
 /// Inside a generic body: `cond ? thenValue : elseValue`, each side built
@@ -785,35 +798,7 @@ struct MoeLowering : OpRewritePattern<MoeOp> {
                                    arith::AddFOp::create(b, loc, one, ex))});
                          });
     } else {
-      AffineMap row = e.map(2, {0});
-      SmallVector<IteratorType> red{IteratorType::parallel,
-                                    IteratorType::reduction};
-      Value mx = e.generic({logits}, e.filled({tokens}, negInf), {id2, row},
-                           red, [&](OpBuilder &b, Location loc, ValueRange a) {
-                             linalg::YieldOp::create(
-                                 b, loc,
-                                 ValueRange{arith::MaximumFOp::create(b, loc, a[0], a[1])});
-                           });
-      Value ex = e.generic({logits, mx}, e.empty(e.sizesOf(logits)),
-                           {id2, row, id2}, par2,
-                           [&](OpBuilder &b, Location loc, ValueRange a) {
-                             linalg::YieldOp::create(
-                                 b, loc,
-                                 ValueRange{math::ExpOp::create(
-                                     b, loc, arith::SubFOp::create(b, loc, a[0], a[1]))});
-                           });
-      Value sum = e.generic({ex}, e.filled({tokens}, 0.0), {id2, row}, red,
-                            [&](OpBuilder &b, Location loc, ValueRange a) {
-                              linalg::YieldOp::create(
-                                  b, loc,
-                                  ValueRange{arith::AddFOp::create(b, loc, a[0], a[1])});
-                            });
-      scores = e.generic({ex, sum}, e.empty(e.sizesOf(logits)),
-                         {id2, row, id2}, par2,
-                         [&](OpBuilder &b, Location loc, ValueRange a) {
-                           linalg::YieldOp::create(
-                               b, loc, ValueRange{arith::DivFOp::create(b, loc, a[0], a[1])});
-                         });
+      scores = emitSoftmaxLast(e, logits);
     }
 
     // 2. Selection scores: + bias (selection only).
