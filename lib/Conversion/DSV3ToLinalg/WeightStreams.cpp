@@ -108,6 +108,24 @@ static Value blockScale(OpBuilder &b, Location loc, const WeightView &w,
   return vector::BroadcastOp::create(b, loc, type, s);
 }
 
+/// Reads 16 elements of matrix `group` of the view at (row, col), widened to
+/// f32 and multiplied by their block scale: what both kernels do with every
+/// weight chunk. `exact` says the chunk never crosses the row's end.
+static Value readWeightChunk(OpBuilder &b, Location loc, const WeightView &w,
+                             Value group, Value row, Value col, bool exact) {
+  Type element = cast<RankedTensorType>(w.view.getType()).getElementType();
+  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
+  Value pad = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
+  Value raw = vector::TransferReadOp::create(
+      b, loc, VectorType::get({kVectorLanes}, element), w.view,
+      ValueRange{group, row, col}, pad, ArrayRef<bool>{exact});
+  Value wide = widenVector(b, loc, raw);
+  if (w.scale)
+    wide = arith::MulFOp::create(b, loc, wide,
+                                 blockScale(b, loc, w, group, row, col, f32v));
+  return wide;
+}
+
 /// Grouped row dots: out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k]).
 ///
 /// This is the weight stream of decode. Rows of w are split into tiles handed
@@ -135,7 +153,6 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
       e.index(tileRows));
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
-  auto wv = VectorType::get({kVectorLanes}, weightElement);
   const bool exact = inDim % kVectorLanes == 0;
   // A buffer view of the weights for software prefetch: each tile fetches
   // the next tile's rows while it streams its own, so the short row streams
@@ -192,8 +209,6 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
                     Value xv = vector::TransferReadOp::create(
                         b3, l3, f32v, a, ValueRange{g, m, k}, xPad,
                         ArrayRef<bool>{exact});
-                    Value wPad = arith::ConstantOp::create(
-                        b3, l3, b3.getZeroAttr(weightElement));
                     SmallVector<Value> next;
                     for (int64_t r = 0; r < tileRows; ++r) {
                       Value ahead = arith::AddIOp::create(
@@ -202,14 +217,8 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
                           b3, l3, weightBuffer, ValueRange{wg, ahead, k},
                           /*isWrite=*/false, /*localityHint=*/3,
                           /*isDataCache=*/true);
-                      Value raw = vector::TransferReadOp::create(
-                          b3, l3, wv, w.view, ValueRange{wg, rowIdx[r], k},
-                          wPad, ArrayRef<bool>{exact});
-                      Value wide = widenVector(b3, l3, raw);
-                      if (w.scale)
-                        wide = arith::MulFOp::create(
-                            b3, l3, wide,
-                            blockScale(b3, l3, w, wg, rowIdx[r], k, f32v));
+                      Value wide = readWeightChunk(b3, l3, w, wg, rowIdx[r],
+                                                   k, exact);
                       next.push_back(
                           vector::FMAOp::create(b3, l3, xv, wide, acc[r]));
                     }
@@ -242,13 +251,11 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
 Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
   auto wType = cast<RankedTensorType>(w.view.getType());
   const int64_t width = wType.getDimSize(2);
-  Type weightElement = wType.getElementType();
   OpFoldResult groups = e.dim(a, 0), rows = e.dim(a, 1), depth = e.dim(a, 2);
   Value init = e.empty({groups, rows, e.b.getIndexAttr(width)});
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   Value numDepth = getValueOrCreateConstantIndexOp(e.b, e.loc, depth);
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
-  auto wv = VectorType::get({kVectorLanes}, weightElement);
   const bool exact = width % kVectorLanes == 0;
   auto rowType = RankedTensorType::get({width}, e.f32());
 
@@ -285,16 +292,7 @@ Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
                     Value acc = vector::TransferReadOp::create(
                         b3, l3, f32v, cArgs[0], ValueRange{c}, fPad,
                         ArrayRef<bool>{exact});
-                    Value wPad = arith::ConstantOp::create(
-                        b3, l3, b3.getZeroAttr(weightElement));
-                    Value wide = widenVector(b3, l3,
-                                             vector::TransferReadOp::create(
-                                                 b3, l3, wv, w.view,
-                                                 ValueRange{wg, d, c}, wPad,
-                                                 ArrayRef<bool>{exact}));
-                    if (w.scale)
-                      wide = arith::MulFOp::create(
-                          b3, l3, wide, blockScale(b3, l3, w, wg, d, c, f32v));
+                    Value wide = readWeightChunk(b3, l3, w, wg, d, c, exact);
                     Value sum =
                         vector::FMAOp::create(b3, l3, coefficient, wide, acc);
                     Value written = vector::TransferWriteOp::create(
