@@ -80,7 +80,7 @@ public:
       return mlaCost(mla, step, kvPerToken);
     if (auto moe = dyn_cast<MoeOp>(op))
       return moeCost(moe, step);
-    return c;
+    return fusedMoeCost(op, step);
   }
 
   Cost mlaCost(MlaOp mla, const Step &step, double &kvPerToken) {
@@ -120,27 +120,81 @@ public:
     return c;
   }
 
-  Cost moeCost(MoeOp moe, const Step &step) {
-    Cost c = linearCost(step, moe.getRouter(), Value());
-    const double experts = moe.getExperts(), topK = moe.getTopK();
-    // Only the selected experts' weights are read: top_k for one token, at
-    // most min(E, tokens * top_k) distinct experts for several.
-    const double expertsRead = std::min(experts, step.tokens * topK);
-    double perExpertBytes = 0, perExpertFlops = 0;
-    for (auto [w, s] : {std::pair<Value, Value>{moe.getGate(), moe.getGateScale()},
-                        {moe.getUp(), moe.getUpScale()},
-                        {moe.getDown(), moe.getDownScale()}}) {
-      perExpertBytes += (bytesOf(w) + bytesOf(s)) / experts;
-      perExpertFlops += 2.0 * dim(w, 1) * dim(w, 2);
-    }
-    c.flops += step.tokens * topK * perExpertFlops;
-    c.weightBytes += expertsRead * perExpertBytes + bytesOf(moe.getBias());
-    if (moe.getSharedGate()) {
-      c.add(linearCost(step, moe.getSharedGate(), moe.getSharedGateScale()));
-      c.add(linearCost(step, moe.getSharedUp(), moe.getSharedUpScale()));
-      c.add(linearCost(step, moe.getSharedDown(), moe.getSharedDownScale()));
+  /// Expert weights: `reads` streams of one expert's share of each stacked
+  /// (weight, scale) pair; FLOPs for `rows` rows through them.
+  static Cost expertCost(ArrayRef<std::pair<Value, Value>> weights,
+                         double experts, double reads, double rows) {
+    Cost c;
+    for (auto [w, s] : weights) {
+      c.weightBytes += reads * (bytesOf(w) + bytesOf(s)) / experts;
+      c.flops += rows * 2.0 * dim(w, 1) * dim(w, 2);
     }
     return c;
+  }
+
+  /// The shared experts: `rows` tokens through each (weight, scale) pair.
+  static Cost sharedCost(ArrayRef<std::pair<Value, Value>> weights,
+                         double rows) {
+    Cost c;
+    for (auto [w, s] : weights) {
+      if (!w)
+        continue;
+      c.weightBytes += bytesOf(w) + bytesOf(s);
+      c.flops += rows * 2.0 * dim(w, 0) * dim(w, 1);
+    }
+    return c;
+  }
+
+  /// The unfused form evaluates each (token, slot) pair on its own, so an
+  /// expert is streamed once per pair that chose it.
+  Cost moeCost(MoeOp moe, const Step &step) {
+    Cost c = linearCost(step, moe.getRouter(), Value());
+    c.weightBytes += bytesOf(moe.getBias());
+    const double pairs = step.tokens * moe.getTopK();
+    c.add(expertCost({{moe.getGate(), moe.getGateScale()},
+                      {moe.getUp(), moe.getUpScale()},
+                      {moe.getDown(), moe.getDownScale()}},
+                     moe.getExperts(), pairs, pairs));
+    c.add(sharedCost({{moe.getSharedGate(), moe.getSharedGateScale()},
+                      {moe.getSharedUp(), moe.getSharedUpScale()},
+                      {moe.getSharedDown(), moe.getSharedDownScale()}},
+                     step.tokens));
+    return c;
+  }
+
+  /// The fused form reads each selected expert once per call: top_k for one
+  /// token, at most min(E, tokens * top_k) distinct experts for several.
+  static double distinctExperts(double experts, double pairs) {
+    return std::min(experts, pairs);
+  }
+
+  Cost fusedMoeCost(Operation *op, const Step &step) {
+    if (auto route = dyn_cast<MoeRouteOp>(op)) {
+      Cost c = linearCost(step, route.getRouter(), Value());
+      c.weightBytes += bytesOf(route.getBias());
+      return c;
+    }
+    if (auto gateUp = dyn_cast<MoeGateUpOp>(op)) {
+      const double experts = dim(gateUp.getGate(), 0);
+      const double pairs = step.tokens * gateUp.getTopK();
+      Cost c = expertCost({{gateUp.getGate(), gateUp.getGateScale()},
+                           {gateUp.getUp(), gateUp.getUpScale()}},
+                          experts, distinctExperts(experts, pairs), pairs);
+      c.add(sharedCost({{gateUp.getSharedGate(), gateUp.getSharedGateScale()},
+                        {gateUp.getSharedUp(), gateUp.getSharedUpScale()}},
+                       step.tokens));
+      return c;
+    }
+    if (auto down = dyn_cast<MoeDownCombineOp>(op)) {
+      const double experts = dim(down.getDown(), 0);
+      const double pairs = step.tokens * down.getTopK();
+      Cost c = expertCost({{down.getDown(), down.getDownScale()}}, experts,
+                          distinctExperts(experts, pairs), pairs);
+      c.add(sharedCost({{down.getSharedDown(), down.getSharedDownScale()}},
+                       step.tokens));
+      return c;
+    }
+    return Cost();
   }
 
   /// Sums the dsv3 ops nested in `region` for both steps.
@@ -192,7 +246,9 @@ CostReport mlir::dsv3::computeCostReport(ModuleOp module,
   for (Operation &op : forward.getBody().front()) {
     if (auto loop = dyn_cast<scf::ForOp>(op)) {
       bool moe = false;
-      loop.walk([&](MoeOp) { moe = true; });
+      loop.walk([&](Operation *inner) {
+        moe |= isa<MoeOp, MoeRouteOp>(inner);
+      });
       report.kinds.push_back(model.regionCost(
           loop.getRegion(), moe ? "MoE layers" : "dense layers",
           tripCount(loop).value_or(1), prefill, decode));

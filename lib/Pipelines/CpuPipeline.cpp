@@ -109,6 +109,14 @@ LogicalResult mlir::dsv3::buildCpuPipeline(OpPassManager &pm,
 }
 
 void mlir::dsv3::registerDsv3Pipelines() {
+  PassPipelineRegistration<FusionPipelineOptions>(
+      "dsv3-fusion", "Run the dsv3 passes of a fusion strategy",
+      [](OpPassManager &pm, const FusionPipelineOptions &options) {
+        if (failed(buildFusionPipeline(pm, options)))
+          llvm::errs() << "dsv3-fusion: unknown strategy '"
+                       << options.strategy
+                       << "' (expected all, none, latent or moe)\n";
+      });
   PassPipelineRegistration<CpuPipelineOptions>(
       "dsv3-cpu-pipeline",
       "Lower an imported dsv3 module to the LLVM dialect for the CPU",

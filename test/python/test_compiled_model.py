@@ -5,7 +5,8 @@
   groups, sigmoid with groups and bias, no YaRN, odd head counts, v_head_dim != qk_nope_head_dim, FP8, f32),
   with a prompt long enough that decoding runs past position 64;
 - batch 2 (unequal prompts): each sequence's tokens equal the reference run on that sequence alone;
-- every fusion strategy (all, none = naive MLA on the per-head K/V cache, latent = absorbed MLA) on the golden
+- every fusion strategy (all, none = naive MLA on the per-head K/V cache and per-pair experts, latent = absorbed
+  MLA, moe = route -> dispatch -> grouped expert GEMMs -> combine) on the golden
   cases.
 
 The tools come from $DSV3_BUILD_DIR/bin (set by ctest), else build/bin.
@@ -55,7 +56,7 @@ def assert_close(got, want):
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
-@pytest.mark.parametrize("fusion", ["all", "none", "latent"])
+@pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe"])
 def test_golden(case, fusion, tmp_path):
     ckpt, golden, want = load_golden(case)
     artifact = compile_artifact(ckpt, tmp_path / "artifact", f"--fusion={fusion}")

@@ -82,17 +82,13 @@ cl::opt<int64_t> maxSeqLen(
 cl::opt<int64_t> maxBatch("max-batch",
                           cl::desc("Sequences per call (default 1)"),
                           cl::init(1), cl::cat(category));
-enum class Fusion { All, None, Latent };
-cl::opt<Fusion> fusion(
-    "fusion", cl::desc("Fusion strategy (the dsv3 passes run after import)"),
-    cl::init(Fusion::All),
-    cl::values(clEnumValN(Fusion::All, "all", "every fusion (default)"),
-               clEnumValN(Fusion::None, "none",
-                          "the import-level naive form: per-head K/V cache"),
-               clEnumValN(Fusion::Latent, "latent",
-                          "dsv3-fuse-latent-projection: absorbed MLA on the "
-                          "latent cache")),
-    cl::cat(category));
+cl::opt<std::string> fusion(
+    "fusion",
+    cl::desc("Fusion strategy, the dsv3-fusion pipeline's: all (default), "
+             "none (the import-level form: naive MLA on a per-head K/V "
+             "cache, each (token, slot) pair of an MoE layer on its own), "
+             "latent (dsv3-fuse-latent-projection), moe (dsv3-fuse-moe)"),
+    cl::init("all"), cl::cat(category));
 enum class WeightDTypeOption { Auto, F32, BF16, F16 };
 cl::opt<WeightDTypeOption> weightDType(
     "weight-dtype",
@@ -226,11 +222,15 @@ int main(int argc, char **argv) {
   if (!imported.module)
     return fail(imported.error);
   // The strategy: dsv3 passes on the imported module.
-  if (fusion == Fusion::All || fusion == Fusion::Latent) {
+  {
     mlir::PassManager fusionPasses(&context);
-    fusionPasses.addPass(mlir::dsv3::createDSV3FuseLatentProjection());
+    mlir::dsv3::FusionPipelineOptions fusionOptions;
+    fusionOptions.strategy = fusion;
+    if (failed(mlir::dsv3::buildFusionPipeline(fusionPasses, fusionOptions)))
+      return fail("--fusion=" + fusion +
+                  ": unknown strategy (expected all, none, latent or moe)");
     if (failed(fusionPasses.run(*imported.module)))
-      return fail("dsv3-fuse-latent-projection failed");
+      return fail("the dsv3-fusion{strategy=" + fusion + "} passes failed");
   }
   auto importDone = std::chrono::steady_clock::now();
   auto milliseconds = [](auto from, auto to) {

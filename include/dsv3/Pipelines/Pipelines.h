@@ -6,6 +6,7 @@
 //   dsv3-cpu-pipeline          = dsv3-cpu-bufferize + dsv3-cpu-lower-to-llvm
 //   dsv3-cpu-bufferize         dsv3 -> linalg on tensors -> buffers (memref)
 //   dsv3-cpu-lower-to-llvm     memref/scf -> LLVM dialect + packed entries
+//   dsv3-fusion                the fusion strategy: dsv3 -> dsv3
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,6 +37,19 @@ LogicalResult buildCpuLowerToLLVMPipeline(OpPassManager &pm,
 /// Both stages.
 LogicalResult buildCpuPipeline(OpPassManager &pm,
                                const CpuPipelineOptions &options);
+
+/// The fusion strategies (docs/fusion-strategies.md).
+struct FusionPipelineOptions
+    : public PassPipelineOptions<FusionPipelineOptions> {
+  PassOptions::Option<std::string> strategy{
+      *this, "strategy",
+      llvm::cl::desc("all | none | latent | moe: which fusions run"),
+      llvm::cl::init("all")};
+};
+
+/// The dsv3 passes of a strategy, in order. Fails on an unknown strategy.
+LogicalResult buildFusionPipeline(OpPassManager &pm,
+                                  const FusionPipelineOptions &options);
 
 /// Registers the pipelines above with the global pipeline registry.
 void registerDsv3Pipelines();

@@ -10,6 +10,8 @@
 
 #include "WeightStreams.h"
 
+#include "Elementwise.h"
+
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -373,6 +375,269 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   return tensor::ExpandShapeOp::create(e.b, e.loc,
                                        RankedTensorType::get(shape, e.f32()),
                                        out, reassoc, outSizes);
+}
+
+//===----------------------------------------------------------------------===//
+// Grouped expert GEMMs
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// One row of a grouped expert GEMM, as the row loops hand it to a kernel.
+struct ExpertRow {
+  bool shared;     // a shared-expert slot (else a routed pair)
+  Value group;     // the matrix of the weight view it reads
+  Value slotStart; // first stored row (gate/up) or column (down) of its slot
+  Value row;       // r, its row of the activations
+  Value token;     // n
+  Value pair;      // p = order[r] for a routed row
+};
+
+using ExpertRowBody =
+    function_ref<Value(OpBuilder &, Location, const ExpertRow &, Value)>;
+
+Value extractIndex(OpBuilder &b, Location loc, Value tensor, Value i) {
+  return arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      tensor::ExtractOp::create(b, loc, tensor, ValueRange{i}));
+}
+
+/// Runs `body` over every row of `rows`, threading `tile` through: the
+/// experts in order, each over its pairs (an expert nobody chose is an empty
+/// loop, so its weights are never touched), then the shared slots over the
+/// tokens.
+Value forEachExpertRow(OpBuilder &b, Location loc, const ExpertRows &rows,
+                       Value numTokens, Value tile, ExpertRowBody body) {
+  Value c0 = indexConst(b, loc, 0), c1 = indexConst(b, loc, 1);
+  Value topK = indexConst(b, loc, rows.topK);
+  auto experts = scf::ForOp::create(
+      b, loc, c0, indexConst(b, loc, rows.experts), c1, ValueRange{tile},
+      [&](OpBuilder &b1, Location l1, Value ex, ValueRange outer) {
+        Value lo = extractIndex(b1, l1, rows.offsets, ex);
+        Value hi = extractIndex(b1, l1, rows.offsets,
+                                arith::AddIOp::create(b1, l1, ex, c1));
+        auto pairs = scf::ForOp::create(
+            b1, l1, lo, hi, c1, outer,
+            [&](OpBuilder &b2, Location l2, Value r, ValueRange inner) {
+              Value pair = extractIndex(b2, l2, rows.order, r);
+              Value token = arith::DivUIOp::create(b2, l2, pair, topK);
+              ExpertRow row{false, ex, c0, r, token, pair};
+              scf::YieldOp::create(b2, l2,
+                                   ValueRange{body(b2, l2, row, inner[0])});
+            });
+        scf::YieldOp::create(b1, l1, pairs.getResults());
+      });
+  Value result = experts.getResult(0);
+  if (rows.sharedSlots == 0)
+    return result;
+  Value numPairs = tensor::DimOp::create(b, loc, rows.order, 0);
+  auto slots = scf::ForOp::create(
+      b, loc, c0, indexConst(b, loc, rows.sharedSlots), c1, ValueRange{result},
+      [&](OpBuilder &b1, Location l1, Value j, ValueRange outer) {
+        Value slotStart =
+            arith::MulIOp::create(b1, l1, j, indexConst(b1, l1, rows.inter));
+        Value firstRow = arith::AddIOp::create(
+            b1, l1, numPairs, arith::MulIOp::create(b1, l1, j, numTokens));
+        auto tokens = scf::ForOp::create(
+            b1, l1, c0, numTokens, c1, outer,
+            [&](OpBuilder &b2, Location l2, Value n, ValueRange inner) {
+              Value r = arith::AddIOp::create(b2, l2, firstRow, n);
+              ExpertRow row{true, c0, slotStart, r, n, Value()};
+              scf::YieldOp::create(b2, l2,
+                                   ValueRange{body(b2, l2, row, inner[0])});
+            });
+        scf::YieldOp::create(b1, l1, tokens.getResults());
+      });
+  return slots.getResult(0);
+}
+
+/// A parallel loop over column tiles of a fresh [numRows, width] output,
+/// each iteration computing its [numRows, tileCols] slice with `tileBody`
+/// (given the tile's first column and its slice, zero-filled when `zero`).
+Value emitColumnTiles(
+    Emitter &e, Value numRows, int64_t width, int64_t tileCols, bool zero,
+    function_ref<Value(OpBuilder &, Location, Value, Value)> tileBody) {
+  Value init = e.empty({numRows, e.b.getIndexAttr(width)});
+  auto forall = scf::ForallOp::create(
+      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(width / tileCols)},
+      ValueRange{init}, std::nullopt,
+      [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        Value col0 = arith::MulIOp::create(b, loc, ivsAndOuts[0],
+                                           indexConst(b, loc, tileCols));
+        SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), col0};
+        SmallVector<OpFoldResult> sizes{numRows, b.getIndexAttr(tileCols)};
+        SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+        Value slice = tensor::ExtractSliceOp::create(
+            b, loc,
+            RankedTensorType::get({ShapedType::kDynamic, tileCols},
+                                  b.getF32Type()),
+            ivsAndOuts[1], offsets, sizes, strides);
+        if (zero)
+          slice = linalg::FillOp::create(
+                      b, loc,
+                      ValueRange{arith::ConstantOp::create(
+                          b, loc, b.getF32FloatAttr(0))},
+                      ValueRange{slice})
+                      .getResult(0);
+        Value done = tileBody(b, loc, col0, slice);
+        auto inParallel = scf::InParallelOp::create(b, loc);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(inParallel.getBody());
+        tensor::ParallelInsertSliceOp::create(b, loc, done, ivsAndOuts[1],
+                                              offsets, sizes, strides);
+      });
+  return forall.getResult(0);
+}
+
+/// `count` dot products of length `depth`, 16 lanes at a time: lhs(k) gives
+/// the activation chunk at k, rhs(i, k) the weight chunk of product i.
+SmallVector<Value>
+emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
+         function_ref<Value(OpBuilder &, Location, Value)> lhs,
+         function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
+  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
+  Value zeroVec = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
+  auto kLoop = scf::ForOp::create(
+      b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
+      indexConst(b, loc, kVectorLanes), SmallVector<Value>(count, zeroVec),
+      [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
+        Value a = lhs(b1, l1, k);
+        SmallVector<Value> next;
+        for (int64_t i = 0; i < count; ++i)
+          next.push_back(
+              vector::FMAOp::create(b1, l1, a, rhs(b1, l1, i, k), acc[i]));
+        scf::YieldOp::create(b1, l1, next);
+      });
+  SmallVector<Value> sums;
+  for (int64_t i = 0; i < count; ++i)
+    sums.push_back(vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::ADD, kLoop.getResult(i)));
+  return sums;
+}
+
+/// Reads 16 f32 of row `row` of the 2-D tensor `t` at column `col`.
+Value readActivations(OpBuilder &b, Location loc, Value t, Value row,
+                      Value col, bool exact) {
+  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
+  Value pad = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+  return vector::TransferReadOp::create(b, loc, f32v, t, ValueRange{row, col},
+                                        pad, ArrayRef<bool>{exact});
+}
+
+} // namespace
+
+/// One parallel pass over column tiles of I: each tile reads rows
+/// [i0, i0 + tile) of gate and up of every selected expert (16 KB of bf16
+/// for D = 1024, kept in L1 while it serves all of that expert's tokens) and
+/// writes silu(gate) * up for every row. Tokens are read through the
+/// permutation.
+Value emitExpertGateUp(Emitter &e, Value x, const ExpertRows &rows,
+                       const WeightView &gate, const WeightView &up,
+                       const WeightView &sharedGate,
+                       const WeightView &sharedUp) {
+  const int64_t hidden = cast<RankedTensorType>(x.getType()).getDimSize(1);
+  const int64_t tileCols =
+      rows.inter % kRowsPerTile == 0 ? kRowsPerTile : 1;
+  const bool exact = hidden % kVectorLanes == 0;
+  Value numTokens = tensor::DimOp::create(e.b, e.loc, x, 0);
+  Value numRows = arith::AddIOp::create(
+      e.b, e.loc, tensor::DimOp::create(e.b, e.loc, rows.order, 0),
+      arith::MulIOp::create(e.b, e.loc, numTokens,
+                            e.index(rows.sharedSlots)));
+  return emitColumnTiles(
+      e, numRows, rows.inter, tileCols, /*zero=*/false,
+      [&](OpBuilder &b, Location loc, Value i0, Value slice) {
+        return forEachExpertRow(
+            b, loc, rows, numTokens, slice,
+            [&](OpBuilder &b1, Location l1, const ExpertRow &row,
+                Value tile) -> Value {
+              const WeightView &g = row.shared ? sharedGate : gate;
+              const WeightView &u = row.shared ? sharedUp : up;
+              Value first = arith::AddIOp::create(b1, l1, row.slotStart, i0);
+              SmallVector<Value> storedRows;
+              for (int64_t i = 0; i < tileCols; ++i)
+                storedRows.push_back(arith::AddIOp::create(
+                    b1, l1, first, indexConst(b1, l1, i)));
+              // Products 0..tile-1 are gate rows, tile..2*tile-1 up rows.
+              SmallVector<Value> sums = emitDots(
+                  b1, l1, 2 * tileCols, hidden,
+                  [&](OpBuilder &b2, Location l2, Value k) {
+                    return readActivations(b2, l2, x, row.token, k, exact);
+                  },
+                  [&](OpBuilder &b2, Location l2, int64_t i, Value k) {
+                    const WeightView &w = i < tileCols ? g : u;
+                    return readWeightChunk(b2, l2, w, row.group,
+                                           storedRows[i % tileCols], k, exact);
+                  });
+              for (int64_t i = 0; i < tileCols; ++i) {
+                Value act = arith::MulFOp::create(
+                    b1, l1, emitSilu(b1, l1, sums[i]), sums[tileCols + i]);
+                tile = tensor::InsertOp::create(
+                    b1, l1, act, tile,
+                    ValueRange{row.row, indexConst(b1, l1, i)});
+              }
+              return tile;
+            });
+      });
+}
+
+/// One parallel pass over column tiles of D: each tile reads rows
+/// [d0, d0 + tile) of down of every selected expert and adds each row's
+/// weighted product into its token. A tile owns its output columns for all
+/// tokens, so the scatter-add needs no atomics and sums in a fixed order.
+Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
+                            const ExpertRows &rows, const WeightView &down,
+                            const WeightView &sharedDown) {
+  const int64_t hidden =
+      cast<RankedTensorType>(down.view.getType()).getDimSize(1);
+  const int64_t tileCols = hidden % kRowsPerTile == 0 ? kRowsPerTile : 1;
+  const bool exact = rows.inter % kVectorLanes == 0;
+  Value numTokens = tensor::DimOp::create(e.b, e.loc, weights, 0);
+  return emitColumnTiles(
+      e, numTokens, hidden, tileCols, /*zero=*/true,
+      [&](OpBuilder &b, Location loc, Value d0, Value slice) {
+        return forEachExpertRow(
+            b, loc, rows, numTokens, slice,
+            [&](OpBuilder &b1, Location l1, const ExpertRow &row,
+                Value tile) -> Value {
+              const WeightView &w = row.shared ? sharedDown : down;
+              SmallVector<Value> storedRows;
+              for (int64_t i = 0; i < tileCols; ++i)
+                storedRows.push_back(
+                    arith::AddIOp::create(b1, l1, d0, indexConst(b1, l1, i)));
+              // A shared slot reads its own I columns of shared_down; past
+              // the slot's end the activations are zero-padded.
+              SmallVector<Value> sums = emitDots(
+                  b1, l1, tileCols, rows.inter,
+                  [&](OpBuilder &b2, Location l2, Value c) {
+                    return readActivations(b2, l2, act, row.row, c, exact);
+                  },
+                  [&](OpBuilder &b2, Location l2, int64_t i, Value c) {
+                    Value col = arith::AddIOp::create(b2, l2, row.slotStart, c);
+                    return readWeightChunk(b2, l2, w, row.group, storedRows[i],
+                                           col, exact);
+                  });
+              Value scale;
+              if (row.shared) {
+                scale = arith::ConstantOp::create(b1, l1,
+                                                  b1.getF32FloatAttr(1.0f));
+              } else {
+                Value slot = arith::RemUIOp::create(
+                    b1, l1, row.pair, indexConst(b1, l1, rows.topK));
+                scale = tensor::ExtractOp::create(b1, l1, weights,
+                                                  ValueRange{row.token, slot});
+              }
+              for (int64_t i = 0; i < tileCols; ++i) {
+                Value at[] = {row.token, indexConst(b1, l1, i)};
+                Value old = tensor::ExtractOp::create(b1, l1, tile, at);
+                Value sum = arith::AddFOp::create(
+                    b1, l1, old, arith::MulFOp::create(b1, l1, scale, sums[i]));
+                tile = tensor::InsertOp::create(b1, l1, sum, tile, at);
+              }
+              return tile;
+            });
+      });
 }
 
 } // namespace lowering

@@ -49,6 +49,34 @@ Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w);
 /// y[..., n] = sum_k x[..., k] * widen(w[n, k]) * scale[n/128, k/128].
 Value emitLinear(Emitter &e, Value x, Value w, Value scale);
 
+/// The rows of the grouped expert GEMMs (dsv3.moe_gate_up and
+/// dsv3.moe_down_combine): first the P = N * top_k (token, slot) pairs in
+/// `order` (i64 [P]), expert e's at [offsets[e], offsets[e+1]) (i64
+/// [experts + 1]); then `sharedSlots` blocks of N rows, one per token, for
+/// the shared experts folded in as always-selected.
+struct ExpertRows {
+  Value order, offsets;
+  int64_t experts = 0, topK = 0, sharedSlots = 0;
+  /// The width I of one expert (a shared slot is I rows/columns of the
+  /// shared weights).
+  int64_t inter = 0;
+};
+
+/// act[r, i] = silu(x[token(r)] . gate_g(r)[i]) * (x[token(r)] . up_g(r)[i])
+/// for every row r of `rows`. gate/up are [experts, I, D] views; sharedGate
+/// and sharedUp (null view without shared experts) [1, S * I, D].
+Value emitExpertGateUp(Emitter &e, Value x, const ExpertRows &rows,
+                       const WeightView &gate, const WeightView &up,
+                       const WeightView &sharedGate,
+                       const WeightView &sharedUp);
+/// out[n, d] = sum over the rows r of token n of
+///   weight(r) * (act[r] . down_g(r)[d]),
+/// weight(r) = weights[n, k] for pair r, 1 for a shared slot. down is an
+/// [experts, D, I] view, sharedDown [1, D, S * I].
+Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
+                            const ExpertRows &rows, const WeightView &down,
+                            const WeightView &sharedDown);
+
 } // namespace lowering
 } // namespace dsv3
 } // namespace mlir

@@ -755,3 +755,174 @@ func.func @invalid_74(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %g: tensor<
       : (tensor<7x128xf32>, tensor<8x128xbf16>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<8x128x32xbf16>, tensor<1x1xf32>) -> tensor<7x128xf32>
   return
 }
+
+// -----
+
+/// moe_route takes flattened tokens [N, D].
+func.func @invalid_75(%x: tensor<1x7x128xf32>, %r: tensor<8x128xbf16>) {
+  // expected-error @+1 {{input must be rank 2 [tokens, hidden], got rank 3}}
+  %i, %w = dsv3.moe_route %x router(%r) {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64, topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>, norm_topk_prob = true, routed_scaling_factor = 2.5 : f64} : (tensor<1x7x128xf32>, tensor<8x128xbf16>) -> (tensor<7x2xi64>, tensor<7x2xf32>)
+  return
+}
+
+// -----
+
+/// moe_route: one expert id per token and slot.
+func.func @invalid_76(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>) {
+  // expected-error @+1 {{indices must be [tokens, top_k] = [7, 2], got [7, 3]}}
+  %i, %w = dsv3.moe_route %x router(%r) {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64, topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>, norm_topk_prob = true, routed_scaling_factor = 2.5 : f64} : (tensor<7x128xf32>, tensor<8x128xbf16>) -> (tensor<7x3xi64>, tensor<7x2xf32>)
+  return
+}
+
+// -----
+
+/// moe_route: one weight per token and slot.
+func.func @invalid_77(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>) {
+  // expected-error @+1 {{weights must be [tokens, top_k] = [7, 2], got [6, 2]}}
+  %i, %w = dsv3.moe_route %x router(%r) {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64, topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>, norm_topk_prob = true, routed_scaling_factor = 2.5 : f64} : (tensor<7x128xf32>, tensor<8x128xbf16>) -> (tensor<7x2xi64>, tensor<6x2xf32>)
+  return
+}
+
+// -----
+
+/// moe_dispatch needs experts.
+func.func @invalid_78(%i: tensor<7x2xi64>) {
+  // expected-error @+1 {{attribute 'experts' must be positive, got 0}}
+  %o, %f = dsv3.moe_dispatch %i {experts = 0 : i64} : (tensor<7x2xi64>) -> (tensor<14xi64>, tensor<1xi64>)
+  return
+}
+
+// -----
+
+/// moe_dispatch sorts [tokens, top_k] ids.
+func.func @invalid_79(%i: tensor<14xi64>) {
+  // expected-error @+1 {{indices must be rank 2 [tokens, top_k], got rank 1}}
+  %o, %f = dsv3.moe_dispatch %i {experts = 8 : i64} : (tensor<14xi64>) -> (tensor<14xi64>, tensor<9xi64>)
+  return
+}
+
+// -----
+
+/// moe_dispatch: one order entry per pair.
+func.func @invalid_80(%i: tensor<7x2xi64>) {
+  // expected-error @+1 {{order must be [tokens * top_k] = [14], got [7]}}
+  %o, %f = dsv3.moe_dispatch %i {experts = 8 : i64} : (tensor<7x2xi64>) -> (tensor<7xi64>, tensor<9xi64>)
+  return
+}
+
+// -----
+
+/// moe_dispatch: experts + 1 offsets.
+func.func @invalid_81(%i: tensor<7x2xi64>) {
+  // expected-error @+1 {{offsets must be [experts + 1] = [9], got [8]}}
+  %o, %f = dsv3.moe_dispatch %i {experts = 8 : i64} : (tensor<7x2xi64>) -> (tensor<14xi64>, tensor<8xi64>)
+  return
+}
+
+// -----
+
+/// moe_gate_up: offsets per expert of the stacked gate.
+func.func @invalid_82(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<5xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>) {
+  // expected-error @+1 {{offsets must be [experts + 1] = [9], got [5]}}
+  %a = dsv3.moe_gate_up %x, %o, %f experts(%g, %u) {top_k = 2 : i64} : (tensor<7x128xf32>, tensor<14xi64>, tensor<5xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>) -> tensor<21x32xf32>
+  return
+}
+
+// -----
+
+/// moe_gate_up: up matches gate.
+func.func @invalid_83(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x16x128xbf16>) {
+  // expected-error @+1 {{expert up must be [experts, inter, hidden] = [8, 32, 128], got [8, 16, 128]}}
+  %a = dsv3.moe_gate_up %x, %o, %f experts(%g, %u) {top_k = 2 : i64} : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x16x128xbf16>) -> tensor<21x32xf32>
+  return
+}
+
+// -----
+
+/// moe_gate_up: shared experts come as gate and up.
+func.func @invalid_84(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %sg: tensor<32x128xbf16>) {
+  // expected-error @+1 {{shared experts need both gate and up, or neither}}
+  %a = "dsv3.moe_gate_up"(%x, %o, %f, %g, %u, %sg) <{top_k = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 1, 0, 0, 0>}> : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<32x128xbf16>) -> tensor<21x32xf32>
+  return
+}
+
+// -----
+
+/// moe_gate_up: shared experts fold in as slots of the expert width.
+func.func @invalid_85(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %sg: tensor<48x128xbf16>, %su: tensor<48x128xbf16>) {
+  // expected-error @+1 {{shared expert width (48) must be a multiple of the expert width (32)}}
+  %a = dsv3.moe_gate_up %x, %o, %f experts(%g, %u) shared(%sg, %su) {top_k = 2 : i64} : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<48x128xbf16>, tensor<48x128xbf16>) -> tensor<21x32xf32>
+  return
+}
+
+// -----
+
+/// moe_gate_up: one column per expert row.
+func.func @invalid_86(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>) {
+  // expected-error @+1 {{result must be [tokens * top_k + tokens * shared_slots, inter] = [?, 32], got [21, 16]}}
+  %a = dsv3.moe_gate_up %x, %o, %f experts(%g, %u) {top_k = 2 : i64} : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>) -> tensor<21x16xf32>
+  return
+}
+
+// -----
+
+/// moe_gate_up: pairs need slots.
+func.func @invalid_87(%x: tensor<7x128xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>) {
+  // expected-error @+1 {{attribute 'top_k' must be positive, got 0}}
+  %a = dsv3.moe_gate_up %x, %o, %f experts(%g, %u) {top_k = 0 : i64} : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>) -> tensor<21x32xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: activations are expert rows of width inter.
+func.func @invalid_88(%a: tensor<21x16xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x2xf32>, %d: tensor<8x128x32xbf16>) {
+  // expected-error @+1 {{activations must be [rows, inter] = [?, 32], got [21, 16]}}
+  %y = dsv3.moe_down_combine %a, %o, %f, %w experts(%d) {top_k = 2 : i64} : (tensor<21x16xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>) -> tensor<7x128xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: one routing weight per slot.
+func.func @invalid_89(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x3xf32>, %d: tensor<8x128x32xbf16>) {
+  // expected-error @+1 {{weights must be [tokens, top_k] = [7, 2], got [7, 3]}}
+  %y = dsv3.moe_down_combine %a, %o, %f, %w experts(%d) {top_k = 2 : i64} : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x3xf32>, tensor<8x128x32xbf16>) -> tensor<7x128xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: the stacked down projection is rank 3.
+func.func @invalid_90(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x2xf32>, %d: tensor<128x32xbf16>) {
+  // expected-error @+1 {{expert down must be rank 3 [experts, hidden, inter], got rank 2}}
+  %y = dsv3.moe_down_combine %a, %o, %f, %w experts(%d) {top_k = 2 : i64} : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<128x32xbf16>) -> tensor<7x128xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: shared down is [hidden, shared_inter].
+func.func @invalid_91(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x2xf32>, %d: tensor<8x128x32xbf16>, %sd: tensor<64x32xbf16>) {
+  // expected-error @+1 {{shared down must be [hidden, shared_inter] = [128, 32], got [64, 32]}}
+  %y = dsv3.moe_down_combine %a, %o, %f, %w experts(%d) shared(%sd) {top_k = 2 : i64} : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>, tensor<64x32xbf16>) -> tensor<7x128xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: the result is one row per token.
+func.func @invalid_92(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x2xf32>, %d: tensor<8x128x32xbf16>) {
+  // expected-error @+1 {{result must be [tokens, hidden] = [7, 128], got [14, 128]}}
+  %y = dsv3.moe_down_combine %a, %o, %f, %w experts(%d) {top_k = 2 : i64} : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>) -> tensor<14x128xf32>
+  return
+}
+
+// -----
+
+/// moe_down_combine: scales only with shared experts.
+func.func @invalid_93(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi64>, %w: tensor<7x2xf32>, %d: tensor<8x128x32xbf16>, %s: tensor<1x1xf32>) {
+  // expected-error @+1 {{shared expert scales given without shared experts}}
+  %y = "dsv3.moe_down_combine"(%a, %o, %f, %w, %d, %s) <{top_k = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 1>}> : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>, tensor<1x1xf32>) -> tensor<7x128xf32>
+  return
+}

@@ -157,3 +157,26 @@ func.func @moe_fp8_experts(%x: tensor<3x320xf32>, %r: tensor<8x320xbf16>, %b: te
          tensor<8x320x96xf8E4M3FN>, tensor<8x1x3xf32>, tensor<8x1x3xf32>, tensor<8x3x1xf32>) -> tensor<3x320xf32>
   return %0 : tensor<3x320xf32>
 }
+
+/// The fused MoE ops dsv3-fuse-moe produces (a layer with one shared slot).
+// CHECK-LABEL: func.func @fused_moe
+// CHECK: %[[IDX:.*]], %[[W:.*]] = dsv3.moe_route %arg0 router(%arg1) bias(%arg2)
+// CHECK: %[[ORDER:.*]], %[[OFFSETS:.*]] = dsv3.moe_dispatch %[[IDX]] {experts = 8 : i64} : (tensor<7x2xi64>) -> (tensor<14xi64>, tensor<9xi64>)
+// CHECK: %[[ACT:.*]] = dsv3.moe_gate_up %arg0, %[[ORDER]], %[[OFFSETS]] experts(%arg3, %arg4) shared(%arg6, %arg7) {top_k = 2 : i64}
+// CHECK: dsv3.moe_down_combine %[[ACT]], %[[ORDER]], %[[OFFSETS]], %[[W]] experts(%arg5) shared(%arg8) {top_k = 2 : i64}
+func.func @fused_moe(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %b: tensor<8xf32>,
+    %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>,
+    %sg: tensor<32x128xbf16>, %su: tensor<32x128xbf16>, %sd: tensor<128x32xbf16>) -> tensor<7x128xf32> {
+  %idx, %w = dsv3.moe_route %x router(%r) bias(%b)
+      {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64, topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>,
+       norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+      : (tensor<7x128xf32>, tensor<8x128xbf16>, tensor<8xf32>) -> (tensor<7x2xi64>, tensor<7x2xf32>)
+  %order, %offsets = dsv3.moe_dispatch %idx {experts = 8 : i64} : (tensor<7x2xi64>) -> (tensor<14xi64>, tensor<9xi64>)
+  %act = dsv3.moe_gate_up %x, %order, %offsets experts(%g, %u) shared(%sg, %su) {top_k = 2 : i64}
+      : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>,
+         tensor<32x128xbf16>, tensor<32x128xbf16>) -> tensor<21x32xf32>
+  %y = dsv3.moe_down_combine %act, %order, %offsets, %w experts(%d) shared(%sd) {top_k = 2 : i64}
+      : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>, tensor<128x32xbf16>)
+      -> tensor<7x128xf32>
+  return %y : tensor<7x128xf32>
+}

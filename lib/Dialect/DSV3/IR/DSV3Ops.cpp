@@ -355,12 +355,14 @@ LogicalResult MlaOp::verify() {
 // MoeOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult MoeOp::verify() {
-  Operation *op = *this;
-  const int64_t experts = getExperts();
-  const int64_t topK = getTopK();
-  const int64_t nGroup = getNGroup();
-  const int64_t topkGroup = getTopkGroup();
+/// The routing attributes of dsv3.moe and dsv3.moe_route, and the router
+/// weight and bias against the hidden size `dim`.
+template <typename OpTy>
+static LogicalResult verifyRouting(OpTy op, int64_t dim) {
+  const int64_t experts = op.getExperts();
+  const int64_t topK = op.getTopK();
+  const int64_t nGroup = op.getNGroup();
+  const int64_t topkGroup = op.getTopkGroup();
   for (auto [name, value] : {std::pair<StringRef, int64_t>{"experts", experts},
                              {"top_k", topK},
                              {"n_group", nGroup},
@@ -368,33 +370,40 @@ LogicalResult MoeOp::verify() {
     if (failed(expectPositive(op, name, value)))
       return failure();
   if (topK > experts)
-    return emitOpError() << "top_k (" << topK << ") must not exceed experts ("
-                         << experts << ")";
+    return op.emitOpError() << "top_k (" << topK
+                            << ") must not exceed experts (" << experts << ")";
   if (topkGroup > nGroup)
-    return emitOpError() << "topk_group (" << topkGroup
-                         << ") must not exceed n_group (" << nGroup << ")";
+    return op.emitOpError() << "topk_group (" << topkGroup
+                            << ") must not exceed n_group (" << nGroup << ")";
   if (experts % nGroup != 0)
-    return emitOpError() << "n_group (" << nGroup
-                         << ") must divide experts (" << experts << ")";
+    return op.emitOpError() << "n_group (" << nGroup
+                            << ") must divide experts (" << experts << ")";
   const int64_t selectable = topkGroup * (experts / nGroup);
   if (topK > selectable)
-    return emitOpError() << "top_k (" << topK
-                         << ") must not exceed topk_group * (experts / "
-                            "n_group) = "
-                         << selectable;
-  if (!(getRoutedScalingFactor().convertToDouble() > 0.0))
-    return emitOpError() << "routed_scaling_factor must be positive, got "
-                         << getRoutedScalingFactor().convertToDouble();
+    return op.emitOpError() << "top_k (" << topK
+                            << ") must not exceed topk_group * (experts / "
+                               "n_group) = "
+                            << selectable;
+  if (!(op.getRoutedScalingFactor().convertToDouble() > 0.0))
+    return op.emitOpError() << "routed_scaling_factor must be positive, got "
+                            << op.getRoutedScalingFactor().convertToDouble();
+  if (failed(expectShape(op, op.getRouter(), "router weight",
+                         "[experts, hidden]", {experts, dim})))
+    return failure();
+  if (op.getBias() && failed(expectShape(op, op.getBias(), "selection bias",
+                                         "[experts]", {experts})))
+    return failure();
+  return success();
+}
 
+LogicalResult MoeOp::verify() {
+  Operation *op = *this;
+  const int64_t experts = getExperts();
   ArrayRef<int64_t> inputShape = shapeOf(getInput());
   if (inputShape.empty())
     return emitOpError() << "input must have at least one dimension";
   const int64_t dim = inputShape.back();
-  if (failed(expectShape(op, getRouter(), "router weight", "[experts, hidden]",
-                         {experts, dim})))
-    return failure();
-  if (getBias() && failed(expectShape(op, getBias(), "selection bias",
-                                      "[experts]", {experts})))
+  if (failed(verifyRouting(*this, dim)))
     return failure();
 
   if (failed(expectRank(op, getGate(), "expert gate", 3,
@@ -441,4 +450,149 @@ LogicalResult MoeOp::verify() {
       return failure();
   }
   return expectSameType(op, getResult(), getInput(), "result");
+}
+
+//===----------------------------------------------------------------------===//
+// Fused MoE ops
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Product of two dims, dynamic if either is.
+int64_t mulOrDynamic(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b)
+             ? ShapedType::kDynamic
+             : a * b;
+}
+
+/// `order` [P] and `offsets` [experts + 1] of a dispatch.
+LogicalResult verifyDispatchOperands(Operation *op, Value order,
+                                     Value offsets, int64_t experts) {
+  if (failed(expectRank(op, order, "order", 1, "[pairs]")))
+    return failure();
+  return expectShape(op, offsets, "offsets", "[experts + 1]", {experts + 1});
+}
+
+/// Shared expert weights folded in as slots of the experts' width `inter`:
+/// `rows` must be a multiple of it. Returns the number of slots.
+FailureOr<int64_t> sharedSlots(Operation *op, int64_t rows, int64_t inter) {
+  if (ShapedType::isDynamic(rows) || ShapedType::isDynamic(inter) ||
+      inter <= 0 || rows % inter != 0) {
+    op->emitOpError() << "shared expert width (" << rows
+                      << ") must be a multiple of the expert width (" << inter
+                      << ")";
+    return failure();
+  }
+  return rows / inter;
+}
+
+} // namespace
+
+LogicalResult MoeRouteOp::verify() {
+  Operation *op = *this;
+  if (failed(expectRank(op, getInput(), "input", 2, "[tokens, hidden]")))
+    return failure();
+  ArrayRef<int64_t> in = shapeOf(getInput());
+  if (failed(verifyRouting(*this, in[1])))
+    return failure();
+  const int64_t topK = getTopK();
+  if (failed(expectShape(op, getIndices(), "indices", "[tokens, top_k]",
+                         {in[0], topK})) ||
+      failed(expectShape(op, getWeights(), "weights", "[tokens, top_k]",
+                         {in[0], topK})))
+    return failure();
+  return success();
+}
+
+LogicalResult MoeDispatchOp::verify() {
+  Operation *op = *this;
+  if (failed(expectPositive(op, "experts", getExperts())) ||
+      failed(expectRank(op, getIndices(), "indices", 2, "[tokens, top_k]")))
+    return failure();
+  ArrayRef<int64_t> idx = shapeOf(getIndices());
+  if (failed(expectShape(op, getOrder(), "order", "[tokens * top_k]",
+                         {mulOrDynamic(idx[0], idx[1])})))
+    return failure();
+  return expectShape(op, getOffsets(), "offsets", "[experts + 1]",
+                     {static_cast<int64_t>(getExperts()) + 1});
+}
+
+LogicalResult MoeGateUpOp::verify() {
+  Operation *op = *this;
+  if (failed(expectPositive(op, "top_k", getTopK())) ||
+      failed(expectRank(op, getInput(), "input", 2, "[tokens, hidden]")) ||
+      failed(expectRank(op, getGate(), "expert gate", 3,
+                        "[experts, inter, hidden]")))
+    return failure();
+  ArrayRef<int64_t> gate = shapeOf(getGate());
+  const int64_t experts = gate[0], inter = gate[1];
+  const int64_t dim = shapeOf(getInput())[1];
+  if (failed(verifyDispatchOperands(op, getOrder(), getOffsets(), experts)) ||
+      failed(expectShape(op, getGate(), "expert gate",
+                         "[experts, inter, hidden]", {experts, inter, dim})) ||
+      failed(expectShape(op, getUp(), "expert up", "[experts, inter, hidden]",
+                         {experts, inter, dim})) ||
+      failed(verifyBlockScale(op, getGate(), getGateScale(), "expert gate")) ||
+      failed(verifyBlockScale(op, getUp(), getUpScale(), "expert up")))
+    return failure();
+  if (static_cast<bool>(getSharedGate()) != static_cast<bool>(getSharedUp()))
+    return emitOpError() << "shared experts need both gate and up, or neither";
+  if (getSharedGate()) {
+    if (failed(expectRank(op, getSharedGate(), "shared gate", 2,
+                          "[shared_inter, hidden]")))
+      return failure();
+    const int64_t rows = shapeOf(getSharedGate())[0];
+    if (failed(expectShape(op, getSharedGate(), "shared gate",
+                           "[shared_inter, hidden]", {rows, dim})) ||
+        failed(expectShape(op, getSharedUp(), "shared up",
+                           "[shared_inter, hidden]", {rows, dim})) ||
+        failed(verifyBlockScale(op, getSharedGate(), getSharedGateScale(),
+                                "shared gate")) ||
+        failed(verifyBlockScale(op, getSharedUp(), getSharedUpScale(),
+                                "shared up")) ||
+        failed(sharedSlots(op, rows, inter)))
+      return failure();
+  } else if (getSharedGateScale() || getSharedUpScale()) {
+    return emitOpError() << "shared expert scales given without shared experts";
+  }
+  return expectShape(op, getResult(), "result",
+                     "[tokens * top_k + tokens * shared_slots, inter]",
+                     {ShapedType::kDynamic, inter});
+}
+
+LogicalResult MoeDownCombineOp::verify() {
+  Operation *op = *this;
+  if (failed(expectPositive(op, "top_k", getTopK())) ||
+      failed(expectRank(op, getActivations(), "activations", 2,
+                        "[rows, inter]")) ||
+      failed(expectRank(op, getDown(), "expert down", 3,
+                        "[experts, hidden, inter]")) ||
+      failed(expectRank(op, getWeights(), "weights", 2, "[tokens, top_k]")))
+    return failure();
+  ArrayRef<int64_t> down = shapeOf(getDown());
+  const int64_t experts = down[0], dim = down[1], inter = down[2];
+  const int64_t tokens = shapeOf(getWeights())[0];
+  if (failed(verifyDispatchOperands(op, getOrder(), getOffsets(), experts)) ||
+      failed(expectShape(op, getActivations(), "activations",
+                         "[rows, inter]", {ShapedType::kDynamic, inter})) ||
+      failed(expectShape(op, getWeights(), "weights", "[tokens, top_k]",
+                         {tokens, static_cast<int64_t>(getTopK())})) ||
+      failed(verifyBlockScale(op, getDown(), getDownScale(), "expert down")))
+    return failure();
+  if (getSharedDown()) {
+    if (failed(expectRank(op, getSharedDown(), "shared down", 2,
+                          "[hidden, shared_inter]")))
+      return failure();
+    const int64_t cols = shapeOf(getSharedDown())[1];
+    if (failed(expectShape(op, getSharedDown(), "shared down",
+                           "[hidden, shared_inter]", {dim, cols})) ||
+        failed(verifyBlockScale(op, getSharedDown(), getSharedDownScale(),
+                                "shared down")) ||
+        failed(sharedSlots(op, cols, inter)))
+      return failure();
+  } else if (getSharedDownScale()) {
+    return emitOpError() << "shared expert scales given without shared experts";
+  }
+  return expectShape(op, getResult(), "result", "[tokens, hidden]",
+                     {tokens, dim});
 }

@@ -293,4 +293,156 @@ def DSV3_MoeOp : DSV3_Op<"moe", [Pure, AttrSizedOperandSegments]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// Fused mixture of experts (produced by dsv3-fuse-moe)
+//===----------------------------------------------------------------------===//
+
+def DSV3_I64Tensor : TensorOf<[I64]>;
+def DSV3_F32Tensor : TensorOf<[F32]>;
+
+def DSV3_MoeRouteOp : DSV3_Op<"moe_route", [Pure]> {
+  let summary = "router of an MoE layer: the selected experts and their weights";
+  let description = [{
+    Steps 1-3 of `dsv3.moe` for tokens `input` [N, D]: `indices` [N, top_k]
+    are the selected experts of each token (in the order of their biased
+    score, ties to the lower index) and `weights` [N, top_k] their routing
+    weights (unbiased scores, normalised when `norm_topk_prob`, times
+    `routed_scaling_factor`). The attributes mean what they mean on
+    `dsv3.moe`.
+
+    ```mlir
+    %idx, %w = dsv3.moe_route %x router(%wr) bias(%b)
+        {experts = 8 : i64, top_k = 2 : i64, n_group = 4 : i64,
+         topk_group = 2 : i64, scoring = #dsv3.scoring<sigmoid>,
+         norm_topk_prob = true, routed_scaling_factor = 2.5 : f64}
+        : (tensor<7x128xf32>, tensor<8x128xbf16>, tensor<8xf32>)
+          -> (tensor<7x2xi64>, tensor<7x2xf32>)
+    ```
+  }];
+  let arguments = (ins
+      DSV3_ActivationTensor:$input, DSV3_FloatWeightTensor:$router,
+      Optional<DSV3_ScaleTensor>:$bias,
+      I64Attr:$experts, I64Attr:$top_k, I64Attr:$n_group, I64Attr:$topk_group,
+      DSV3_ScoringFuncAttr:$scoring, BoolAttr:$norm_topk_prob,
+      F64Attr:$routed_scaling_factor);
+  let results = (outs DSV3_I64Tensor:$indices, DSV3_F32Tensor:$weights);
+  let assemblyFormat = [{
+    $input `router` `(` $router `)` (`bias` `(` $bias^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_MoeDispatchOp : DSV3_Op<"moe_dispatch", [Pure]> {
+  let summary = "group (token, slot) pairs by expert";
+  let description = [{
+    A counting sort of the N * top_k (token, slot) pairs of `indices`
+    [N, top_k] by expert: `order` [N * top_k] lists pair ids `n * top_k + k`,
+    expert 0's first, each expert's in token order (stable), and expert `e`'s
+    pairs are `order[offsets[e] .. offsets[e + 1])` (`offsets` [experts + 1],
+    `offsets[0] = 0`). An expert nobody selected has an empty range, so the
+    grouped GEMMs that follow never read its weights.
+
+    ```mlir
+    %order, %offsets = dsv3.moe_dispatch %idx {experts = 8 : i64}
+        : (tensor<7x2xi64>) -> (tensor<14xi64>, tensor<9xi64>)
+    ```
+  }];
+  let arguments = (ins DSV3_I64Tensor:$indices, I64Attr:$experts);
+  let results = (outs DSV3_I64Tensor:$order, DSV3_I64Tensor:$offsets);
+  let assemblyFormat = [{
+    $indices attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_MoeGateUpOp : DSV3_Op<"moe_gate_up",
+                               [Pure, AttrSizedOperandSegments]> {
+  let summary = "grouped gate and up GEMM of the experts, SiLU(gate) * up fused";
+  let description = [{
+    One grouped GEMM over the experts' gate and up projections. Row `r` of
+    the result [P + N * S, I] (P = N * top_k pairs, S = shared slots):
+
+    - `r < P`: pair `p = order[r]` of the expert `e` whose range of `order`
+      holds `r`: `silu(x[p / top_k] · gate[e]ᵀ) * (x[p / top_k] · up[e]ᵀ)`;
+      the token is read through the permutation, never copied;
+    - `r = P + j * N + n`: the shared experts folded in as always-selected
+      slots: slot `j` is rows `j*I .. (j+1)*I` of `shared_gate`/`shared_up`
+      ([S * I, D]), for token `n`.
+
+    Each expert's weights are read once per call, however many of the
+    tokens chose it, and not at all when none did.
+
+    ```mlir
+    %act = dsv3.moe_gate_up %x, %order, %offsets experts(%g, %u)
+        shared(%sg, %su) {top_k = 2 : i64}
+        : (tensor<7x128xf32>, tensor<14xi64>, tensor<9xi64>,
+           tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<32x128xbf16>,
+           tensor<32x128xbf16>) -> tensor<21x32xf32>
+    ```
+  }];
+  let arguments = (ins
+      DSV3_ActivationTensor:$input, DSV3_I64Tensor:$order,
+      DSV3_I64Tensor:$offsets,
+      DSV3_WeightTensor:$gate, DSV3_WeightTensor:$up,
+      Optional<DSV3_ScaleTensor>:$gate_scale,
+      Optional<DSV3_ScaleTensor>:$up_scale,
+      Optional<DSV3_WeightTensor>:$shared_gate,
+      Optional<DSV3_WeightTensor>:$shared_up,
+      Optional<DSV3_ScaleTensor>:$shared_gate_scale,
+      Optional<DSV3_ScaleTensor>:$shared_up_scale,
+      I64Attr:$top_k);
+  let results = (outs DSV3_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input `,` $order `,` $offsets `experts` `(` $gate `,` $up `)`
+    (`expert_scales` `(` $gate_scale^ `,` $up_scale `)`)?
+    (`shared` `(` $shared_gate^ `,` $shared_up `)`)?
+    (`shared_scales` `(` $shared_gate_scale^ `,` $shared_up_scale `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def DSV3_MoeDownCombineOp : DSV3_Op<"moe_down_combine",
+                                    [Pure, AttrSizedOperandSegments]> {
+  let summary = "grouped down GEMM of the experts, weighted combine fused";
+  let description = [{
+    The grouped down projection of the rows of `activations` (as produced by
+    `dsv3.moe_gate_up`) with the routing-weighted scatter-add into the
+    tokens fused in:
+
+      out[n] = sum over pairs p = n * top_k + k, routed to expert e,
+                 of weights[n, k] * (activations[r(p)] · down[e]ᵀ)
+             + sum over shared slots j of
+                 activations[P + j * N + n] · shared_down[:, j*I .. (j+1)*I]ᵀ
+
+    Each output column tile is owned by one thread, which adds every
+    expert's contribution in expert order, so the sum is deterministic and
+    needs no atomics.
+
+    ```mlir
+    %y = dsv3.moe_down_combine %act, %order, %offsets, %w experts(%d)
+        shared(%sd) {top_k = 2 : i64}
+        : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>,
+           tensor<8x128x32xbf16>, tensor<128x32xbf16>) -> tensor<7x128xf32>
+    ```
+  }];
+  let arguments = (ins
+      DSV3_F32Tensor:$activations, DSV3_I64Tensor:$order,
+      DSV3_I64Tensor:$offsets, DSV3_F32Tensor:$weights,
+      DSV3_WeightTensor:$down, Optional<DSV3_ScaleTensor>:$down_scale,
+      Optional<DSV3_WeightTensor>:$shared_down,
+      Optional<DSV3_ScaleTensor>:$shared_down_scale,
+      I64Attr:$top_k);
+  let results = (outs DSV3_F32Tensor:$result);
+  let assemblyFormat = [{
+    $activations `,` $order `,` $offsets `,` $weights `experts` `(` $down `)`
+    (`expert_scale` `(` $down_scale^ `)`)?
+    (`shared` `(` $shared_down^ `)`)?
+    (`shared_scale` `(` $shared_down_scale^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // DSV3_OPS
