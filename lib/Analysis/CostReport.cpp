@@ -91,10 +91,14 @@ public:
     if (mla.getWq()) {
       c.add(linearCost(step, mla.getWq(), mla.getWqScale()));
     } else {
-      c.add(linearCost(step, mla.getWqA(), mla.getWqAScale()));
+      if (mla.getWqA())
+        c.add(linearCost(step, mla.getWqA(), mla.getWqAScale()));
       c.add(linearCost(step, mla.getWqB(), mla.getWqBScale()));
     }
-    c.add(linearCost(step, mla.getWkvA(), mla.getWkvAScale()));
+    if (mla.getWqKvA())
+      c.add(linearCost(step, mla.getWqKvA(), mla.getWqKvAScale()));
+    else
+      c.add(linearCost(step, mla.getWkvA(), mla.getWkvAScale()));
     c.add(linearCost(step, mla.getWo(), mla.getWoScale()));
     c.weightBytes += bytesOf(mla.getWkvB()) + bytesOf(mla.getWkvBScale()) +
                      bytesOf(mla.getKvNorm()) + bytesOf(mla.getQNorm());

@@ -298,13 +298,14 @@ Value Importer::buildMla(Value normed, Value positions, Value layerCache,
       weightOrNull("attn.wq_a.scale", index),
       weightOrNull("attn.q_norm", index), weightOrNull("attn.wq_b", index),
       weightOrNull("attn.wq_b.scale", index), weightOrNull("attn.wq", index),
-      weightOrNull("attn.wq.scale", index), weight("attn.wkv_a", index),
+      weightOrNull("attn.wq.scale", index), /*wq_kv_a=*/Value(),
+      /*wq_kv_a_scale=*/Value(), weight("attn.wkv_a", index),
       weightOrNull("attn.wkv_a.scale", index), weight("attn.kv_norm", index),
       weight("attn.wkv_b", index), weightOrNull("attn.wkv_b.scale", index),
       weight("attn.wo", index), weightOrNull("attn.wo.scale", index),
       cfg.numAttentionHeads, qLoraRank, cfg.kvLoraRank, cfg.qkNopeHeadDim,
       cfg.qkRopeHeadDim, cfg.vHeadDim, APFloat(cfg.softmaxScale()),
-      APFloat(cfg.rmsNormEps), ropeAttr);
+      APFloat(cfg.rmsNormEps), ropeAttr, /*expand_from=*/IntegerAttr());
   updatedCache = mla.getUpdatedCache();
   return mla.getResult();
 }

@@ -115,7 +115,8 @@ void mlir::dsv3::registerDsv3Pipelines() {
         if (failed(buildFusionPipeline(pm, options)))
           llvm::errs() << "dsv3-fusion: unknown strategy '"
                        << options.strategy
-                       << "' (expected all, none, latent or moe)\n";
+                       << "' (expected all, none, latent or moe) or "
+                          "negative naive-prefill-from\n";
       });
   PassPipelineRegistration<CpuPipelineOptions>(
       "dsv3-cpu-pipeline",

@@ -21,9 +21,16 @@ mlir::dsv3::buildFusionPipeline(OpPassManager &pm,
   if (strategy != "all" && strategy != "none" && strategy != "latent" &&
       strategy != "moe")
     return failure();
-  if (strategy == "all" || strategy == "latent")
-    pm.addPass(createDSV3FuseLatentProjection());
+  if (options.naivePrefillFrom < 0)
+    return failure();
+  if (strategy == "all" || strategy == "latent") {
+    DSV3FuseLatentProjectionOptions latent;
+    latent.expandFrom = options.naivePrefillFrom;
+    pm.addPass(createDSV3FuseLatentProjection(latent));
+  }
   if (strategy == "all" || strategy == "moe")
     pm.addPass(createDSV3FuseMoe());
+  // Weight transformations the fusions introduced run once, at load.
+  pm.addPass(createDSV3OutlineWeightPreparation());
   return success();
 }

@@ -471,6 +471,81 @@ Manifest parse(const json &root, const std::string &artifactDir) {
     m.weights.push_back(std::move(w));
   }
 
+  // Prepared weights and the entry that computes them.
+  std::set<std::string> preparedNames;
+  if (root.contains("prepared") && !root["prepared"].is_null()) {
+    const json &prepared = arrayField(root, "prepared", "");
+    for (size_t i = 0; i < prepared.size(); ++i) {
+      std::string field = "prepared[" + std::to_string(i) + "]";
+      TensorSpec spec = tensorSpec(prepared[i], field, /*allowDynamic=*/false);
+      if (spec.dtype == ElementType::I32 || spec.dtype == ElementType::I64)
+        fail(field + ".dtype", "a weight must be f32, bf16, f16 or f8e4m3, "
+                               "got " +
+                                   std::string(elementTypeName(spec.dtype)));
+      if (roles.count(spec.name) || !preparedNames.insert(spec.name).second)
+        fail(field + ".name", "duplicate weight role '" + spec.name + "'");
+      m.prepared.push_back(std::move(spec));
+    }
+  }
+  auto roleList = [&](const json &object, const char *name,
+                      const std::string &field) {
+    std::vector<std::string> list;
+    const json &array = arrayField(object, name, field);
+    for (size_t i = 0; i < array.size(); ++i) {
+      if (!array[i].is_string())
+        fail(field + "." + name + "[" + std::to_string(i) + "]",
+             "must be a string, got " + jsonKind(array[i]));
+      list.push_back(array[i].get<std::string>());
+    }
+    return list;
+  };
+  if (entries.contains("prepare") && !entries["prepare"].is_null()) {
+    const json &e = objectField(entries, "prepare", "entry_points");
+    PrepareSpec prepare;
+    prepare.symbol = stringField(e, "symbol", "entry_points.prepare");
+    if (prepare.symbol.empty())
+      fail("entry_points.prepare.symbol", "must not be empty");
+    prepare.weights = roleList(e, "weights", "entry_points.prepare");
+    prepare.results = roleList(e, "results", "entry_points.prepare");
+    for (const std::string &role : prepare.weights)
+      if (!roles.count(role))
+        fail("entry_points.prepare.weights",
+             "'" + role + "' is not a checkpoint weight of \"weights\"");
+    std::vector<std::string> names;
+    for (const TensorSpec &spec : m.prepared)
+      names.push_back(spec.name);
+    if (prepare.results != names)
+      fail("entry_points.prepare.results",
+           "must name the \"prepared\" weights in their order");
+    m.prepare = std::move(prepare);
+  } else if (!m.prepared.empty()) {
+    fail("entry_points.prepare",
+         "\"prepared\" weights need a prepare entry point");
+  }
+  // The weight arguments of prefill and decode (default: every checkpoint
+  // weight in manifest order).
+  std::vector<std::string> forwardLists[2];
+  for (int k = 0; k < 2; ++k) {
+    const char *name = k == 0 ? "prefill" : "decode";
+    const json &e = objectField(entries, name, "entry_points");
+    if (e.contains("weights")) {
+      forwardLists[k] =
+          roleList(e, "weights", std::string("entry_points.") + name);
+    } else {
+      for (const WeightSpec &w : m.weights)
+        forwardLists[k].push_back(w.role);
+    }
+    for (const std::string &role : forwardLists[k])
+      if (!roles.count(role) && !preparedNames.count(role))
+        fail(std::string("entry_points.") + name + ".weights",
+             "'" + role + "' is neither in \"weights\" nor in \"prepared\"");
+  }
+  if (forwardLists[0] != forwardLists[1])
+    fail("entry_points.decode.weights",
+         "must equal entry_points.prefill.weights (the entries share one "
+         "argument list)");
+  m.forwardWeights = std::move(forwardLists[0]);
+
   const json &outputs = arrayField(root, "outputs", "");
   if (outputs.size() != 1)
     fail("outputs", "must hold exactly one output (logits), got " +

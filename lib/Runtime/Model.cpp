@@ -298,6 +298,9 @@ std::string Model::load(const std::string &artifactDir,
   error = loadWeights(options);
   if (!error.empty())
     return error;
+  error = prepareWeights();
+  if (!error.empty())
+    return error;
   if (weightsMappedBytes() == 0)
     checkpoint_.reset(); // everything was copied: unmap the files
 
@@ -333,8 +336,8 @@ std::string Model::load(const std::string &artifactDir,
   // end of the list.
   for (MemRef &desc : inputDescs_)
     args_.push_back(desc.descriptor());
-  for (MemRef &desc : weightDescs_)
-    args_.push_back(desc.descriptor());
+  for (const std::string &role : manifest_.forwardWeights)
+    args_.push_back(weightDescriptor(role));
   args_.push_back(logitsDesc_.descriptor());
   args_.push_back(nullptr);
   lastLogits_.assign(batch, {});
@@ -424,6 +427,63 @@ std::string Model::loadWeights(const OpenOptions &options) {
     }
     weightDescs_[w].set(buffer.data, spec.shape);
   }
+  return "";
+}
+
+void *Model::weightDescriptor(const std::string &role) {
+  for (size_t w = 0; w < manifest_.weights.size(); ++w)
+    if (manifest_.weights[w].role == role)
+      return weightDescs_[w].descriptor();
+  for (size_t p = 0; p < manifest_.prepared.size(); ++p)
+    if (manifest_.prepared[p].name == role)
+      return preparedDescs_[p].descriptor();
+  return nullptr; // the manifest parser checked every role
+}
+
+std::string Model::prepareWeights() {
+  if (!manifest_.prepare)
+    return "";
+  const PrepareSpec &prepare = *manifest_.prepare;
+  ::dlerror();
+  auto fn = reinterpret_cast<EntryFn>(
+      ::dlsym(library_, prepare.symbol.c_str()));
+  if (!fn)
+    return manifest_.libraryPath() + ": entry point '" + prepare.symbol +
+           "' is not exported by the artifact's library";
+  prepared_.resize(manifest_.prepared.size());
+  preparedDescs_.resize(manifest_.prepared.size());
+  for (size_t p = 0; p < manifest_.prepared.size(); ++p) {
+    const TensorSpec &spec = manifest_.prepared[p];
+    size_t bytes = elementSize(spec.dtype);
+    for (int64_t d : spec.shape)
+      bytes *= static_cast<size_t>(d);
+    std::string error =
+        prepared_[p].allocate(bytes, "prepared weight '" + spec.name + "'");
+    if (!error.empty())
+      return error;
+    preparedDescs_[p].set(prepared_[p].data, spec.shape);
+  }
+  // Packed arguments: the checkpoint weights it reads, then one output
+  // descriptor per prepared weight.
+  std::vector<void *> args;
+  for (const std::string &role : prepare.weights)
+    args.push_back(weightDescriptor(role));
+  for (MemRef &desc : preparedDescs_)
+    args.push_back(desc.descriptor());
+  args.push_back(nullptr);
+  {
+    CurrentPoolScope scope(pool_.get());
+    if (ompSetNumThreads_)
+      ompSetNumThreads_(pool_->numThreads());
+    fn(args.data());
+  }
+  // Checkpoint weights that prefill and decode do not take are not needed
+  // any more (q_a and kv_a once concatenated): give their memory back.
+  for (size_t w = 0; w < manifest_.weights.size(); ++w)
+    if (std::find(manifest_.forwardWeights.begin(),
+                  manifest_.forwardWeights.end(),
+                  manifest_.weights[w].role) == manifest_.forwardWeights.end())
+      weights_[w].release();
   return "";
 }
 
@@ -613,6 +673,8 @@ const float *Model::lastLogits(int64_t seq) const {
 uint64_t Model::weightsBytes() const {
   uint64_t total = 0;
   for (const Buffer &b : weights_)
+    total += b.bytes; // 0 once released after prepare
+  for (const Buffer &b : prepared_)
     total += b.bytes;
   return total;
 }

@@ -16,6 +16,7 @@
 #include "llvm/IR/Module.h"
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
@@ -80,7 +81,32 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
                                          const std::vector<std::string> &features) {
   auto prefill = imported.lookupSymbol<func::FuncOp>("prefill");
   auto decode = imported.lookupSymbol<func::FuncOp>("decode");
-  llvm::json::Array inputs, weights, outputs;
+  auto prepare = imported.lookupSymbol<func::FuncOp>("prepare");
+  llvm::json::Array inputs, weights, prepared, outputs;
+  llvm::StringSet<> checkpointRoles;
+  // A checkpoint weight argument of an entry point: where the runtime finds
+  // it and how the slices are stacked.
+  auto addCheckpointWeight = [&](func::FuncOp f, unsigned i) {
+    StringRef role = f.getArgAttrOfType<StringAttr>(i, "dsv3.weight").getValue();
+    if (!checkpointRoles.insert(role).second)
+      return;
+    auto type = cast<RankedTensorType>(f.getArgument(i).getType());
+    llvm::json::Object weight{
+        {"role", role},
+        {"source", f.getArgAttrOfType<StringAttr>(i, "dsv3.source").getValue()},
+        {"dtype", elementName(type.getElementType())},
+        {"shape", shapeJson(type.getShape())},
+        {"layers", nullptr},
+        {"experts", nullptr}};
+    if (auto layers = f.getArgAttrOfType<DenseI64ArrayAttr>(i, "dsv3.layers"))
+      weight["layers"] = llvm::json::Array{layers[0], layers[1]};
+    if (auto experts = f.getArgAttrOfType<IntegerAttr>(i, "dsv3.experts"))
+      weight["experts"] = experts.getInt();
+    weights.push_back(std::move(weight));
+  };
+  // The weights of prefill and decode, in argument order (the two share
+  // one argument list).
+  llvm::json::Array forwardWeights;
   for (unsigned i = 0, e = prefill.getNumArguments(); i < e; ++i) {
     auto type = cast<RankedTensorType>(prefill.getArgument(i).getType());
     if (auto input = prefill.getArgAttrOfType<StringAttr>(i, "dsv3.input")) {
@@ -90,19 +116,31 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
           {"shape", shapeJson(type.getShape())}});
       continue;
     }
-    llvm::json::Object weight{
-        {"role", prefill.getArgAttrOfType<StringAttr>(i, "dsv3.weight").getValue()},
-        {"source", prefill.getArgAttrOfType<StringAttr>(i, "dsv3.source").getValue()},
-        {"dtype", elementName(type.getElementType())},
-        {"shape", shapeJson(type.getShape())},
-        {"layers", nullptr},
-        {"experts", nullptr}};
-    if (auto layers =
-            prefill.getArgAttrOfType<DenseI64ArrayAttr>(i, "dsv3.layers"))
-      weight["layers"] = llvm::json::Array{layers[0], layers[1]};
-    if (auto experts = prefill.getArgAttrOfType<IntegerAttr>(i, "dsv3.experts"))
-      weight["experts"] = experts.getInt();
-    weights.push_back(std::move(weight));
+    StringRef role =
+        prefill.getArgAttrOfType<StringAttr>(i, "dsv3.weight").getValue();
+    forwardWeights.push_back(role);
+    if (prefill.getArgAttr(i, "dsv3.prepared"))
+      prepared.push_back(llvm::json::Object{
+          {"name", role},
+          {"dtype", elementName(type.getElementType())},
+          {"shape", shapeJson(type.getShape())}});
+    else
+      addCheckpointWeight(prefill, i);
+  }
+  llvm::json::Value prepareEntry = nullptr;
+  if (prepare) {
+    llvm::json::Array prepareWeights, prepareResults;
+    for (unsigned i = 0, e = prepare.getNumArguments(); i < e; ++i) {
+      addCheckpointWeight(prepare, i);
+      prepareWeights.push_back(
+          prepare.getArgAttrOfType<StringAttr>(i, "dsv3.weight").getValue());
+    }
+    for (unsigned i = 0, e = prepare.getNumResults(); i < e; ++i)
+      prepareResults.push_back(
+          prepare.getResultAttrOfType<StringAttr>(i, "dsv3.weight").getValue());
+    prepareEntry = llvm::json::Object{{"symbol", "dsv3_prepare"},
+                                      {"weights", std::move(prepareWeights)},
+                                      {"results", std::move(prepareResults)}};
   }
   auto logitsType =
       cast<RankedTensorType>(prefill.getFunctionType().getResult(0));
@@ -146,11 +184,15 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
       {"entry_points",
        llvm::json::Object{
            {"prefill", llvm::json::Object{{"symbol", "dsv3_prefill"},
-                                          {"seq_len", seqLenOf(prefill)}}},
+                                          {"seq_len", seqLenOf(prefill)},
+                                          {"weights", llvm::json::Value(llvm::json::Array(forwardWeights))}}},
            {"decode", llvm::json::Object{{"symbol", "dsv3_decode"},
-                                         {"seq_len", seqLenOf(decode)}}}}},
+                                         {"seq_len", seqLenOf(decode)},
+                                         {"weights", llvm::json::Value(llvm::json::Array(forwardWeights))}}},
+           {"prepare", std::move(prepareEntry)}}},
       {"inputs", std::move(inputs)},
       {"weights", std::move(weights)},
+      {"prepared", std::move(prepared)},
       {"outputs", std::move(outputs)}};
   std::string text;
   llvm::raw_string_ostream os(text);

@@ -131,6 +131,10 @@ def variant_configs() -> Dict[str, Dict[str, Any]]:
         "f32": v(dtype="f32"),
         # hidden 144 / intermediate 200 give partial 128x128 edge blocks in both directions.
         "fp8": v(dtype="fp8", hidden_size=144, intermediate_size=200, moe_intermediate_size=136, q_lora_rank=136),
+        # q_lora_rank a multiple of 128: dsv3-fuse-latent-projection concatenates the FP8 q_a and kv_a (and their
+        # block scales) into one GEMM.
+        "fp8-fused-down": v(dtype="fp8", hidden_size=144, intermediate_size=200, moe_intermediate_size=136,
+                            q_lora_rank=128),
     }
 
 

@@ -75,6 +75,75 @@ TEST(ManifestTest, InputsAreFoundByName) {
   EXPECT_EQ(r.manifest->tokensInput, 2u);
 }
 
+/// validManifest() with a prepare entry that turns "attn.norm" into the
+/// prepared "attn.norm2", which prefill and decode take instead.
+json preparedManifest() {
+  json m = validManifest();
+  m["prepared"] = json::array(
+      {{{"name", "attn.norm2"}, {"dtype", "bf16"}, {"shape", {3, 32}}}});
+  json forward = json::array({"embed", "moe.expert_gate", "attn.norm2"});
+  m["entry_points"]["prefill"]["weights"] = forward;
+  m["entry_points"]["decode"]["weights"] = forward;
+  m["entry_points"]["prepare"] = {{"symbol", "dsv3_prepare"},
+                                  {"weights", {"attn.norm"}},
+                                  {"results", {"attn.norm2"}}};
+  return m;
+}
+
+TEST(ManifestTest, ParsesThePrepareEntry) {
+  ManifestResult r = parseManifest(preparedManifest().dump(), "/art", "m.json");
+  ASSERT_TRUE(r) << r.error;
+  const Manifest &m = *r.manifest;
+  ASSERT_TRUE(m.prepare.has_value());
+  EXPECT_EQ(m.prepare->symbol, "dsv3_prepare");
+  EXPECT_EQ(m.prepare->weights, std::vector<std::string>{"attn.norm"});
+  ASSERT_EQ(m.prepared.size(), 1u);
+  EXPECT_EQ(m.prepared[0].shape, (std::vector<int64_t>{3, 32}));
+  EXPECT_EQ(m.forwardWeights,
+            (std::vector<std::string>{"embed", "moe.expert_gate",
+                                      "attn.norm2"}));
+  // Without per-entry lists the entries take every checkpoint weight.
+  ManifestResult plain = parseManifest(validManifest().dump(), "/art");
+  ASSERT_TRUE(plain) << plain.error;
+  EXPECT_EQ(plain.manifest->forwardWeights,
+            (std::vector<std::string>{"embed", "attn.norm",
+                                      "moe.expert_gate"}));
+  EXPECT_FALSE(plain.manifest->prepare.has_value());
+}
+
+TEST(ManifestTest, ThePrepareEntryIsChecked) {
+  struct Case {
+    std::function<void(json &)> edit;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {[](json &m) { m["entry_points"].erase("prepare"); },
+       "m.json: field 'entry_points.prepare': \"prepared\" weights need a "
+       "prepare entry point"},
+      {[](json &m) { m["entry_points"]["prepare"]["results"] = {"other"}; },
+       "m.json: field 'entry_points.prepare.results': must name the "
+       "\"prepared\" weights in their order"},
+      {[](json &m) { m["entry_points"]["prepare"]["weights"] = {"nope"}; },
+       "m.json: field 'entry_points.prepare.weights': 'nope' is not a "
+       "checkpoint weight of \"weights\""},
+      {[](json &m) { m["entry_points"]["prefill"]["weights"][0] = "x"; },
+       "m.json: field 'entry_points.prefill.weights': 'x' is neither in "
+       "\"weights\" nor in \"prepared\""},
+      {[](json &m) { m["entry_points"]["decode"]["weights"].erase(0); },
+       "m.json: field 'entry_points.decode.weights': must equal "
+       "entry_points.prefill.weights"},
+      {[](json &m) { m["prepared"][0]["name"] = "embed"; },
+       "m.json: field 'prepared[0].name': duplicate weight role 'embed'"},
+      {[](json &m) { m["prepared"][0]["shape"] = {3, -1}; },
+       "m.json: field 'prepared[0].shape[1]': must be >= 1, got -1"},
+  };
+  for (const Case &c : cases) {
+    json m = preparedManifest();
+    c.edit(m);
+    EXPECT_THAT(parseError(m), HasSubstr(c.message));
+  }
+}
+
 TEST(ManifestTest, EveryFieldIsChecked) {
   struct Case {
     std::function<void(json &)> edit;

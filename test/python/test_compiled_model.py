@@ -6,8 +6,8 @@
   with a prompt long enough that decoding runs past position 64;
 - batch 2 (unequal prompts): each sequence's tokens equal the reference run on that sequence alone;
 - every fusion strategy (all, none = naive MLA on the per-head K/V cache and per-pair experts, latent = absorbed
-  MLA, moe = route -> dispatch -> grouped expert GEMMs -> combine) on the golden
-  cases.
+  MLA, moe = route -> dispatch -> grouped expert GEMMs -> combine, and all with --naive-prefill-from=2: the prompt
+  runs naive MLA on K/V expanded from the latent cache, each decode step absorbed MLA) on the golden cases.
 
 The tools come from $DSV3_BUILD_DIR/bin (set by ctest), else build/bin.
 """
@@ -56,10 +56,10 @@ def assert_close(got, want):
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
-@pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe"])
+@pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe", "all --naive-prefill-from=2"])
 def test_golden(case, fusion, tmp_path):
     ckpt, golden, want = load_golden(case)
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", f"--fusion={fusion}")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *f"--fusion={fusion}".split())
     tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)
     assert tokens[0] == golden["greedy_tokens"][:golden["max_new_tokens"]]
     assert_close(got, want)
@@ -86,7 +86,7 @@ def reference_runs():
 
 MATRIX = ["base-v3", "dense-null-experts", "dense-first-k", "no-q-lora", "softmax-no-groups",
           "softmax-groups-no-bias", "sigmoid-groups-bias", "no-shared-top1", "no-yarn", "odd-heads", "v-ne-nope",
-          "with-mtp-layer", "f32", "fp8"]
+          "with-mtp-layer", "f32", "fp8", "fp8-fused-down"]
 
 
 @pytest.mark.parametrize("name", MATRIX)
@@ -99,9 +99,10 @@ def test_matches_reference(name, variant_checkpoints, reference_runs, tmp_path):
     assert_close(got, want)
 
 
-def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_path):
+@pytest.mark.parametrize("fusion", ["all", "none", "all --naive-prefill-from=8"])
+def test_batch_of_two_unequal_prompts(fusion, variant_checkpoints, reference_runs, tmp_path):
     ckpt = variant_checkpoints["sigmoid-groups-bias"]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", "--max-batch", "2")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", "--max-batch", "2", *f"--fusion={fusion}".split())
     prompts = [PROMPT, PROMPT[:37][::-1]]
     tokens, _ = run_artifact(artifact, ckpt, prompts, NEW_TOKENS, tmp_path, logits=False)
     for prompt, generated in zip(prompts, tokens):
@@ -115,3 +116,29 @@ def test_unsupported_moe_layer_freq_is_a_clear_error(variant_checkpoints, tmp_pa
     assert result.returncode == 1
     assert result.stderr.strip() == \
         "dsv3-compile: error: config field 'moe_layer_freq': only 1 is supported, got 2"
+
+
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1}
+
+
+def test_prepare_entry_replaces_its_sources(tmp_path):
+    """--fusion=all concatenates q_a and kv_a in the compiled prepare entry: the manifest lists the prepared weight,
+    prefill/decode take it instead of the two sources, and after load the runtime holds the prepared weight and
+    no longer the sources (weights_bytes)."""
+    ckpt, golden, _ = load_golden("tiny-v3")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact")
+    manifest = json.load(open(os.path.join(artifact, "manifest.json")))
+    prepare = manifest["entry_points"]["prepare"]
+    assert prepare["weights"] == ["attn.wq_a", "attn.wkv_a"]
+    assert prepare["results"] == ["attn.wq_kv_a"]
+    assert [p["shape"] for p in manifest["prepared"]] == [[3, 64 + 32 + 8, 128]]
+    forward = manifest["entry_points"]["prefill"]["weights"]
+    assert "attn.wq_kv_a" in forward and "attn.wq_a" not in forward and "attn.wkv_a" not in forward
+
+    def nbytes(spec):
+        return int(np.prod(spec["shape"])) * DTYPE_BYTES[spec["dtype"]]
+    expected = sum(nbytes(w) for w in manifest["weights"] if w["role"] in forward)
+    expected += sum(nbytes(p) for p in manifest["prepared"])
+    run_artifact(artifact, ckpt, [golden["tokens"]], 2, tmp_path, logits=False)
+    stats = json.load(open(tmp_path / "stats.json"))
+    assert stats["weights_bytes"] == expected

@@ -89,6 +89,13 @@ cl::opt<std::string> fusion(
              "cache, each (token, slot) pair of an MoE layer on its own), "
              "latent (dsv3-fuse-latent-projection), moe (dsv3-fuse-moe)"),
     cl::init("all"), cl::cat(category));
+cl::opt<int64_t> naivePrefillFrom(
+    "naive-prefill-from",
+    cl::desc("With the latent cache (--fusion=all|latent): prefill calls of "
+             "at least N tokens expand K/V from the latent and run naive MLA; "
+             "0 keeps absorbed MLA for every call (default: measured, see "
+             "docs/fusion-strategies.md)"),
+    cl::init(mlir::dsv3::kDefaultNaivePrefillFrom), cl::cat(category));
 enum class WeightDTypeOption { Auto, F32, BF16, F16 };
 cl::opt<WeightDTypeOption> weightDType(
     "weight-dtype",
@@ -226,6 +233,10 @@ int main(int argc, char **argv) {
     mlir::PassManager fusionPasses(&context);
     mlir::dsv3::FusionPipelineOptions fusionOptions;
     fusionOptions.strategy = fusion;
+    fusionOptions.naivePrefillFrom = naivePrefillFrom;
+    if (naivePrefillFrom < 0)
+      return fail("--naive-prefill-from must be >= 0, got " +
+                  Twine(naivePrefillFrom));
     if (failed(mlir::dsv3::buildFusionPipeline(fusionPasses, fusionOptions)))
       return fail("--fusion=" + fusion +
                   ": unknown strategy (expected all, none, latent or moe)");

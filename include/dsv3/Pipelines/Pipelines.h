@@ -38,6 +38,10 @@ LogicalResult buildCpuLowerToLLVMPipeline(OpPassManager &pm,
 LogicalResult buildCpuPipeline(OpPassManager &pm,
                                const CpuPipelineOptions &options);
 
+/// The default of FusionPipelineOptions::naivePrefillFrom, chosen by
+/// measurement (docs/fusion-strategies.md).
+constexpr int64_t kDefaultNaivePrefillFrom = 0;
+
 /// The fusion strategies (docs/fusion-strategies.md).
 struct FusionPipelineOptions
     : public PassPipelineOptions<FusionPipelineOptions> {
@@ -45,6 +49,12 @@ struct FusionPipelineOptions
       *this, "strategy",
       llvm::cl::desc("all | none | latent | moe: which fusions run"),
       llvm::cl::init("all")};
+  PassOptions::Option<int64_t> naivePrefillFrom{
+      *this, "naive-prefill-from",
+      llvm::cl::desc("With the latent cache: calls of at least this many "
+                     "tokens expand K/V from the latent and run naive MLA "
+                     "(0: absorbed always)"),
+      llvm::cl::init(kDefaultNaivePrefillFrom)};
 };
 
 /// The dsv3 passes of a strategy, in order. Fails on an unknown strategy.

@@ -86,6 +86,14 @@ struct EntryPointSpec {
   int64_t seqLen = kDynamic; // -1 for prefill, 1 for decode
 };
 
+/// The compiled prepare entry: run once at load, it computes the prepared
+/// weights ("prepared") from checkpoint weights (docs/runtime.md).
+struct PrepareSpec {
+  std::string symbol;
+  std::vector<std::string> weights; // checkpoint weight roles, argument order
+  std::vector<std::string> results; // prepared weight names, result order
+};
+
 struct Manifest {
   std::string artifactDir;
   std::string path; // of manifest.json, prefixes errors
@@ -96,13 +104,20 @@ struct Manifest {
   int64_t maxSeqLen = 0;
   std::string kvCacheLayout;
   EntryPointSpec prefill, decode;
+  std::optional<PrepareSpec> prepare;
   std::vector<TensorSpec> inputs;
   std::vector<WeightSpec> weights;
+  /// Weights computed by the prepare entry (name = role), static shapes.
+  std::vector<TensorSpec> prepared;
+  /// The weight arguments of prefill and decode after the inputs, in order:
+  /// roles of `weights` or names of `prepared`.
+  std::vector<std::string> forwardWeights;
   std::vector<TensorSpec> outputs;
   // Positions in `inputs` of the three inputs the runtime fills.
   size_t tokensInput = 0, positionsInput = 0, cacheInput = 0;
 
   int64_t vocabSize() const { return config.vocabSize; }
+  /// Bytes of the checkpoint weights the runtime loads.
   size_t weightsBytes() const;
   size_t kvCacheBytes() const;
   /// Path of the shared library (library resolved against artifactDir).

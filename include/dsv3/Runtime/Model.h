@@ -143,6 +143,11 @@ private:
                    const std::string &checkpointDir,
                    const OpenOptions &options);
   std::string loadWeights(const OpenOptions &options);
+  /// Runs the artifact's prepare entry (if any) into the prepared weights,
+  /// then releases the checkpoint weights only it needed.
+  std::string prepareWeights();
+  /// The descriptor of the weight or prepared weight `role`.
+  void *weightDescriptor(const std::string &role);
   /// Calls `fn` with the tokens/positions already in the input buffers for
   /// `seqLen` positions per row.
   void call(EntryFn fn, int64_t seqLen);
@@ -158,10 +163,10 @@ private:
   void (*ompSetNumThreads_)(int) = nullptr;
   std::unique_ptr<ThreadPool> pool_;
 
-  std::vector<Buffer> weights_;
+  std::vector<Buffer> weights_, prepared_;
   std::vector<Buffer> inputs_; // in manifest order
   Buffer logits_;
-  std::vector<MemRef> inputDescs_, weightDescs_;
+  std::vector<MemRef> inputDescs_, weightDescs_, preparedDescs_;
   MemRef logitsDesc_;
   std::vector<void *> args_;
 

@@ -469,12 +469,22 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
     const int64_t batch = cacheType.getDimSize(0);
     const int64_t maxLen = cacheType.getDimSize(1);
 
-    // Query: q_b(q_norm(q_a(x))) or q(x) -> [B, S, H, nope + rope].
-    Value q;
+    // Query: q_b(q_norm(q_a(x))) or q(x) -> [B, S, H, nope + rope]; the
+    // latent and the shared rope key from kv_a(x). With q_kv_a both down
+    // projections are one GEMM whose output is split.
+    Value q, kv;
     if (op.getWq()) {
       q = emitLinear(e, x, op.getWq(), op.getWqScale());
     } else {
-      Value qa = emitLinear(e, x, op.getWqA(), op.getWqAScale());
+      Value qa;
+      if (op.getWqKvA()) {
+        const int64_t qRank = static_cast<int64_t>(*op.getQLoraRank());
+        Value both = emitLinear(e, x, op.getWqKvA(), op.getWqKvAScale());
+        qa = e.sliceLast(both, 0, qRank);
+        kv = e.sliceLast(both, qRank, kvRank + rope);
+      } else {
+        qa = emitLinear(e, x, op.getWqA(), op.getWqAScale());
+      }
       Value qn = emitRmsNorm(e, qa, op.getQNorm(), eps);
       q = emitLinear(e, qn, op.getWqB(), op.getWqBScale());
     }
@@ -484,7 +494,8 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                          op.getRope());
 
     // Latent and the shared rope key.
-    Value kv = emitLinear(e, x, op.getWkvA(), op.getWkvAScale());
+    if (!kv)
+      kv = emitLinear(e, x, op.getWkvA(), op.getWkvAScale());
     Value latent = emitRmsNorm(e, e.sliceLast(kv, 0, kvRank), op.getKvNorm(),
                                eps);
     Value kPe = emitRope(e, e.sliceLast(kv, kvRank, rope), positions,
@@ -520,6 +531,52 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
     OpFoldResult tokens = times(idx(batch), seqLen);        // B*S
     OpFoldResult rowsPerBatch = times(seqLen, idx(heads)); // S*H
 
+    // Per-head [k_nope | k_pe | v] ([B, X, H, nope + rope + v]) of latent
+    // rows [B, X, C] and their rope keys [B, X, R]: kv_b applied.
+    auto expandKv = [&](Value lat, Value pe) -> Value {
+      Value kvb = emitLinear(e, lat, op.getWkvB(), op.getWkvBScale());
+      kvb = e.splitLast(kvb, heads, nope + vDim); // [B,X,H,nope+v]
+      Value kNope = e.sliceLast(kvb, 0, nope);
+      Value v = e.sliceLast(kvb, nope, vDim);
+      Value k = emitConcatLast(e, kNope, pe); // [B,X,H,nope+R]
+      return emitConcatLast(e, k, v);         // [B,X,H,nope+R+v]
+    };
+    const int64_t perHead = nope + rope + vDim;
+    // Causal attention of the queries over per-head K/V of the cache prefix
+    // ([B, T, H, perHead]) -> [B, S, H, v].
+    auto naiveAttention = [&](Value prefix4) -> Value {
+      OpFoldResult groups = idx(batch * heads);
+      Value cacheT = emitReshape(e, emitTranspose(e, prefix4, {0, 2, 1, 3}),
+                                 {{0, 1}, {2}, {3}},
+                                 {groups, used, idx(perHead)});
+      Value keys = e.sliceLast(cacheT, 0, nope + rope);     // [BH, T, nope+R]
+      Value values = e.sliceLast(cacheT, nope + rope, vDim); // [BH, T, v]
+      Value qCat = emitConcatLast(e, qNope, qPe); // [B,S,H,nope+R]
+      Value qT = emitReshape(e, emitTranspose(e, qCat, {0, 2, 1, 3}),
+                             {{0, 1}, {2}, {3}},
+                             {groups, seqLen, idx(nope + rope)});
+      // scores[(b,h), s, t] = q[(b,h), s, :] . K[(b,h), t, :]
+      Value scores3 = emitGroupedDots(e, qT, WeightView{keys, {}, {}});
+      Value scores4 = emitReshape(e, scores3, {{0, 1}, {2}, {3}},
+                                  {idx(batch), idx(heads), seqLen, used});
+      Value scores = emitTranspose(e, scores4, {0, 2, 1, 3});
+      Value probs = emitCausalSoftmax(e, scores, positions, scale);
+      Value probsT = emitReshape(e, emitTranspose(e, probs, {0, 2, 1, 3}),
+                                 {{0, 1}, {2}, {3}}, {groups, seqLen, used});
+      // o[(b,h), s, v] = sum_t P[(b,h), s, t] * V[(b,h), t, v]
+      Value o = emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
+      Value o4 = emitReshape(e, o, {{0, 1}, {2}, {3}},
+                             {idx(batch), idx(heads), seqLen, idx(vDim)});
+      return emitTranspose(e, o4, {0, 2, 1, 3});
+    };
+    auto attnType =
+        RankedTensorType::get({batch, ShapedType::kDynamic, heads, vDim}, e.f32());
+    auto withAttnType = [&](Value v) -> Value {
+      return v.getType() == attnType
+                 ? v
+                 : tensor::CastOp::create(e.b, e.loc, attnType, v).getResult();
+    };
+
     if (op.hasLatentCache()) {
       // Absorbed form: the cache holds [kv_norm(c) | rope(k_pe)] per token;
       // W_UK is folded into the query and W_UV applied after attention. Both
@@ -529,6 +586,8 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value prefix = prefixOf(newCache, kvRank + rope);   // [B, T, C + R]
       Value prefixLatent = e.sliceLast(prefix, 0, kvRank); // [B, T, C]
 
+      // Absorbed form, on the latent directly.
+      auto absorbedAttention = [&]() -> Value {
       auto wkvbType = cast<RankedTensorType>(op.getWkvB().getType());
       Value wkvb3 = tensor::ExpandShapeOp::create(
           e.b, e.loc,
@@ -618,43 +677,38 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value o = emitGroupedDots(e, oLatT, wUV);
       Value o4 = emitReshape(e, o, {{0}, {1, 2}, {3}},
                              {idx(heads), idx(batch), seqLen, idx(vDim)});
-      attn = emitTranspose(e, o4, {1, 2, 0, 3});
+      return emitTranspose(e, o4, {1, 2, 0, 3});
+      };
+      if (std::optional<uint64_t> from = op.getExpandFrom()) {
+        // Long chunks: expand the cached latent to per-head K/V once and run
+        // the naive form, which needs fewer FLOPs per (query, key) pair.
+        Value longChunk = arith::CmpIOp::create(
+            e.b, e.loc, arith::CmpIPredicate::uge,
+            getValueOrCreateConstantIndexOp(e.b, e.loc, seqLen),
+            e.index(static_cast<int64_t>(*from)));
+        auto branch = scf::IfOp::create(e.b, e.loc, TypeRange{attnType},
+                                        longChunk, /*withElseRegion=*/true);
+        {
+          OpBuilder::InsertionGuard guard(e.b);
+          e.b.setInsertionPointToStart(branch.thenBlock());
+          Value expanded =
+              expandKv(prefixLatent, e.sliceLast(prefix, kvRank, rope));
+          scf::YieldOp::create(
+              e.b, e.loc, ValueRange{withAttnType(naiveAttention(expanded))});
+          e.b.setInsertionPointToStart(branch.elseBlock());
+          scf::YieldOp::create(e.b, e.loc,
+                               ValueRange{withAttnType(absorbedAttention())});
+        }
+        attn = branch.getResult(0);
+      } else {
+        attn = absorbedAttention();
+      }
     } else {
       // Naive form: the cache holds per-head [k_nope | k_pe | v].
-      Value kvb = emitLinear(e, latent, op.getWkvB(), op.getWkvBScale());
-      kvb = e.splitLast(kvb, heads, nope + vDim); // [B,S,H,nope+v]
-      Value kNope = e.sliceLast(kvb, 0, nope);
-      Value v = e.sliceLast(kvb, nope, vDim);
-      Value k = emitConcatLast(e, kNope, kPe);  // [B,S,H,nope+R]
-      Value entries4 = emitConcatLast(e, k, v); // [B,S,H,nope+R+v]
-      Value entries = e.mergeLast(entries4);     // [B,S,H*(...)]
+      Value entries = e.mergeLast(expandKv(latent, kPe)); // [B,S,H*(...)]
       newCache = emitCacheWrite(e, cache, entries, positions);
-      const int64_t perHead = nope + rope + vDim;
       Value prefix = prefixOf(newCache, heads * perHead);  // [B,T,H*perHead]
-      Value prefix4 = e.splitLast(prefix, heads, perHead); // [B,T,H,perHead]
-      OpFoldResult groups = idx(batch * heads);
-      Value cacheT = emitReshape(e, emitTranspose(e, prefix4, {0, 2, 1, 3}),
-                                 {{0, 1}, {2}, {3}},
-                                 {groups, used, idx(perHead)});
-      Value keys = e.sliceLast(cacheT, 0, nope + rope);     // [BH, T, nope+R]
-      Value values = e.sliceLast(cacheT, nope + rope, vDim); // [BH, T, v]
-      Value qCat = emitConcatLast(e, qNope, qPe); // [B,S,H,nope+R]
-      Value qT = emitReshape(e, emitTranspose(e, qCat, {0, 2, 1, 3}),
-                             {{0, 1}, {2}, {3}},
-                             {groups, seqLen, idx(nope + rope)});
-      // scores[(b,h), s, t] = q[(b,h), s, :] . K[(b,h), t, :]
-      Value scores3 = emitGroupedDots(e, qT, WeightView{keys, {}, {}});
-      Value scores4 = emitReshape(e, scores3, {{0, 1}, {2}, {3}},
-                                  {idx(batch), idx(heads), seqLen, used});
-      Value scores = emitTranspose(e, scores4, {0, 2, 1, 3});
-      Value probs = emitCausalSoftmax(e, scores, positions, scale);
-      Value probsT = emitReshape(e, emitTranspose(e, probs, {0, 2, 1, 3}),
-                                 {{0, 1}, {2}, {3}}, {groups, seqLen, used});
-      // o[(b,h), s, v] = sum_t P[(b,h), s, t] * V[(b,h), t, v]
-      Value o = emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
-      Value o4 = emitReshape(e, o, {{0, 1}, {2}, {3}},
-                             {idx(batch), idx(heads), seqLen, idx(vDim)});
-      attn = emitTranspose(e, o4, {0, 2, 1, 3});
+      attn = naiveAttention(e.splitLast(prefix, heads, perHead));
     }
     Value merged = e.mergeLast(attn); // [B, S, H*v]
     Value out = emitLinear(e, merged, op.getWo(), op.getWoScale());

@@ -383,110 +383,165 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
 
 namespace {
 
-/// One row of a grouped expert GEMM, as the row loops hand it to a kernel.
-struct ExpertRow {
-  bool shared;     // a shared-expert slot (else a routed pair)
-  Value group;     // the matrix of the weight view it reads
-  Value slotStart; // first stored row (gate/up) or column (down) of its slot
-  Value row;       // r, its row of the activations
-  Value token;     // n
-  Value pair;      // p = order[r] for a routed row
-};
-
-using ExpertRowBody =
-    function_ref<Value(OpBuilder &, Location, const ExpertRow &, Value)>;
-
 Value extractIndex(OpBuilder &b, Location loc, Value tensor, Value i) {
   return arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       tensor::ExtractOp::create(b, loc, tensor, ValueRange{i}));
 }
 
-/// Runs `body` over every row of `rows`, threading `tile` through: the
-/// experts in order, each over its pairs (an expert nobody chose is an empty
-/// loop, so its weights are never touched), then the shared slots over the
-/// tokens.
-Value forEachExpertRow(OpBuilder &b, Location loc, const ExpertRows &rows,
-                       Value numTokens, Value tile, ExpertRowBody body) {
-  Value c0 = indexConst(b, loc, 0), c1 = indexConst(b, loc, 1);
-  Value topK = indexConst(b, loc, rows.topK);
-  auto experts = scf::ForOp::create(
-      b, loc, c0, indexConst(b, loc, rows.experts), c1, ValueRange{tile},
-      [&](OpBuilder &b1, Location l1, Value ex, ValueRange outer) {
-        Value lo = extractIndex(b1, l1, rows.offsets, ex);
-        Value hi = extractIndex(b1, l1, rows.offsets,
-                                arith::AddIOp::create(b1, l1, ex, c1));
-        auto pairs = scf::ForOp::create(
-            b1, l1, lo, hi, c1, outer,
-            [&](OpBuilder &b2, Location l2, Value r, ValueRange inner) {
-              Value pair = extractIndex(b2, l2, rows.order, r);
-              Value token = arith::DivUIOp::create(b2, l2, pair, topK);
-              ExpertRow row{false, ex, c0, r, token, pair};
-              scf::YieldOp::create(b2, l2,
-                                   ValueRange{body(b2, l2, row, inner[0])});
-            });
-        scf::YieldOp::create(b1, l1, pairs.getResults());
+/// The groups that have rows, in order: the routed experts at least one
+/// pair chose, then the shared slots. Returns (ids i64 [E + S], count);
+/// id g >= E is shared slot g - E. One thread: E is a few hundred at most.
+std::pair<Value, Value> emitActiveGroups(Emitter &e, const ExpertRows &rows) {
+  const int64_t groups = rows.experts + rows.sharedSlots;
+  Type i64 = e.b.getI64Type();
+  Value list = e.empty({e.b.getIndexAttr(groups)}, i64);
+  auto scan = scf::ForOp::create(
+      e.b, e.loc, e.index(0), e.index(rows.experts), e.index(1),
+      ValueRange{list, e.index(0)},
+      [&](OpBuilder &b, Location loc, Value ex, ValueRange acc) {
+        Value lo = extractIndex(b, loc, rows.offsets, ex);
+        Value hi = extractIndex(
+            b, loc, rows.offsets,
+            arith::AddIOp::create(b, loc, ex, indexConst(b, loc, 1)));
+        // Written at the cursor either way; the cursor moves only past an
+        // expert with rows, so an empty one is overwritten by the next.
+        Value written = tensor::InsertOp::create(
+            b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), ex),
+            acc[0], ValueRange{acc[1]});
+        Value used = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           lo, hi);
+        Value next = arith::AddIOp::create(
+            b, loc, acc[1],
+            arith::IndexCastOp::create(
+                b, loc, b.getIndexType(),
+                arith::ExtUIOp::create(b, loc, b.getI64Type(), used)));
+        scf::YieldOp::create(b, loc, ValueRange{written, next});
       });
-  Value result = experts.getResult(0);
-  if (rows.sharedSlots == 0)
-    return result;
-  Value numPairs = tensor::DimOp::create(b, loc, rows.order, 0);
-  auto slots = scf::ForOp::create(
-      b, loc, c0, indexConst(b, loc, rows.sharedSlots), c1, ValueRange{result},
-      [&](OpBuilder &b1, Location l1, Value j, ValueRange outer) {
-        Value slotStart =
-            arith::MulIOp::create(b1, l1, j, indexConst(b1, l1, rows.inter));
-        Value firstRow = arith::AddIOp::create(
-            b1, l1, numPairs, arith::MulIOp::create(b1, l1, j, numTokens));
-        auto tokens = scf::ForOp::create(
-            b1, l1, c0, numTokens, c1, outer,
-            [&](OpBuilder &b2, Location l2, Value n, ValueRange inner) {
-              Value r = arith::AddIOp::create(b2, l2, firstRow, n);
-              ExpertRow row{true, c0, slotStart, r, n, Value()};
-              scf::YieldOp::create(b2, l2,
-                                   ValueRange{body(b2, l2, row, inner[0])});
-            });
-        scf::YieldOp::create(b1, l1, tokens.getResults());
-      });
-  return slots.getResult(0);
+  list = scan.getResult(0);
+  Value count = scan.getResult(1);
+  for (int64_t j = 0; j < rows.sharedSlots; ++j) {
+    Value at = arith::AddIOp::create(e.b, e.loc, count, e.index(j));
+    list = tensor::InsertOp::create(
+        e.b, e.loc,
+        arith::ConstantOp::create(e.b, e.loc,
+                                  e.b.getI64IntegerAttr(rows.experts + j)),
+        list, ValueRange{at});
+  }
+  count = arith::AddIOp::create(e.b, e.loc, count, e.index(rows.sharedSlots));
+  return {list, count};
 }
 
-/// A parallel loop over column tiles of a fresh [numRows, width] output,
-/// each iteration computing its [numRows, tileCols] slice with `tileBody`
-/// (given the tile's first column and its slice, zero-filled when `zero`).
-Value emitColumnTiles(
-    Emitter &e, Value numRows, int64_t width, int64_t tileCols, bool zero,
-    function_ref<Value(OpBuilder &, Location, Value, Value)> tileBody) {
+/// One group's block of a grouped expert GEMM, as the kernels see it.
+struct ExpertBlock {
+  bool shared;     // a shared-expert slot (else a routed expert)
+  Value group;     // the matrix of the weight view it reads
+  Value slotStart; // first stored row (gate/up) or column (down) of its slot
+  Value lo;        // its rows of the activations: [lo, hi)
+  Value col0;      // first output column of the tile
+};
+
+using ExpertBlockBody =
+    function_ref<Value(OpBuilder &, Location, const ExpertBlock &, Value)>;
+
+/// A fresh [P + S * N, width] result computed block by block: a parallel
+/// loop over (active group, column tile), expert-major, so that a thread
+/// streams one expert's rows tile after tile (and prefetches the next tile)
+/// like the row-dots kernel. `body` fills the block [hi - lo, tileCols] of
+/// one group and tile.
+Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
+                       int64_t width, int64_t tileCols, ExpertBlockBody body) {
+  Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
+  Value numRows = arith::AddIOp::create(
+      e.b, e.loc, numPairs,
+      arith::MulIOp::create(e.b, e.loc, numTokens,
+                            e.index(rows.sharedSlots)));
   Value init = e.empty({numRows, e.b.getIndexAttr(width)});
+  auto [active, numActive] = emitActiveGroups(e, rows);
   auto forall = scf::ForallOp::create(
-      e.b, e.loc, ArrayRef<OpFoldResult>{e.b.getIndexAttr(width / tileCols)},
+      e.b, e.loc,
+      ArrayRef<OpFoldResult>{numActive, e.b.getIndexAttr(width / tileCols)},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
-        Value col0 = arith::MulIOp::create(b, loc, ivsAndOuts[0],
+        Value g = extractIndex(b, loc, active, ivsAndOuts[0]);
+        Value col0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
                                            indexConst(b, loc, tileCols));
-        SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), col0};
-        SmallVector<OpFoldResult> sizes{numRows, b.getIndexAttr(tileCols)};
+        Value experts = indexConst(b, loc, rows.experts);
+        Value isShared =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, g, experts);
+        // Rows: [offsets[g], offsets[g + 1]) of a routed expert (index
+        // clamped so the side not taken stays in bounds), P + j * N + [0, N)
+        // of shared slot j.
+        Value routedG = arith::MinUIOp::create(
+            b, loc, g, indexConst(b, loc, rows.experts - 1));
+        Value slot = arith::SubIOp::create(
+            b, loc, arith::MaxUIOp::create(b, loc, g, experts), experts);
+        Value sharedLo = arith::AddIOp::create(
+            b, loc, numPairs, arith::MulIOp::create(b, loc, slot, numTokens));
+        Value lo = arith::SelectOp::create(
+            b, loc, isShared, sharedLo,
+            extractIndex(b, loc, rows.offsets, routedG));
+        Value hi = arith::SelectOp::create(
+            b, loc, isShared,
+            arith::AddIOp::create(b, loc, sharedLo, numTokens),
+            extractIndex(b, loc, rows.offsets,
+                         arith::AddIOp::create(b, loc, routedG,
+                                               indexConst(b, loc, 1))));
+        Value count = arith::SubIOp::create(b, loc, hi, lo);
+        SmallVector<OpFoldResult> offsets{lo, col0};
+        SmallVector<OpFoldResult> sizes{count, b.getIndexAttr(tileCols)};
         SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-        Value slice = tensor::ExtractSliceOp::create(
-            b, loc,
-            RankedTensorType::get({ShapedType::kDynamic, tileCols},
-                                  b.getF32Type()),
-            ivsAndOuts[1], offsets, sizes, strides);
-        if (zero)
-          slice = linalg::FillOp::create(
-                      b, loc,
-                      ValueRange{arith::ConstantOp::create(
-                          b, loc, b.getF32FloatAttr(0))},
-                      ValueRange{slice})
-                      .getResult(0);
-        Value done = tileBody(b, loc, col0, slice);
+        auto blockType = RankedTensorType::get(
+            {ShapedType::kDynamic, tileCols}, b.getF32Type());
+        Value block = tensor::ExtractSliceOp::create(
+            b, loc, blockType, ivsAndOuts[2], offsets, sizes, strides);
+        auto routedBlock = [&](OpBuilder &b1, Location l1) {
+          ExpertBlock routed{false, routedG, indexConst(b1, l1, 0), lo, col0};
+          return body(b1, l1, routed, block);
+        };
+        Value done;
+        if (rows.sharedSlots == 0) {
+          done = routedBlock(b, loc);
+        } else {
+          auto branch = scf::IfOp::create(
+              b, loc, isShared,
+              [&](OpBuilder &b1, Location l1) {
+                Value start = arith::MulIOp::create(
+                    b1, l1, slot, indexConst(b1, l1, rows.inter));
+                ExpertBlock shared{true, indexConst(b1, l1, 0), start, lo,
+                                   col0};
+                scf::YieldOp::create(b1, l1,
+                                     ValueRange{body(b1, l1, shared, block)});
+              },
+              [&](OpBuilder &b1, Location l1) {
+                scf::YieldOp::create(b1, l1, ValueRange{routedBlock(b1, l1)});
+              });
+          done = branch.getResult(0);
+        }
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());
-        tensor::ParallelInsertSliceOp::create(b, loc, done, ivsAndOuts[1],
+        tensor::ParallelInsertSliceOp::create(b, loc, done, ivsAndOuts[2],
                                               offsets, sizes, strides);
       });
   return forall.getResult(0);
+}
+
+/// Loops r over the block's rows, threading the block through `body`.
+Value forEachBlockRow(
+    OpBuilder &b, Location loc, Value block, Value lo,
+    function_ref<Value(OpBuilder &, Location, Value r, Value local, Value)>
+        body) {
+  Value rows = tensor::DimOp::create(b, loc, block, 0);
+  auto loop = scf::ForOp::create(
+      b, loc, indexConst(b, loc, 0), rows, indexConst(b, loc, 1),
+      ValueRange{block},
+      [&](OpBuilder &b1, Location l1, Value local, ValueRange acc) {
+        Value r = arith::AddIOp::create(b1, l1, lo, local);
+        scf::YieldOp::create(b1, l1,
+                             ValueRange{body(b1, l1, r, local, acc[0])});
+      });
+  return loop.getResult(0);
 }
 
 /// `count` dot products of length `depth`, 16 lanes at a time: lhs(k) gives
@@ -525,67 +580,102 @@ Value readActivations(OpBuilder &b, Location loc, Value t, Value row,
                                         pad, ArrayRef<bool>{exact});
 }
 
+/// A read-only buffer of a weight view, for software prefetch.
+Value prefetchBuffer(Emitter &e, const WeightView &w) {
+  auto type = cast<RankedTensorType>(w.view.getType());
+  auto layout = StridedLayoutAttr::get(
+      e.b.getContext(), ShapedType::kDynamic,
+      SmallVector<int64_t>(type.getRank(), ShapedType::kDynamic));
+  return bufferization::ToBufferOp::create(
+      e.b, e.loc,
+      MemRefType::get(type.getShape(), type.getElementType(), layout), w.view,
+      /*read_only=*/true);
+}
+
+/// Prefetches (group, row, col) of `buffer`: the same chunk of the next
+/// tile, which this thread most likely computes next.
+void prefetch(OpBuilder &b, Location loc, Value buffer, Value group, Value row,
+              Value col) {
+  memref::PrefetchOp::create(b, loc, buffer, ValueRange{group, row, col},
+                             /*isWrite=*/false, /*localityHint=*/3,
+                             /*isDataCache=*/true);
+}
+
 } // namespace
 
-/// One parallel pass over column tiles of I: each tile reads rows
-/// [i0, i0 + tile) of gate and up of every selected expert (16 KB of bf16
-/// for D = 1024, kept in L1 while it serves all of that expert's tokens) and
-/// writes silu(gate) * up for every row. Tokens are read through the
+/// Column tiles of I: a block reads rows [i0, i0 + tile) of gate and up of
+/// its expert once, keeps them in L1 while it serves all of that expert's
+/// tokens, and writes silu(gate) * up. Tokens are read through the
 /// permutation.
 Value emitExpertGateUp(Emitter &e, Value x, const ExpertRows &rows,
                        const WeightView &gate, const WeightView &up,
                        const WeightView &sharedGate,
                        const WeightView &sharedUp) {
   const int64_t hidden = cast<RankedTensorType>(x.getType()).getDimSize(1);
-  const int64_t tileCols =
-      rows.inter % kRowsPerTile == 0 ? kRowsPerTile : 1;
+  const int64_t tileCols = rows.inter % kRowsPerTile == 0 ? kRowsPerTile : 1;
   const bool exact = hidden % kVectorLanes == 0;
   Value numTokens = tensor::DimOp::create(e.b, e.loc, x, 0);
-  Value numRows = arith::AddIOp::create(
-      e.b, e.loc, tensor::DimOp::create(e.b, e.loc, rows.order, 0),
-      arith::MulIOp::create(e.b, e.loc, numTokens,
-                            e.index(rows.sharedSlots)));
-  return emitColumnTiles(
-      e, numRows, rows.inter, tileCols, /*zero=*/false,
-      [&](OpBuilder &b, Location loc, Value i0, Value slice) {
-        return forEachExpertRow(
-            b, loc, rows, numTokens, slice,
-            [&](OpBuilder &b1, Location l1, const ExpertRow &row,
-                Value tile) -> Value {
-              const WeightView &g = row.shared ? sharedGate : gate;
-              const WeightView &u = row.shared ? sharedUp : up;
-              Value first = arith::AddIOp::create(b1, l1, row.slotStart, i0);
-              SmallVector<Value> storedRows;
-              for (int64_t i = 0; i < tileCols; ++i)
-                storedRows.push_back(arith::AddIOp::create(
-                    b1, l1, first, indexConst(b1, l1, i)));
+  Value gateBuffer = prefetchBuffer(e, gate), upBuffer = prefetchBuffer(e, up);
+  Value sharedGateBuffer, sharedUpBuffer;
+  if (rows.sharedSlots > 0) {
+    sharedGateBuffer = prefetchBuffer(e, sharedGate);
+    sharedUpBuffer = prefetchBuffer(e, sharedUp);
+  }
+  return emitExpertBlocks(
+      e, rows, numTokens, rows.inter, tileCols,
+      [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
+        const WeightView &g = blk.shared ? sharedGate : gate;
+        const WeightView &u = blk.shared ? sharedUp : up;
+        Value gBuf = blk.shared ? sharedGateBuffer : gateBuffer;
+        Value uBuf = blk.shared ? sharedUpBuffer : upBuffer;
+        Value first = arith::AddIOp::create(b, loc, blk.slotStart, blk.col0);
+        SmallVector<Value> stored, ahead;
+        for (int64_t i = 0; i < tileCols; ++i) {
+          stored.push_back(
+              arith::AddIOp::create(b, loc, first, indexConst(b, loc, i)));
+          ahead.push_back(arith::AddIOp::create(
+              b, loc, stored.back(), indexConst(b, loc, tileCols)));
+        }
+        return forEachBlockRow(
+            b, loc, block, blk.lo,
+            [&](OpBuilder &b1, Location l1, Value r, Value local,
+                Value acc) -> Value {
+              // A shared slot's rows are the tokens in order.
+              Value token = local;
+              if (!blk.shared)
+                token = arith::DivUIOp::create(
+                    b1, l1, extractIndex(b1, l1, rows.order, r),
+                    indexConst(b1, l1, rows.topK));
               // Products 0..tile-1 are gate rows, tile..2*tile-1 up rows.
               SmallVector<Value> sums = emitDots(
                   b1, l1, 2 * tileCols, hidden,
                   [&](OpBuilder &b2, Location l2, Value k) {
-                    return readActivations(b2, l2, x, row.token, k, exact);
+                    return readActivations(b2, l2, x, token, k, exact);
                   },
                   [&](OpBuilder &b2, Location l2, int64_t i, Value k) {
-                    const WeightView &w = i < tileCols ? g : u;
-                    return readWeightChunk(b2, l2, w, row.group,
-                                           storedRows[i % tileCols], k, exact);
+                    bool isGate = i < tileCols;
+                    int64_t row = i % tileCols;
+                    prefetch(b2, l2, isGate ? gBuf : uBuf, blk.group,
+                             ahead[row], k);
+                    return readWeightChunk(b2, l2, isGate ? g : u, blk.group,
+                                           stored[row], k, exact);
                   });
               for (int64_t i = 0; i < tileCols; ++i) {
                 Value act = arith::MulFOp::create(
                     b1, l1, emitSilu(b1, l1, sums[i]), sums[tileCols + i]);
-                tile = tensor::InsertOp::create(
-                    b1, l1, act, tile,
-                    ValueRange{row.row, indexConst(b1, l1, i)});
+                acc = tensor::InsertOp::create(
+                    b1, l1, act, acc,
+                    ValueRange{local, indexConst(b1, l1, i)});
               }
-              return tile;
+              return acc;
             });
       });
 }
 
-/// One parallel pass over column tiles of D: each tile reads rows
-/// [d0, d0 + tile) of down of every selected expert and adds each row's
-/// weighted product into its token. A tile owns its output columns for all
-/// tokens, so the scatter-add needs no atomics and sums in a fixed order.
+/// Column tiles of D: a block reads rows [d0, d0 + tile) of its expert's
+/// down projection and writes each row's product times its routing weight;
+/// the combine then adds every token's rows in slot order (through the
+/// inverse of the permutation), so the sum is deterministic without atomics.
 Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
                             const ExpertRows &rows, const WeightView &down,
                             const WeightView &sharedDown) {
@@ -594,49 +684,104 @@ Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
   const int64_t tileCols = hidden % kRowsPerTile == 0 ? kRowsPerTile : 1;
   const bool exact = rows.inter % kVectorLanes == 0;
   Value numTokens = tensor::DimOp::create(e.b, e.loc, weights, 0);
-  return emitColumnTiles(
-      e, numTokens, hidden, tileCols, /*zero=*/true,
-      [&](OpBuilder &b, Location loc, Value d0, Value slice) {
-        return forEachExpertRow(
-            b, loc, rows, numTokens, slice,
-            [&](OpBuilder &b1, Location l1, const ExpertRow &row,
-                Value tile) -> Value {
-              const WeightView &w = row.shared ? sharedDown : down;
-              SmallVector<Value> storedRows;
-              for (int64_t i = 0; i < tileCols; ++i)
-                storedRows.push_back(
-                    arith::AddIOp::create(b1, l1, d0, indexConst(b1, l1, i)));
+  Value downBuffer = prefetchBuffer(e, down), sharedDownBuffer;
+  if (rows.sharedSlots > 0)
+    sharedDownBuffer = prefetchBuffer(e, sharedDown);
+  Value perRow = emitExpertBlocks(
+      e, rows, numTokens, hidden, tileCols,
+      [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
+        const WeightView &w = blk.shared ? sharedDown : down;
+        Value buf = blk.shared ? sharedDownBuffer : downBuffer;
+        SmallVector<Value> stored, ahead;
+        for (int64_t i = 0; i < tileCols; ++i) {
+          stored.push_back(
+              arith::AddIOp::create(b, loc, blk.col0, indexConst(b, loc, i)));
+          ahead.push_back(arith::AddIOp::create(
+              b, loc, stored.back(), indexConst(b, loc, tileCols)));
+        }
+        return forEachBlockRow(
+            b, loc, block, blk.lo,
+            [&](OpBuilder &b1, Location l1, Value r, Value local,
+                Value acc) -> Value {
               // A shared slot reads its own I columns of shared_down; past
               // the slot's end the activations are zero-padded.
               SmallVector<Value> sums = emitDots(
                   b1, l1, tileCols, rows.inter,
                   [&](OpBuilder &b2, Location l2, Value c) {
-                    return readActivations(b2, l2, act, row.row, c, exact);
+                    return readActivations(b2, l2, act, r, c, exact);
                   },
                   [&](OpBuilder &b2, Location l2, int64_t i, Value c) {
-                    Value col = arith::AddIOp::create(b2, l2, row.slotStart, c);
-                    return readWeightChunk(b2, l2, w, row.group, storedRows[i],
+                    Value col = arith::AddIOp::create(b2, l2, blk.slotStart, c);
+                    prefetch(b2, l2, buf, blk.group, ahead[i], col);
+                    return readWeightChunk(b2, l2, w, blk.group, stored[i],
                                            col, exact);
                   });
               Value scale;
-              if (row.shared) {
+              if (blk.shared) {
                 scale = arith::ConstantOp::create(b1, l1,
                                                   b1.getF32FloatAttr(1.0f));
               } else {
-                Value slot = arith::RemUIOp::create(
-                    b1, l1, row.pair, indexConst(b1, l1, rows.topK));
-                scale = tensor::ExtractOp::create(b1, l1, weights,
-                                                  ValueRange{row.token, slot});
+                Value pair = extractIndex(b1, l1, rows.order, r);
+                Value topK = indexConst(b1, l1, rows.topK);
+                scale = tensor::ExtractOp::create(
+                    b1, l1, weights,
+                    ValueRange{arith::DivUIOp::create(b1, l1, pair, topK),
+                               arith::RemUIOp::create(b1, l1, pair, topK)});
               }
-              for (int64_t i = 0; i < tileCols; ++i) {
-                Value at[] = {row.token, indexConst(b1, l1, i)};
-                Value old = tensor::ExtractOp::create(b1, l1, tile, at);
-                Value sum = arith::AddFOp::create(
-                    b1, l1, old, arith::MulFOp::create(b1, l1, scale, sums[i]));
-                tile = tensor::InsertOp::create(b1, l1, sum, tile, at);
-              }
-              return tile;
+              for (int64_t i = 0; i < tileCols; ++i)
+                acc = tensor::InsertOp::create(
+                    b1, l1, arith::MulFOp::create(b1, l1, scale, sums[i]), acc,
+                    ValueRange{local, indexConst(b1, l1, i)});
+              return acc;
             });
+      });
+
+  // rowOf[p] = the row of pair p (the inverse of the permutation).
+  Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
+  Type i64 = e.b.getI64Type();
+  auto invert = scf::ForOp::create(
+      e.b, e.loc, e.index(0), numPairs, e.index(1),
+      ValueRange{e.empty({numPairs}, i64)},
+      [&](OpBuilder &b, Location loc, Value r, ValueRange acc) {
+        Value p = extractIndex(b, loc, rows.order, r);
+        Value inserted = tensor::InsertOp::create(
+            b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), r),
+            acc[0], ValueRange{p});
+        scf::YieldOp::create(b, loc, ValueRange{inserted});
+      });
+  Value rowOf = invert.getResult(0);
+  // out[n, d] = sum_k perRow[rowOf[n * K + k], d] + sum_j perRow[P + jN + n, d]
+  AffineMap id2 = e.b.getMultiDimIdentityMap(2);
+  return e.generic(
+      {}, e.empty({numTokens, e.b.getIndexAttr(hidden)}), {id2},
+      {IteratorType::parallel, IteratorType::parallel},
+      [&](OpBuilder &b, Location loc, ValueRange) {
+        Value n = linalg::IndexOp::create(b, loc, 0);
+        Value d = linalg::IndexOp::create(b, loc, 1);
+        Value sum = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+        Value firstPair =
+            arith::MulIOp::create(b, loc, n, indexConst(b, loc, rows.topK));
+        for (int64_t k = 0; k < rows.topK; ++k) {
+          Value p = arith::AddIOp::create(b, loc, firstPair,
+                                          indexConst(b, loc, k));
+          Value row = extractIndex(b, loc, rowOf, p);
+          sum = arith::AddFOp::create(
+              b, loc, sum,
+              tensor::ExtractOp::create(b, loc, perRow, ValueRange{row, d}));
+        }
+        for (int64_t j = 0; j < rows.sharedSlots; ++j) {
+          Value row = arith::AddIOp::create(
+              b, loc, numPairs,
+              arith::AddIOp::create(
+                  b, loc,
+                  arith::MulIOp::create(b, loc, indexConst(b, loc, j),
+                                        numTokens),
+                  n));
+          sum = arith::AddFOp::create(
+              b, loc, sum,
+              tensor::ExtractOp::create(b, loc, perRow, ValueRange{row, d}));
+        }
+        linalg::YieldOp::create(b, loc, ValueRange{sum});
       });
 }
 

@@ -926,3 +926,69 @@ func.func @invalid_93(%a: tensor<21x32xf32>, %o: tensor<14xi64>, %f: tensor<9xi6
   %y = "dsv3.moe_down_combine"(%a, %o, %f, %w, %d, %s) <{top_k = 2 : i64, operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 0, 1>}> : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>, tensor<1x1xf32>) -> tensor<7x128xf32>
   return
 }
+
+// -----
+
+/// q_kv_a replaces both down projections.
+func.func @invalid_94(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>, %qkv: tensor<104x128xbf16>, %kva: tensor<40x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{q_kv_a replaces q_a and kv_a; give it alone}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_norm(%qn) q_b(%qb) q_kv_a(%qkv) kv_a(%kva) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<104x128xbf16>, tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+  return
+}
+
+// -----
+
+/// The latent needs a down projection.
+func.func @invalid_95(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>, %qa: tensor<64x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{needs kv_a (or q_kv_a, the fused q_a and kv_a)}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_a(%qa) q_norm(%qn) q_b(%qb) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+  return
+}
+
+// -----
+
+/// q_kv_a holds q_lora + kv_lora + rope rows.
+func.func @invalid_96(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>, %qkv: tensor<96x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{q_kv_a weight must be [q_lora_rank + kv_lora_rank + qk_rope_head_dim, hidden] = [104, 128], got [96, 128]}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_norm(%qn) q_b(%qb) q_kv_a(%qkv) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<96x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+  return
+}
+
+// -----
+
+/// FP8 scale blocks must not straddle q_a and kv_a.
+func.func @invalid_97(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>, %qkv: tensor<104x128xf8E4M3FN>, %s: tensor<1x1xf32>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{an FP8 q_kv_a needs q_lora_rank to be a multiple of 128 (its scale blocks would straddle q_a and kv_a), got 64}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_norm(%qn) q_b(%qb) q_kv_a(%qkv) q_kv_a_scale(%s) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<104x128xf8E4M3FN>, tensor<1x1xf32>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+  return
+}
+
+// -----
+
+/// The naive-prefill threshold counts query tokens.
+func.func @invalid_98(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>, %qa: tensor<64x128xbf16>, %kva: tensor<40x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{attribute 'expand_from' must be positive, got 0}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_a(%qa) q_norm(%qn) q_b(%qb) kv_a(%kva) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>, expand_from = 0 : i64}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xf32>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
+  return
+}
+
+// -----
+
+/// Expanding from the latent needs a latent cache.
+func.func @invalid_99(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x160xf32>, %qa: tensor<64x128xbf16>, %kva: tensor<40x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{expand_from applies to the latent cache layout only}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_a(%qa) q_norm(%qn) q_b(%qb) kv_a(%kva) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>, expand_from = 64 : i64}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x160xf32>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x160xf32>)
+  return
+}

@@ -66,7 +66,7 @@ func.func @swiglu_mlp_fp8(%x: tensor<7x320xf32>, %g: tensor<448x320xf8E4M3FN>, %
 // CHECK-SAME: q_lora_rank = 64 : i64
 // CHECK-SAME: -> (tensor<1x7x128xf32>, tensor<1x64x40xf32>)
 // GENERIC: "dsv3.mla"
-// GENERIC-SAME: operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 1, 0, 1, 1, 0, 1, 0>
+// GENERIC-SAME: operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 1, 0>
 func.func @mla_low_rank_query_latent_cache(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: tensor<1x64x40xf32>,
     %wq_a: tensor<64x128xbf16>, %q_norm: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>,
     %wkv_a: tensor<40x128xbf16>, %kv_norm: tensor<32xbf16>, %wkv_b: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>)
@@ -179,4 +179,22 @@ func.func @fused_moe(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %b: tensor<8
       : (tensor<21x32xf32>, tensor<14xi64>, tensor<9xi64>, tensor<7x2xf32>, tensor<8x128x32xbf16>, tensor<128x32xbf16>)
       -> tensor<7x128xf32>
   return %y : tensor<7x128xf32>
+}
+
+/// The fused down projection and the naive-prefill threshold that
+/// dsv3-fuse-latent-projection sets.
+// CHECK-LABEL: func.func @mla_fused_down_projection
+// CHECK: dsv3.mla %arg0, %arg1, %arg2 q_norm(%arg4) q_b(%arg5) q_kv_a(%arg3) kv_norm(%arg6) kv_b(%arg7) o(%arg8)
+// CHECK-SAME: expand_from = 256 : i64
+func.func @mla_fused_down_projection(%x: tensor<1x?x128xf32>, %pos: tensor<1x?xi64>, %c: tensor<1x64x40xf32>,
+    %qkv: tensor<104x128xbf16>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>, %kvn: tensor<32xbf16>,
+    %kvb: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) -> tensor<1x?x128xf32> {
+  %o, %c2 = dsv3.mla %x, %pos, %c q_norm(%qn) q_b(%qb) q_kv_a(%qkv) kv_norm(%kvn) kv_b(%kvb) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64,
+       qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64,
+       rope = #dsv3.rope<theta = 10000.0>, expand_from = 256 : i64}
+      : (tensor<1x?x128xf32>, tensor<1x?xi64>, tensor<1x64x40xf32>, tensor<64xbf16>, tensor<96x64xbf16>,
+         tensor<104x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>)
+      -> (tensor<1x?x128xf32>, tensor<1x64x40xf32>)
+  return %o : tensor<1x?x128xf32>
 }

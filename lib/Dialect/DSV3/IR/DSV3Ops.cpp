@@ -279,8 +279,19 @@ LogicalResult MlaOp::verify() {
   // through one plain projection; q_lora_rank says which.
   const int64_t qHeadRows = heads * (nope + rope);
   std::optional<uint64_t> qRank = getQLoraRank();
-  bool lowRankQuery = getWqA() && getQNorm() && getWqB() && !getWq();
-  bool plainQuery = getWq() && !getWqA() && !getQNorm() && !getWqB();
+  const bool fusedDown = static_cast<bool>(getWqKvA());
+  if (fusedDown && (getWqA() || getWkvA()))
+    return emitOpError() << "q_kv_a replaces q_a and kv_a; give it alone";
+  if (!fusedDown && !getWkvA())
+    return emitOpError() << "needs kv_a (or q_kv_a, the fused q_a and kv_a)";
+  if (getWqKvAScale() && !fusedDown)
+    return emitOpError() << "q_kv_a_scale given without q_kv_a";
+  if (getWkvAScale() && !getWkvA())
+    return emitOpError() << "kv_a_scale given without kv_a";
+  bool lowRankQuery =
+      (getWqA() || fusedDown) && getQNorm() && getWqB() && !getWq();
+  bool plainQuery = getWq() && !getWqA() && !getQNorm() && !getWqB() &&
+                    !fusedDown;
   if (!(lowRankQuery && qRank) && !(plainQuery && !qRank))
     return emitOpError() << "needs either q_a, q_norm and q_b with "
                             "q_lora_rank, or q alone without q_lora_rank";
@@ -293,17 +304,33 @@ LogicalResult MlaOp::verify() {
   if (lowRankQuery) {
     const int64_t q = static_cast<int64_t>(*qRank);
     if (failed(expectPositive(op, "q_lora_rank", q)) ||
-        failed(expectShape(op, getWqA(), "q_a weight",
-                           "[q_lora_rank, hidden]", {q, dim})) ||
         failed(expectShape(op, getQNorm(), "q_norm weight", "[q_lora_rank]",
                            {q})) ||
         failed(expectShape(op, getWqB(), "q_b weight",
                            "[heads * (qk_nope_head_dim + qk_rope_head_dim), "
                            "q_lora_rank]",
                            {qHeadRows, q})) ||
-        failed(verifyBlockScale(op, getWqA(), getWqAScale(), "q_a")) ||
         failed(verifyBlockScale(op, getWqB(), getWqBScale(), "q_b")))
       return failure();
+    if (fusedDown) {
+      if (failed(expectShape(op, getWqKvA(), "q_kv_a weight",
+                             "[q_lora_rank + kv_lora_rank + "
+                             "qk_rope_head_dim, hidden]",
+                             {q + kvRank + rope, dim})) ||
+          failed(verifyBlockScale(op, getWqKvA(), getWqKvAScale(), "q_kv_a")))
+        return failure();
+      if (isa<Float8E4M3FNType>(
+              cast<RankedTensorType>(getWqKvA().getType()).getElementType()) &&
+          q % kFp8BlockSize != 0)
+        return emitOpError() << "an FP8 q_kv_a needs q_lora_rank to be a "
+                                "multiple of 128 (its scale blocks would "
+                                "straddle q_a and kv_a), got "
+                             << q;
+    } else if (failed(expectShape(op, getWqA(), "q_a weight",
+                                  "[q_lora_rank, hidden]", {q, dim})) ||
+               failed(verifyBlockScale(op, getWqA(), getWqAScale(), "q_a"))) {
+      return failure();
+    }
   } else if (failed(expectShape(
                  op, getWq(), "q weight",
                  "[heads * (qk_nope_head_dim + qk_rope_head_dim), hidden]",
@@ -312,10 +339,13 @@ LogicalResult MlaOp::verify() {
     return failure();
   }
 
-  if (failed(expectShape(op, getWkvA(), "kv_a weight",
-                         "[kv_lora_rank + qk_rope_head_dim, hidden]",
-                         {kvRank + rope, dim})) ||
-      failed(expectShape(op, getKvNorm(), "kv_norm weight", "[kv_lora_rank]",
+  if (getWkvA() &&
+      (failed(expectShape(op, getWkvA(), "kv_a weight",
+                          "[kv_lora_rank + qk_rope_head_dim, hidden]",
+                          {kvRank + rope, dim})) ||
+       failed(verifyBlockScale(op, getWkvA(), getWkvAScale(), "kv_a"))))
+    return failure();
+  if (failed(expectShape(op, getKvNorm(), "kv_norm weight", "[kv_lora_rank]",
                          {kvRank})) ||
       failed(expectShape(op, getWkvB(), "kv_b weight",
                          "[heads * (qk_nope_head_dim + v_head_dim), "
@@ -323,7 +353,6 @@ LogicalResult MlaOp::verify() {
                          {heads * (nope + vDim), kvRank})) ||
       failed(expectShape(op, getWo(), "o weight", "[hidden, heads * v_head_dim]",
                          {dim, heads * vDim})) ||
-      failed(verifyBlockScale(op, getWkvA(), getWkvAScale(), "kv_a")) ||
       failed(verifyBlockScale(op, getWkvB(), getWkvBScale(), "kv_b")) ||
       failed(verifyBlockScale(op, getWo(), getWoScale(), "o")))
     return failure();
@@ -344,6 +373,13 @@ LogicalResult MlaOp::verify() {
            << " (latent) or heads * (qk_nope_head_dim + qk_rope_head_dim + "
               "v_head_dim) = "
            << getExpandedCacheWidth() << " (expanded), got " << width;
+  if (std::optional<uint64_t> from = getExpandFrom()) {
+    if (failed(expectPositive(op, "expand_from", static_cast<int64_t>(*from))))
+      return failure();
+    if (!hasLatentCache())
+      return emitOpError() << "expand_from applies to the latent cache "
+                              "layout only";
+  }
   if (failed(expectSameType(op, getResult(), getHidden(), "result")) ||
       failed(expectSameType(op, getUpdatedCache(), getCache(),
                             "updated cache")))

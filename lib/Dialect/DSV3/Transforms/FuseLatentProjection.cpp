@@ -23,6 +23,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/Verifier.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/SetVector.h"
 
 namespace mlir {
@@ -37,17 +38,129 @@ using namespace mlir::dsv3;
 
 namespace {
 
+/// The rows of `first` then `second` as one weight. Layer slices of two
+/// stacked function arguments at the same index become a slice of the
+/// stacks' concatenation, built once at function entry (and cached in
+/// `stacks`); anything else is concatenated where it is used.
+Value concatRows(OpBuilder &b, Location loc, Value first, Value second,
+                 StringRef preparedName,
+                 DenseMap<std::pair<Value, Value>, Value> &stacks) {
+  auto sliceA = first.getDefiningOp<tensor::ExtractSliceOp>();
+  auto sliceB = second.getDefiningOp<tensor::ExtractSliceOp>();
+  auto entryArg = [](Value v) {
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && isa<func::FuncOp>(arg.getOwner()->getParentOp());
+  };
+  auto firstType = cast<RankedTensorType>(first.getType());
+  auto secondType = cast<RankedTensorType>(second.getType());
+  const int64_t rows = firstType.getDimSize(0) + secondType.getDimSize(0);
+  if (sliceA && sliceB && entryArg(sliceA.getSource()) &&
+      entryArg(sliceB.getSource()) &&
+      sliceA.getMixedOffsets() == sliceB.getMixedOffsets() &&
+      cast<RankedTensorType>(sliceA.getSourceType()).getRank() == 3 &&
+      sliceA.getSourceType().getDimSize(0) ==
+          sliceB.getSourceType().getDimSize(0)) {
+    Value &stack = stacks[{sliceA.getSource(), sliceB.getSource()}];
+    if (!stack) {
+      OpBuilder::InsertionGuard guard(b);
+      auto func = cast<func::FuncOp>(
+          cast<BlockArgument>(sliceA.getSource()).getOwner()->getParentOp());
+      b.setInsertionPointToStart(&func.getBody().front());
+      auto concat = tensor::ConcatOp::create(
+          b, loc, /*dim=*/1,
+          ValueRange{sliceA.getSource(), sliceB.getSource()});
+      concat->setAttr("dsv3.prepared_weight", b.getStringAttr(preparedName));
+      stack = concat.getResult();
+    }
+    auto stackType = cast<RankedTensorType>(stack.getType());
+    SmallVector<OpFoldResult> sizes = sliceA.getMixedSizes();
+    sizes[1] = b.getIndexAttr(rows);
+    return tensor::ExtractSliceOp::create(
+        b, loc,
+        RankedTensorType::get({rows, stackType.getDimSize(2)},
+                              stackType.getElementType()),
+        stack, sliceA.getMixedOffsets(), sizes, sliceA.getMixedStrides());
+  }
+  return tensor::ConcatOp::create(b, loc, /*dim=*/0, ValueRange{first, second});
+}
+
+/// Replaces q_a and kv_a of `op` by their concatenation q_kv_a, where the
+/// fused form applies (see Passes.td).
+void fuseDownProjections(MlaOp op,
+                         DenseMap<std::pair<Value, Value>, Value> &stacks) {
+  if (!op.getWqA() || !op.getWkvA())
+    return;
+  auto qaType = cast<RankedTensorType>(op.getWqA().getType());
+  auto kvaType = cast<RankedTensorType>(op.getWkvA().getType());
+  if (qaType.getElementType() != kvaType.getElementType())
+    return;
+  if (isa<Float8E4M3FNType>(qaType.getElementType()) &&
+      qaType.getDimSize(0) % 128 != 0)
+    return;
+  OpBuilder b(op);
+  Location loc = op.getLoc();
+  Value fused = concatRows(b, loc, op.getWqA(), op.getWkvA(), "attn.wq_kv_a",
+                           stacks);
+  Value fusedScale;
+  if (op.getWqAScale())
+    fusedScale = concatRows(b, loc, op.getWqAScale(), op.getWkvAScale(),
+                            "attn.wq_kv_a.scale", stacks);
+  auto replacement = MlaOp::create(
+      b, loc, op.getResult().getType(), op.getUpdatedCache().getType(),
+      op.getHidden(), op.getPositions(), op.getCache(), Value(), Value(),
+      op.getQNorm(), op.getWqB(), op.getWqBScale(), op.getWq(),
+      op.getWqScale(), fused, fusedScale, Value(), Value(), op.getKvNorm(),
+      op.getWkvB(), op.getWkvBScale(), op.getWo(), op.getWoScale(),
+      op.getHeadsAttr(), op.getQLoraRankAttr(), op.getKvLoraRankAttr(),
+      op.getQkNopeHeadDimAttr(), op.getQkRopeHeadDimAttr(),
+      op.getVHeadDimAttr(), op.getSoftmaxScaleAttr(), op.getEpsAttr(),
+      op.getRopeAttr(), op.getExpandFromAttr());
+  SmallVector<Value> replaced{op.getWqA(), op.getWkvA(), op.getWqAScale(),
+                              op.getWkvAScale()};
+  op.replaceAllUsesWith(replacement);
+  op.erase();
+  // The layer slices of the separate weights are dead now.
+  for (Value old : replaced)
+    if (Operation *def = old ? old.getDefiningOp() : nullptr)
+      if (def->use_empty() && isMemoryEffectFree(def))
+        def->erase();
+}
+
 struct FuseLatentProjectionPass
     : dsv3::impl::DSV3FuseLatentProjectionBase<FuseLatentProjectionPass> {
+  using DSV3FuseLatentProjectionBase::DSV3FuseLatentProjectionBase;
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    if (expandFrom < 0) {
+      module.emitError("dsv3-fuse-latent-projection: expand-from must be "
+                       ">= 0, got ")
+          << static_cast<int64_t>(expandFrom.getValue());
+      return signalPassFailure();
+    }
+    if (failed(switchToLatentCache(module)))
+      return signalPassFailure();
+    DenseMap<std::pair<Value, Value>, Value> stacks;
+    SmallVector<MlaOp> ops;
+    module.walk([&](MlaOp op) { ops.push_back(op); });
+    for (MlaOp op : ops) {
+      if (expandFrom > 0)
+        op.setExpandFromAttr(
+            IntegerAttr::get(IntegerType::get(&getContext(), 64), expandFrom));
+      fuseDownProjections(op, stacks);
+    }
+    if (failed(verify(module)))
+      return signalPassFailure();
+  }
+
+  LogicalResult switchToLatentCache(ModuleOp module) {
     SmallVector<MlaOp> expanded;
     module.walk([&](MlaOp op) {
       if (!op.hasLatentCache())
         expanded.push_back(op);
     });
     if (expanded.empty())
-      return;
+      return success();
     // One expanded width maps to one latent width across the module (the
     // layers share one stacked cache).
     const int64_t fromWidth = expanded.front().getExpandedCacheWidth();
@@ -55,10 +168,9 @@ struct FuseLatentProjectionPass
     for (MlaOp op : expanded)
       if (op.getExpandedCacheWidth() != fromWidth ||
           op.getLatentCacheWidth() != toWidth) {
-        op.emitOpError("has a different cache geometry than the other "
-                       "dsv3.mla ops of the module; "
-                       "dsv3-fuse-latent-projection needs one");
-        return signalPassFailure();
+        return op.emitOpError("has a different cache geometry than the "
+                              "other dsv3.mla ops of the module; "
+                              "dsv3-fuse-latent-projection needs one");
       }
 
     SetVector<Value> cacheValues = collectCacheValues(module, expanded);
@@ -69,7 +181,7 @@ struct FuseLatentProjectionPass
                                  "KV cache flows through has type "
                               << v.getType() << ", expected a last dimension of "
                               << fromWidth;
-        return signalPassFailure();
+        return failure();
       }
       SmallVector<int64_t> shape(type.getShape());
       shape.back() = toWidth;
@@ -102,8 +214,7 @@ struct FuseLatentProjectionPass
           func.getContext(), func.getBody().front().getArgumentTypes(),
           ret.getOperandTypes()));
     });
-    if (failed(verify(module)))
-      return signalPassFailure();
+    return success();
   }
 
   /// Every value the KV cache flows through, from the dsv3.mla cache operands

@@ -174,6 +174,17 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
     (W = heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim): per-head K
     then V). FP8 projections carry their block scales in `*_scale(...)`.
 
+    `q_kv_a` ([q_lora_rank + kv_lora_rank + qk_rope_head_dim, hidden]), set by
+    dsv3-fuse-latent-projection, replaces `q_a` and `kv_a`: the two down
+    projections of the hidden state as one GEMM over their concatenated rows
+    (FP8 needs q_lora_rank to be a multiple of 128, so that no 128-row scale
+    block straddles the two).
+
+    `expand_from = N` (latent layout only): a call with at least N query
+    tokens expands the cached latent into per-head K and V (kv_b) and runs
+    the naive form, which does fewer FLOPs per (query, key) pair; shorter
+    calls (decode) run the absorbed form on the latent.
+
     ```mlir
     %out, %cache2 = dsv3.mla %x, %pos, %cache
         q_a(%wq_a) q_norm(%q_norm) q_b(%wq_b)
@@ -195,13 +206,16 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
       Optional<DSV3_FloatWeightTensor>:$q_norm,
       Optional<DSV3_WeightTensor>:$wq_b, Optional<DSV3_ScaleTensor>:$wq_b_scale,
       Optional<DSV3_WeightTensor>:$wq, Optional<DSV3_ScaleTensor>:$wq_scale,
-      DSV3_WeightTensor:$wkv_a, Optional<DSV3_ScaleTensor>:$wkv_a_scale,
+      Optional<DSV3_WeightTensor>:$wq_kv_a,
+      Optional<DSV3_ScaleTensor>:$wq_kv_a_scale,
+      Optional<DSV3_WeightTensor>:$wkv_a, Optional<DSV3_ScaleTensor>:$wkv_a_scale,
       DSV3_FloatWeightTensor:$kv_norm,
       DSV3_WeightTensor:$wkv_b, Optional<DSV3_ScaleTensor>:$wkv_b_scale,
       DSV3_WeightTensor:$wo, Optional<DSV3_ScaleTensor>:$wo_scale,
       I64Attr:$heads, OptionalAttr<I64Attr>:$q_lora_rank, I64Attr:$kv_lora_rank,
       I64Attr:$qk_nope_head_dim, I64Attr:$qk_rope_head_dim, I64Attr:$v_head_dim,
-      F64Attr:$softmax_scale, F64Attr:$eps, DSV3_RopeAttr:$rope);
+      F64Attr:$softmax_scale, F64Attr:$eps, DSV3_RopeAttr:$rope,
+      OptionalAttr<I64Attr>:$expand_from);
   let results = (outs DSV3_ActivationTensor:$result,
                       DSV3_ActivationTensor:$updated_cache);
   let assemblyFormat = [{
@@ -210,7 +224,8 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
     (`q_norm` `(` $q_norm^ `)`)?
     (`q_b` `(` $wq_b^ `)`)? (`q_b_scale` `(` $wq_b_scale^ `)`)?
     (`q` `(` $wq^ `)`)? (`q_scale` `(` $wq_scale^ `)`)?
-    `kv_a` `(` $wkv_a `)` (`kv_a_scale` `(` $wkv_a_scale^ `)`)?
+    (`q_kv_a` `(` $wq_kv_a^ `)`)? (`q_kv_a_scale` `(` $wq_kv_a_scale^ `)`)?
+    (`kv_a` `(` $wkv_a^ `)`)? (`kv_a_scale` `(` $wkv_a_scale^ `)`)?
     `kv_norm` `(` $kv_norm `)`
     `kv_b` `(` $wkv_b `)` (`kv_b_scale` `(` $wkv_b_scale^ `)`)?
     `o` `(` $wo `)` (`o_scale` `(` $wo_scale^ `)`)?

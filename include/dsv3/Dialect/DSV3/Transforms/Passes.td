@@ -30,7 +30,27 @@ def DSV3FuseLatentProjection : Pass<"dsv3-fuse-latent-projection", "ModuleOp"> {
     %o, %c = dsv3.mla %x, %pos, %cache ... : (..., tensor<1x64x40xf32>, ...)
     ```
     Modules already on the latent cache are left unchanged.
+
+    The two down projections of the hidden state become one GEMM: where an
+    op has `q_a` and `kv_a`, they are replaced by `q_kv_a`, their rows
+    concatenated. For layer-stacked weights (slices of function arguments
+    at the layer index) the whole stacks are concatenated once at function
+    entry, marked `dsv3.prepared_weight`, so that
+    `dsv3-outline-weight-preparation` moves the concatenation into the
+    compiled prepare entry that runs once at load. Left unfused: queries
+    without q_lora_rank (no q_a), and FP8 weights whose q_lora_rank is not a
+    multiple of 128 (the scale blocks would straddle the two).
+
+    `expand-from=N` sets `expand_from = N` on every dsv3.mla: prefill
+    chunks of at least N tokens then run the naive form on K/V expanded from
+    the latent (the policy of the serving systems: naive for long prefill,
+    absorbed for decode). 0 keeps the absorbed form everywhere.
   }];
+  let options = [
+    Option<"expandFrom", "expand-from", "int64_t", /*default=*/"0",
+           "Query tokens from which a call expands K/V from the latent and "
+           "runs naive MLA (0: never)">
+  ];
   let dependentDialects = ["mlir::tensor::TensorDialect", "mlir::scf::SCFDialect"];
 }
 
@@ -73,6 +93,42 @@ def DSV3FuseMoe : Pass<"dsv3-fuse-moe", "ModuleOp"> {
     width (it cannot be split into slots).
   }];
   let dependentDialects = ["mlir::tensor::TensorDialect"];
+}
+
+def DSV3OutlineWeightPreparation
+    : Pass<"dsv3-outline-weight-preparation", "ModuleOp"> {
+  let summary = "Move computations on weights alone into a prepare entry run once at load";
+  let description = [{
+    A fusion may need the weights in another form (dsv3-fuse-latent-projection
+    concatenates q_a and kv_a). Computed inside the forward function, that
+    transformation would run on every call. This pass finds the operations
+    of a function called by the entry points that depend only on weight
+    arguments (and constants), and moves them into a new entry point
+    `@prepare` (`dsv3.entry = "prepare"`): it takes those weights and
+    returns the prepared ones. The forward function and the entry points
+    take the prepared weights as new arguments (`dsv3.weight` = the name in
+    the op's `dsv3.prepared_weight` attribute, `dsv3.prepared`), and weights
+    that only the preparation used are dropped from them, so the runtime
+    keeps just the prepared form after load.
+
+    Before:
+    ```mlir
+    func.func private @forward(..., %qa: tensor<3x64x128xbf16>, %kva: tensor<3x40x128xbf16>) {
+      %cat = tensor.concat dim(1) %qa, %kva {dsv3.prepared_weight = "attn.wq_kv_a"} : ...
+      ... uses of %cat in the layer loop ...
+    }
+    ```
+    After:
+    ```mlir
+    func.func @prepare(%qa: ... {dsv3.weight = "attn.wq_a", ...}, %kva: ...)
+        -> (tensor<3x104x128xbf16> {dsv3.weight = "attn.wq_kv_a"}) attributes {dsv3.entry = "prepare", ...} {
+      %cat = tensor.concat dim(1) %qa, %kva : ...
+      return %cat : ...
+    }
+    func.func private @forward(..., %cat: tensor<3x104x128xbf16>) { ... }
+    ```
+    Modules without such computations are left unchanged.
+  }];
 }
 
 #endif // DSV3_TRANSFORMS_PASSES
