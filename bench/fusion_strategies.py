@@ -1,27 +1,35 @@
 #!/usr/bin/python3
-"""Side-by-side benchmark of the two MLA strategies (naive per-head K/V cache vs absorbed MLA on the latent cache).
+"""Side-by-side benchmark of the fusion strategies (dsv3-compile --fusion) and of the naive-prefill policy.
 
     PYTHONPATH=python /usr/bin/python3 bench/fusion_strategies.py [--out out/fusion] [--build build]
-        [--repeats 3] [--threads all] [--ckpt out/bench/ckpt]
+        [--repeats 3] [--threads all] [--ckpt out/bench/ckpt] [--naive-prefill-from 512] [--sweep 64,256,512,1024,2048]
 
 Steps (docs/fusion-strategies.md explains the numbers):
   1. the bench-450m bf16 checkpoint (reused from --ckpt when its config.json exists, generated otherwise);
-  2. per strategy S in (none, latent): `dsv3-compile CKPT -o OUT/artifact-S --fusion=S --max-seq-len 2112
-     --max-batch 1`, and the cost report `dsv3-compile CKPT --emit=dsv3 -o /dev/null --fusion=S --report
-     --report-prefill-tokens 2048 --report-context 2048 --report-cache-dtype f32` (text and parsed rows);
-  3. one unmeasured warm-up run (short case) per strategy, then R rounds; each round runs --short-runs (3)
-     side-by-side pairs of the short case and one pair of the long case:
+  2. per strategy: `dsv3-compile CKPT -o OUT/artifact-S FLAGS --max-seq-len 2112 --max-batch 1`, and the cost
+     report `dsv3-compile CKPT --emit=dsv3 -o /dev/null FLAGS --report --report-prefill-tokens 2048
+     --report-context 2048 --report-cache-dtype f32` (text and parsed rows).  The strategies:
+        none     --fusion=none     naive MLA on the per-head K/V cache, each (token, slot) expert pair on its own
+        latent   --fusion=latent   absorbed MLA on the latent cache, q_a|kv_a one GEMM (prepare entry)
+        moe      --fusion=moe      route -> dispatch -> grouped expert GEMMs -> combine, naive MLA
+        all      --fusion=all      both, absorbed MLA for every call (--naive-prefill-from=0)
+        all+np   --fusion=all --naive-prefill-from=N (N = --naive-prefill-from): prefill chunks of >= N tokens
+                 expand K/V from the latent and run naive MLA, decode stays absorbed;
+  3. one unmeasured warm-up run (short case) per strategy, then R rounds; each round runs --short-runs (3) groups of
+     the short case and one group of the long case, a group being one run of every strategy:
         short: 64-token prompt, 64 new tokens  (prefill of 64 tokens, 63 decode calls at context 64..126)
         long:  2048-token prompt, 32 new tokens (prefill of 2048 tokens, 31 decode calls at context 2048..2078)
-     The order within a pair alternates (none/latent, latent/none, ...) from pair to pair and from round to round.
-     Prompt token ids are (7 i + 3) % 30000 + 2, the short prompt being the first 64.  Before each run the script
-     waits (up to --wait-idle s) for idle CPUs and records the share of the CPUs that other processes used during
-     it; a round with a run above --clean-threshold is kept in the JSON but does not count and is replaced by an
-     extra round (at most --retries in all);
+     The order within a group rotates from group to group and from round to round.  Prompt token ids are
+     (7 i + 3) % 30000 + 2, the short prompt being the first 64.  Before each run the script waits (up to
+     --wait-idle s) for idle CPUs and records the share of the CPUs that other processes used during it; a round
+     with a run above --clean-threshold is kept in the JSON but does not count and is replaced by an extra round
+     (at most --retries in all);
   4. a round's value of a metric is the median of its runs of that case; medians per strategy over the counted
-     rounds, and the latent/none ratio of each metric (ratio of the medians, and the median of the side-by-side
-     pair ratios);
-  5. a table on stdout and OUT/fusion.json (bench/plot_fusion.py draws it).
+     rounds, and each strategy's ratio to none (ratio of the medians, and the median of the per-group ratios);
+  5. the prefill-policy sweep: for each prompt length of --sweep, --sweep-runs side-by-side pairs of the `all`
+     artifact (absorbed prefill) and one compiled with --naive-prefill-from=1 (every call expanded); the medians
+     and the smallest length from which the expanded form is faster at that and every longer length measured;
+  6. a table on stdout and OUT/fusion.json (bench/plot_fusion.py draws it).
 A failed compile or run is printed with its command and stderr, recorded under "errors" in the JSON, and the
 script exits 1 after writing what it has.
 """
@@ -44,13 +52,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run_benchmark as rb  # noqa: E402  (shared helpers: checkpoint, machine info, CPU-share accounting)
 
-STRATEGIES = ("none", "latent")
 CASES = {
     # name: (prompt tokens, --max-new-tokens)
     "short": (64, 64),
     "long": (2048, 32),
 }
 METRICS = ("short_prefill_tps", "short_decode_tps", "long_prefill_tps", "long_decode_tps")
+
+
+def strategy_flags(naive_prefill_from: int) -> Dict[str, List[str]]:
+    return {
+        "none": ["--fusion=none"],
+        "latent": ["--fusion=latent", "--naive-prefill-from=0"],
+        "moe": ["--fusion=moe"],
+        "all": ["--fusion=all", "--naive-prefill-from=0"],
+        "all+np": ["--fusion=all", f"--naive-prefill-from={naive_prefill_from}"],
+    }
 
 
 def metric_labels() -> Dict[str, str]:
@@ -171,26 +188,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="dsv3-run --threads (0: all CPUs)")
     ap.add_argument("--max-seq-len", type=int, default=2112, help="artifact KV-cache positions (2112)")
     ap.add_argument("--short-runs", type=int, default=3,
-                    help="side-by-side pairs of the short case per round (3; the long case runs once per round)")
+                    help="groups of the short case per round (3; the long case runs once per round)")
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured short runs per strategy before the rounds (1)")
+    ap.add_argument("--naive-prefill-from", type=int, default=512,
+                    help="--naive-prefill-from of the all+np strategy (512)")
+    ap.add_argument("--sweep", default="64,256,512,1024,2048",
+                    help="prompt lengths of the prefill-policy sweep ('' to skip)")
+    ap.add_argument("--sweep-runs", type=int, default=3, help="side-by-side pairs per sweep length (3)")
     ap.add_argument("--wait-idle", type=float, default=15.0,
                     help="before each run, wait up to this many seconds for the CPUs to be < 25%% busy (15; 0: never)")
     ap.add_argument("--clean-threshold", type=float, default=0.10,
                     help="a round counts only if other processes used at most this share of the CPUs in each of "
                          "its runs (0.10)")
     ap.add_argument("--retries", type=int, default=2,
-                    help="extra rounds, in all, to replace rounds disturbed by other processes (2; a round takes "
-                         "~2 min on 2 cores)")
+                    help="extra rounds, in all, to replace rounds disturbed by other processes (2)")
     args = ap.parse_args(argv)
     METRIC_LABEL = metric_labels()
+    FLAGS = strategy_flags(args.naive_prefill_from)
+    STRATEGIES = tuple(FLAGS)
     runs_per_round = {"short": max(1, args.short_runs), "long": 1}
+    sweep = [int(x) for x in args.sweep.split(",") if x.strip()]
 
     threads = args.threads if args.threads > 0 else len(os.sched_getaffinity(0))
     if args.repeats < 1:
         rb.die("--repeats must be >= 1")
-    need = max(p + n for p, n in CASES.values())
+    need = max([p + n for p, n in CASES.values()] + [p + 2 for p in sweep])
     if need > args.max_seq_len:
-        rb.die(f"--max-seq-len {args.max_seq_len} is below the long case's {need} positions")
+        rb.die(f"--max-seq-len {args.max_seq_len} is below the {need} positions the cases need")
     out = os.path.abspath(args.out)
     bindir = os.path.join(os.path.abspath(args.build), "bin")
     compiler = os.path.join(bindir, "dsv3-compile")
@@ -220,6 +244,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "warmup_runs": args.warmup,
         "runs_per_round": runs_per_round,
         "metrics": dict(METRIC_LABEL),
+        "strategy_order": list(STRATEGIES),
         "strategies": {},
         "rounds": [],
         "errors": errors,
@@ -239,102 +264,102 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     rb.ensure_checkpoint(ckpt)
 
-    # Compile + cost report per strategy.
-    strat: Dict[str, Dict[str, Any]] = result["strategies"]
-    for s in STRATEGIES:
-        art = os.path.join(out, f"artifact-{s}")
-        entry: Dict[str, Any] = {"fusion": s, "artifact": art}
-        strat[s] = entry
-        report_cmd = [compiler, ckpt, "--emit=dsv3", "-o", os.devnull, f"--fusion={s}", "--report",
-                      f"--report-prefill-tokens={REPORT_TOKENS}", f"--report-context={REPORT_CONTEXT}",
-                      f"--report-cache-dtype={REPORT_CACHE_DTYPE}"]
-        entry["report_command"] = " ".join(["dsv3-compile", "CKPT"] + report_cmd[2:])
-        try:
-            text, _ = run_cmd(report_cmd, f"dsv3-compile --report --fusion={s}")
-            entry["report_text"] = text
-            entry["report"] = parse_report(text)
-            t = entry["report"]["total"]
-            log(f"report --fusion={s}: prefill {t['prefill_gflop']:.1f} GFLOP, decode {t['decode_gflop']:.4f} GFLOP, "
-                f"decode W {t['decode_w_mb']:.1f} MB, decode KV {t['decode_kv_mb']:.1f} MB, "
-                f"KV {t['kv_bytes_per_token']} B/token")
-        except RunError as e:
-            fail(str(e))
-        compile_cmd = [compiler, ckpt, "-o", art, f"--fusion={s}", f"--max-seq-len={args.max_seq_len}",
-                       "--max-batch=1"]
-        entry["compile_command"] = " ".join(["dsv3-compile", "CKPT"] + compile_cmd[2:])
+    def compile_artifact(name: str, flags: List[str]) -> Dict[str, Any]:
+        art = os.path.join(out, f"artifact-{name}")
+        entry: Dict[str, Any] = {"flags": flags, "artifact": art}
+        cmd = [compiler, ckpt, "-o", art, *flags, f"--max-seq-len={args.max_seq_len}", "--max-batch=1"]
+        entry["compile_command"] = " ".join(["dsv3-compile", "CKPT"] + cmd[2:])
         try:
             shutil.rmtree(art, ignore_errors=True)
-            _, dt = run_cmd(compile_cmd, f"dsv3-compile --fusion={s}", heartbeat=30)
+            _, dt = run_cmd(cmd, f"dsv3-compile {' '.join(flags)}", heartbeat=30)
             entry["compile_seconds"] = dt
             with open(os.path.join(art, "manifest.json"), encoding="utf-8") as f:
                 entry["kv_cache"] = kv_cache_input(json.load(f))
-            log(f"compile --fusion={s}: {dt:.1f} s, kv_cache {entry['kv_cache']['shape']} {entry['kv_cache']['dtype']} "
-                f"({entry['kv_cache']['bytes_per_position']} B per position)")
+            log(f"compile {name} ({' '.join(flags)}): {dt:.1f} s, kv_cache {entry['kv_cache']['shape']} "
+                f"{entry['kv_cache']['dtype']} ({entry['kv_cache']['bytes_per_position']} B per position)")
         except (RunError, OSError, KeyError) as e:
-            fail(f"compile --fusion={s}: {e}")
+            fail(f"compile {name}: {e}")
             entry["compile_failed"] = True
-    runnable = [s for s in STRATEGIES if not strat[s].get("compile_failed")]
-    if len(runnable) < len(STRATEGIES):
+        return entry
+
+    # Compile + cost report per strategy.
+    strat: Dict[str, Dict[str, Any]] = result["strategies"]
+    for s in STRATEGIES:
+        report_cmd = [compiler, ckpt, "--emit=dsv3", "-o", os.devnull, *FLAGS[s], "--report",
+                      f"--report-prefill-tokens={REPORT_TOKENS}", f"--report-context={REPORT_CONTEXT}",
+                      f"--report-cache-dtype={REPORT_CACHE_DTYPE}"]
+        entry = compile_artifact(s, FLAGS[s])
+        strat[s] = entry
+        entry["report_command"] = " ".join(["dsv3-compile", "CKPT"] + report_cmd[2:])
+        try:
+            text, _ = run_cmd(report_cmd, f"dsv3-compile --report {' '.join(FLAGS[s])}")
+            entry["report_text"] = text
+            entry["report"] = parse_report(text)
+            t = entry["report"]["total"]
+            log(f"report {s}: prefill {t['prefill_gflop']:.1f} GFLOP / {t['prefill_w_mb']:.1f} MB weights, decode "
+                f"{t['decode_gflop']:.4f} GFLOP, decode W {t['decode_w_mb']:.1f} MB, decode KV "
+                f"{t['decode_kv_mb']:.1f} MB, KV {t['kv_bytes_per_token']} B/token")
+        except RunError as e:
+            fail(str(e))
+    if any(strat[s].get("compile_failed") for s in STRATEGIES):
         log(f"wrote {write_json()}")
         return 1
 
     stats_path = os.path.join(out, "stats.json")
     for s in STRATEGIES:
         for i in range(args.warmup):
-            log(f"warm-up --fusion={s} (short) {i + 1}/{args.warmup}")
+            log(f"warm-up {s} (short) {i + 1}/{args.warmup}")
             try:
                 run_model(runner, strat[s]["artifact"], ckpt, "short", threads, stats_path, None)
             except RunError as e:
                 fail(f"warm-up: {e}")
 
-    def measure(s: str, case: str, round_no: int) -> Optional[Dict[str, Any]]:
-        """One dsv3-run of strategy s on a case, after waiting for idle CPUs; None (error recorded) on failure."""
+    def measure(artifact: str, label: str, case: str, round_no: int) -> Optional[Dict[str, Any]]:
+        """One dsv3-run of an artifact on a case, after waiting for idle CPUs; None (error recorded) on failure."""
         idle = rb.wait_for_idle(args.wait_idle) if args.wait_idle > 0 else {"busy": None, "waited_s": 0.0}
         if idle["waited_s"] > 2:
             log(f"  waited {idle['waited_s']:.0f} s for idle CPUs (last {100 * idle['busy']:.0f} % busy)")
-        if case == "long":
-            log(f"  {case} --fusion={s}: prefill of {CASES[case][0]} tokens + {CASES[case][1]} new ...")
         o = rb.OthersCpu()
         o.start()
         try:
-            st = run_model(runner, strat[s]["artifact"], ckpt, case, threads, stats_path,
-                           heartbeat=15 if case == "long" else None)
+            st = run_model(runner, artifact, ckpt, case, threads, stats_path,
+                           heartbeat=15 if CASES[case][0] > 512 else None)
         except RunError as e:
             fail(f"round {round_no}: {e}")
             return None
         sh = o.stop()
         gen = st.pop("generated_tokens", None)
-        log(f"  {case:5s} --fusion={s:6s}: prefill {st['prefill_tokens_per_second']:7.1f} tok/s, decode "
+        log(f"  {case:5s} {label:7s}: prefill {st['prefill_tokens_per_second']:7.1f} tok/s, decode "
             f"{st['decode_tokens_per_second']:6.1f} tok/s ({st['decode_tokens']} tokens), "
             f"wall {st['wall_seconds']:.1f} s{'' if sh is None else f', others {100 * sh:.0f} % CPU'}")
         return {"prefill_tps": st["prefill_tokens_per_second"], "decode_tps": st["decode_tokens_per_second"],
                 "others_cpu_share": sh, "waited_for_idle_s": idle["waited_s"], "stats": st, "generated_tokens": gen}
 
-    # Rounds: --short-runs side-by-side pairs of the short case, then one pair of the long case; the order within
-    # a pair alternates from pair to pair and from round to round.
+    # Rounds: --short-runs groups of the short case, then one group of the long case; the order within a group
+    # rotates from group to group and from round to round.
     rounds: List[Dict[str, Any]] = result["rounds"]
     for _ in rb.round_numbers(rounds, args.repeats, args.retries, log):
-        rnd: Dict[str, Any] = {"runs": {s: {c: [] for c in CASES} for s in STRATEGIES}, "pairs": {c: [] for c in CASES},
+        rnd: Dict[str, Any] = {"runs": {s: {c: [] for c in CASES} for s in STRATEGIES}, "groups": {c: [] for c in CASES},
                                "failed": False}
         shares: List[float] = []
-        pair_index = 0
+        group_index = 0
         for case in CASES:
             for _ in range(runs_per_round[case]):
-                # A/B order alternates from one pair to the next and from one round to the next.
-                order = STRATEGIES if (len(rounds) + pair_index) % 2 == 0 else tuple(reversed(STRATEGIES))
-                pair_index += 1
-                pair: Dict[str, Any] = {"order": list(order)}
+                k = (len(rounds) + group_index) % len(STRATEGIES)
+                order = STRATEGIES[k:] + STRATEGIES[:k]
+                group_index += 1
+                group: Dict[str, Any] = {"order": list(order)}
                 for s in order:
-                    run = measure(s, case, len(rounds) + 1)
+                    run = measure(strat[s]["artifact"], s, case, len(rounds) + 1)
                     if run is None:
                         rnd["failed"] = True
                         continue
                     rnd["runs"][s][case].append(run)
-                    pair[s] = {"prefill_tps": run["prefill_tps"], "decode_tps": run["decode_tps"]}
+                    group[s] = {"prefill_tps": run["prefill_tps"], "decode_tps": run["decode_tps"]}
                     if run["others_cpu_share"] is not None:
                         shares.append(run["others_cpu_share"])
-                if all(x in pair for x in STRATEGIES):
-                    rnd["pairs"][case].append(pair)
+                if all(x in group for x in STRATEGIES):
+                    rnd["groups"][case].append(group)
         rnd["others_cpu_share_max"] = max(shares) if shares else None
         rnd["clean"] = (not rnd["failed"]) and (not shares or max(shares) <= args.clean_threshold)
         rounds.append(rnd)
@@ -361,64 +386,110 @@ def main(argv: Optional[List[str]] = None) -> int:
         case, _, kind = metric.partition("_")  # "short_prefill_tps" -> "short", "prefill_tps"
         return median([run[kind] for run in r["runs"][s][case]])
 
-    # Medians per strategy, ratios latent / none (of the medians, and the median of per-round ratios).
     for s in STRATEGIES:
         e = strat[s]
         e["medians"] = {m: median([v for r in used if (v := value(r, s, m)) is not None]) for m in METRICS}
         kvb = [run["stats"]["kv_cache_bytes"] for r in used for c in CASES for run in r["runs"][s][c]]
         e["kv_cache_bytes"] = kvb[0] if kvb else None
         if kvb and len(set(kvb)) != 1:
-            fail(f"--fusion={s}: kv_cache_bytes differs between runs: {sorted(set(kvb))}")
-    ratios: Dict[str, Dict[str, Optional[float]]] = {}
-    for m in METRICS:
-        a, b = strat["latent"]["medians"][m], strat["none"]["medians"][m]
-        case, _, kind = m.partition("_")
-        per_pair = [p["latent"][kind] / p["none"][kind] for r in used for p in r["pairs"][case]]
-        ratios[m] = {"ratio_of_medians": (a / b) if a is not None and b else None,
-                     "median_of_pair_ratios": median(per_pair), "pair_ratios": per_pair}
-    kv_n, kv_l = strat["none"]["kv_cache_bytes"], strat["latent"]["kv_cache_bytes"]
-    ratios["kv_cache_bytes"] = {"ratio_of_medians": (kv_l / kv_n) if kv_n and kv_l else None}
-    result["ratios_latent_over_none"] = ratios
-    # Greedy outputs of the two forms (information: they compute the same function up to f32 rounding order).
+            fail(f"{s}: kv_cache_bytes differs between runs: {sorted(set(kvb))}")
+    # Ratios to none: of the medians, and the median of the per-group ratios.
+    ratios: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for s in STRATEGIES:
+        if s == "none":
+            continue
+        ratios[s] = {}
+        for m in METRICS:
+            a, b = strat[s]["medians"][m], strat["none"]["medians"][m]
+            case, _, kind = m.partition("_")
+            per_group = [g[s][kind] / g["none"][kind] for r in used for g in r["groups"][case]]
+            ratios[s][m] = {"ratio_of_medians": (a / b) if a is not None and b else None,
+                            "median_of_group_ratios": median(per_group), "group_ratios": per_group}
+        kv_n, kv_s = strat["none"]["kv_cache_bytes"], strat[s]["kv_cache_bytes"]
+        ratios[s]["kv_cache_bytes"] = {"ratio_of_medians": (kv_s / kv_n) if kv_n and kv_s else None}
+    result["ratios_over_none"] = ratios
     same = {}
     for c in CASES:
         outs = [run["generated_tokens"] for r in complete for st in STRATEGIES for run in r["runs"][st][c]]
         same[c] = all(o == outs[0] for o in outs) if outs else None
     result["greedy_tokens_identical"] = same
+    write_json()
+
+    # The prefill-policy sweep: absorbed (all) vs expanded (--naive-prefill-from=1) prefill by prompt length.
+    policy: Dict[str, Any] = {"lengths": sweep, "runs": {}, "medians": {}}
+    result["prefill_policy"] = policy
+    if sweep:
+        expanded = compile_artifact("all-expanded", ["--fusion=all", "--naive-prefill-from=1"])
+        policy["expanded_artifact"] = expanded
+        forms = {"absorbed": strat["all"]["artifact"], "expanded": expanded["artifact"]}
+        if not expanded.get("compile_failed"):
+            for n in sweep:
+                CASES[f"p{n}"] = (n, 2)
+                runs = {f: [] for f in forms}
+                for i in range(max(1, args.sweep_runs)):
+                    order = list(forms) if i % 2 == 0 else list(reversed(list(forms)))
+                    for f in order:
+                        run = measure(forms[f], f[:7], f"p{n}", 0)
+                        if run is not None:
+                            runs[f].append(run["prefill_tps"])
+                policy["runs"][str(n)] = runs
+                policy["medians"][str(n)] = {f: median(v) for f, v in runs.items()}
+                write_json()
+            # Smallest length from which expanded is at least as fast at every longer length measured.
+            best = None
+            for n in reversed(sweep):
+                m = policy["medians"][str(n)]
+                if m["expanded"] is not None and m["absorbed"] is not None and m["expanded"] >= m["absorbed"]:
+                    best = n
+                else:
+                    break
+            policy["expanded_wins_from"] = best
     path = write_json()
 
     # Table.
     log("")
     log(f"{rb.PRESET} (bf16), {info['cpu_model']}, {info['nproc']} CPUs, {threads} threads, {info['date']}")
     log(f"rounds: {len(rounds)} run, {len(clean)} clean (others' CPU share <= {100 * args.clean_threshold:.0f} %), "
-        f"{len(used)} used; medians over the used rounds")
-    w = max(len(l) for l in METRIC_LABEL.values())
+        f"{len(used)} used; medians over the used rounds; (x) = ratio to none, median of the side-by-side groups")
+    w = max(len(l) for l in METRIC_LABEL.values() if not l.startswith("prefill tok/s, 2") or True)
 
     def f1(x: Optional[float], fmt: str = "{:.1f}") -> str:
         return "-" if x is None else fmt.format(x)
 
-    log(f"  {'':<{w}}  {'none':>9}  {'latent':>9}  {'latent/none':>11}  {'median pair':>11}  (side-by-side pairs)")
+    log(f"  {'':<{w}}  " + "  ".join(f"{s:>15}" for s in STRATEGIES))
     for m in METRICS:
-        rr = ratios[m]
-        log(f"  {METRIC_LABEL[m]:<{w}}  {f1(strat['none']['medians'][m]):>9}  {f1(strat['latent']['medians'][m]):>9}  "
-            f"{f1(rr['ratio_of_medians'], '{:.2f}'):>11}  {f1(rr['median_of_pair_ratios'], '{:.2f}'):>11}  "
-            f"({', '.join(f'{x:.2f}' for x in rr['pair_ratios'])})")
-    log(f"  {'kv_cache_bytes (stats)':<{w}}  {f1(kv_n, '{:.0f}'):>9}  {f1(kv_l, '{:.0f}'):>9}  "
-        f"{f1(ratios['kv_cache_bytes']['ratio_of_medians'], '{:.3f}'):>11}")
+        cells = []
+        for s in STRATEGIES:
+            v = f1(strat[s]["medians"][m])
+            if s != "none":
+                v += f" ({f1(ratios[s][m]['median_of_group_ratios'], '{:.2f}')})"
+            cells.append(f"{v:>15}")
+        log(f"  {METRIC_LABEL[m]:<{w}}  " + "  ".join(cells))
+    log(f"  {'kv_cache_bytes (stats)':<{w}}  " + "  ".join(f"{f1(strat[s]['kv_cache_bytes'], '{:.0f}'):>15}"
+                                                          for s in STRATEGIES))
     log("")
     log(f"  cost report (prefill {REPORT_TOKENS} tokens, decode at context {REPORT_CONTEXT}, "
         f"{REPORT_CACHE_DTYPE} cache), total row:")
-    log(f"  {'':<8}  {'prefill GFLOP':>13}  {'decode GFLOP':>12}  {'decode W MB':>11}  {'decode KV MB':>12}  "
-        f"{'KV B/token':>10}")
+    log(f"  {'':<8}  {'prefill GFLOP':>13}  {'prefill W MB':>12}  {'decode GFLOP':>12}  {'decode W MB':>11}  "
+        f"{'decode KV MB':>12}  {'KV B/token':>10}")
     for s in STRATEGIES:
         rep = strat[s].get("report")
         if rep is None:
             log(f"  {s:<8}  (no report)")
             continue
         t = rep["total"]
-        log(f"  {s:<8}  {t['prefill_gflop']:>13.3f}  {t['decode_gflop']:>12.6f}  {t['decode_w_mb']:>11.3f}  "
-            f"{t['decode_kv_mb']:>12.3f}  {t['kv_bytes_per_token']:>10}")
-    log(f"  greedy tokens identical (none vs latent): {same}")
+        log(f"  {s:<8}  {t['prefill_gflop']:>13.3f}  {t['prefill_w_mb']:>12.1f}  {t['decode_gflop']:>12.6f}  "
+            f"{t['decode_w_mb']:>11.3f}  {t['decode_kv_mb']:>12.3f}  {t['kv_bytes_per_token']:>10}")
+    log(f"  greedy tokens identical across strategies: {same}")
+    if sweep and policy.get("medians"):
+        log("")
+        log("  prefill policy (--fusion=all): prefill tok/s, absorbed vs K/V expanded from the latent")
+        for n in sweep:
+            m = policy["medians"].get(str(n), {})
+            a, x = m.get("absorbed"), m.get("expanded")
+            log(f"  {n:>6} tokens: absorbed {f1(a):>8}  expanded {f1(x):>8}  "
+                f"expanded/absorbed {f1(x / a if a and x else None, '{:.2f}')}")
+        log(f"  expanded at least as fast from {policy.get('expanded_wins_from')} tokens on")
     if errors:
         log(f"\n{len(errors)} error(s):")
         for e in errors:

@@ -75,6 +75,8 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
 LogicalResult
 mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
                                         const CpuPipelineOptions &options) {
+  std::string ompSchedule =
+      "dsv3-openmp-schedule{schedule=" + options.ompSchedule.getValue() + "}";
   SmallVector<StringRef> passes{
       // Strided copies (a tile into its slice of the output) as loops, so no
       // runtime library call remains.
@@ -83,6 +85,7 @@ mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
       // The parallel weight-stream loops (scf.forall) run on OpenMP threads.
       "func.func(scf-forall-to-parallel)",
       "convert-scf-to-openmp",
+      ompSchedule,
       // Drop the alloca scopes it wraps loop bodies in (they hold no
       // allocas); scf-to-cf would otherwise leave them multi-block.
       "canonicalize",

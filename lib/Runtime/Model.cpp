@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sys/mman.h>
 
 namespace dsv3 {
@@ -224,9 +225,25 @@ std::unique_ptr<Model> Model::open(const std::string &artifactDir,
   return model;
 }
 
+/// The compiled code allocates its temporaries (activations, scores, expert
+/// rows) with malloc and frees them within the call. With glibc's defaults
+/// every block above the mmap threshold is a fresh mapping, so each call
+/// page-faults and zeroes it again and unmaps it after: measured side by
+/// side, prefill of the benchmark model is ~15% faster when such blocks stay
+/// in the heap. The thresholds are process-wide; the runtime sets them once.
+static void keepTemporariesInTheHeap() {
+  static const bool done = [] {
+    ::mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+}
+
 std::string Model::load(const std::string &artifactDir,
                         const std::string &checkpointDir,
                         const OpenOptions &options) {
+  keepTemporariesInTheHeap();
   if (options.numThreads < 0 || options.numThreads > 4096)
     return "thread count must be in [1, 4096] (or 0 for one per CPU), got " +
            std::to_string(options.numThreads);

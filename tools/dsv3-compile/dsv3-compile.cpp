@@ -89,6 +89,11 @@ cl::opt<std::string> fusion(
              "cache, each (token, slot) pair of an MoE layer on its own), "
              "latent (dsv3-fuse-latent-projection), moe (dsv3-fuse-moe)"),
     cl::init("all"), cl::cat(category));
+cl::opt<std::string> ompSchedule(
+    "omp-schedule",
+    cl::desc("OpenMP schedule of the parallel loops: static (default), "
+             "dynamic, guided, auto, runtime (OMP_SCHEDULE decides)"),
+    cl::init("static"), cl::cat(category));
 cl::opt<int64_t> naivePrefillFrom(
     "naive-prefill-from",
     cl::desc("With the latent cache (--fusion=all|latent): prefill calls of "
@@ -282,7 +287,9 @@ int main(int argc, char **argv) {
   // Lower a copy: the imported module describes the artifact's interface.
   mlir::OwningOpRef<mlir::ModuleOp> lowered = imported.module->clone();
   mlir::PassManager pm(&context);
-  if (failed(mlir::dsv3::buildCpuPipeline(pm, {})))
+  mlir::dsv3::CpuPipelineOptions cpuOptions;
+  cpuOptions.ompSchedule = ompSchedule;
+  if (failed(mlir::dsv3::buildCpuPipeline(pm, cpuOptions)))
     return fail("internal error: dsv3-cpu-pipeline does not build");
   if (failed(pm.run(*lowered)))
     return fail("lowering the model with dsv3-cpu-pipeline failed");

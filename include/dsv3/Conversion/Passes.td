@@ -85,4 +85,19 @@ def DSV3MemRefCopyToLinalg : Pass<"dsv3-memref-copy-to-linalg", "func::FuncOp"> 
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 
+def DSV3OpenMPSchedule : Pass<"dsv3-openmp-schedule", "ModuleOp"> {
+  let summary = "Set the schedule of every omp.wsloop";
+  let description = [{
+    `convert-scf-to-openmp` leaves the schedule of the parallel loops unset
+    (static). This pass sets `schedule_kind` on every `omp.wsloop`: `static`,
+    `dynamic`, `guided`, `auto` or `runtime` (the `OMP_SCHEDULE` environment
+    variable chooses at run time).
+  }];
+  let options = [
+    Option<"schedule", "schedule", "std::string", /*default=*/"\"static\"",
+           "static | dynamic | guided | auto | runtime">
+  ];
+  let dependentDialects = ["mlir::omp::OpenMPDialect"];
+}
+
 #endif // DSV3_CONVERSION_PASSES

@@ -24,6 +24,11 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
       *this, "packed-entry-points",
       llvm::cl::desc("Add void dsv3_<entry>(void**) wrappers for the runtime"),
       llvm::cl::init(true)};
+  PassOptions::Option<std::string> ompSchedule{
+      *this, "omp-schedule",
+      llvm::cl::desc("Schedule of the parallel loops: static | dynamic | "
+                     "guided | auto | runtime"),
+      llvm::cl::init("static")};
 };
 
 /// Stage 1: dsv3 -> linalg/tensor -> one-shot bufferization with buffer
