@@ -2,7 +2,7 @@
 """Side-by-side benchmark of the fusion strategies (dsv3-compile --fusion) and of the naive-prefill policy.
 
     PYTHONPATH=python /usr/bin/python3 bench/fusion_strategies.py [--out out/fusion] [--build build]
-        [--repeats 3] [--threads all] [--ckpt out/bench/ckpt] [--naive-prefill-from 512] [--sweep 64,256,512,1024,2048]
+        [--repeats 3] [--threads all] [--ckpt out/bench/ckpt] [--naive-prefill-from 128] [--sweep 64,256,512,1024,2048]
 
 Steps (docs/fusion-strategies.md explains the numbers):
   1. the bench-450m bf16 checkpoint (reused from --ckpt when its config.json exists, generated otherwise);
@@ -190,8 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--short-runs", type=int, default=3,
                     help="groups of the short case per round (3; the long case runs once per round)")
     ap.add_argument("--warmup", type=int, default=1, help="unmeasured short runs per strategy before the rounds (1)")
-    ap.add_argument("--naive-prefill-from", type=int, default=512,
-                    help="--naive-prefill-from of the all+np strategy (512)")
+    ap.add_argument("--naive-prefill-from", type=int, default=128,
+                    help="--naive-prefill-from of the all+np strategy (128, dsv3-compile's default)")
     ap.add_argument("--sweep", default="64,256,512,1024,2048",
                     help="prompt lengths of the prefill-policy sweep ('' to skip)")
     ap.add_argument("--sweep-runs", type=int, default=3, help="side-by-side pairs per sweep length (3)")

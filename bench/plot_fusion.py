@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Bar chart of bench/fusion_strategies.py's results: naive (--fusion=none) vs absorbed (--fusion=latent) MLA.
+"""Charts of bench/fusion_strategies.py's results: every fusion strategy side by side, the prefill policy, the KV cache.
 
     /usr/bin/python3 bench/plot_fusion.py [--out out/fusion] [--png docs/fusion-strategies.png]
 
-Reads OUT/fusion.json and writes the chart to --png and to OUT/fusion-strategies.png.  Left panel: median
-prefill and decode tokens/s of both strategies for the short (64-token prompt) and long (2048-token prompt) case,
-whiskers spanning the counted rounds' values, the latent/none ratio of the medians above each pair.  Right panel:
-KV-cache bytes per token of context (the compiled f32 cache, all layers) and the cache bytes one decode step reads
-at the report's context, from the cost report.
+Reads OUT/fusion.json and writes the chart to --png and to OUT/fusion-strategies.png.  Left: median prefill and
+decode tokens/s of every strategy for the short (64-token prompt) and long (2048-token prompt) case, whiskers
+spanning the counted rounds' values, each bar labelled with its ratio to none.  Middle: the prefill-policy sweep,
+prefill tokens/s of absorbed MLA and of K/V expanded from the latent by prompt length.  Right: KV-cache bytes per
+token of context of each strategy's compiled cache (f32, all layers).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLORS = {"none": "#c0504d", "latent": "#4f81bd"}
-NAMES = {"none": "naive (--fusion=none)", "latent": "absorbed (--fusion=latent)"}
+COLORS = {"none": "#c0504d", "latent": "#4f81bd", "moe": "#9bbb59", "all": "#8064a2", "all+np": "#f79646"}
 METRICS = ("short_prefill_tps", "long_prefill_tps", "short_decode_tps", "long_decode_tps")
 
 
@@ -64,88 +63,91 @@ def main(argv: List[str] | None = None) -> int:
         print(f"plot_fusion: error: cannot read {src}: {e}", file=sys.stderr)
         return 1
     strat = data["strategies"]
-    if any("medians" not in strat.get(s, {}) for s in ("none", "latent")) or \
-            all(v is None for s in ("none", "latent") for v in strat[s]["medians"].values()):
+    order = [s for s in data.get("strategy_order", list(strat)) if "medians" in strat.get(s, {})]
+    if "none" not in order or all(v is None for s in order for v in strat[s]["medians"].values()):
         errs = data.get("errors") or []
         print(f"plot_fusion: error: {src} has no measurements (the benchmark did not finish or every run failed; "
               f"{len(errs)} error(s) recorded{'; the first: ' + errs[0] if errs else ''})", file=sys.stderr)
         return 1
-    missing = [f"{s} {m}" for s in ("none", "latent") for m in METRICS if strat[s]["medians"].get(m) is None]
-    if missing:
-        print(f"plot_fusion: warning: no value for {', '.join(missing)} (drawn as n/a)", file=sys.stderr)
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.6), gridspec_kw={"width_ratios": [2.5, 1]})
-    width = 0.38
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 5.8), gridspec_kw={"width_ratios": [3, 1.4, 1.1]})
+    width = 0.8 / len(order)
     xs = list(range(len(METRICS)))
     top = 0.0
-    for k, s in enumerate(("none", "latent")):
+    ratios = data.get("ratios_over_none", {})
+    for k, s in enumerate(order):
         raw = [strat[s]["medians"].get(m) for m in METRICS]
         med = [v or 0.0 for v in raw]
         lo, hi = [], []
         for m, v in zip(METRICS, med):
             vals = round_values(data, s, m) or [v]
-            lo.append(v - min(vals))
-            hi.append(max(vals) - v)
+            lo.append(max(0.0, v - min(vals)))
+            hi.append(max(0.0, max(vals) - v))
             top = max(top, max(vals))
-        pos = [x + (k - 0.5) * width for x in xs]
-        bars = ax.bar(pos, med, width, color=COLORS[s], label=NAMES[s], yerr=[lo, hi], capsize=3,
-                      error_kw={"elinewidth": 1, "ecolor": "#333333"})
-        for b, v in zip(bars, raw):
+        pos = [x + (k - (len(order) - 1) / 2) * width for x in xs]
+        flags = " ".join(strat[s].get("flags", []))
+        bars = ax.bar(pos, med, width, color=COLORS.get(s, "#777777"), label=f"{s}  ({flags})", yerr=[lo, hi],
+                      capsize=2, error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+        for b, m, v in zip(bars, METRICS, raw):
             if v is None:
-                ax.text(b.get_x() + b.get_width() / 2, 0, "n/a", ha="center", va="bottom", fontsize=9)
-            else:
-                ax.text(b.get_x() + b.get_width() / 2, b.get_height() / 2, f"{v:.0f}", ha="center", va="center",
-                        fontsize=10, color="white", fontweight="bold")
-    ratios = data["ratios_latent_over_none"]
-    for x, m in zip(xs, METRICS):
-        r = ratios[m]["ratio_of_medians"]
-        rp = ratios[m].get("median_of_pair_ratios")
-        hi_val = max(max(round_values(data, s, m) or [strat[s]["medians"][m] or 0]) for s in ("none", "latent"))
-        if r is not None:
-            txt = f"latent/none {r:.2f}×" + (f"\n(median pair {rp:.2f}×)" if rp is not None else "")
-            ax.text(x, hi_val + 0.03 * top, txt, ha="center", va="bottom", fontsize=9)
+                continue
+            txt = f"{v:.0f}"
+            r = ratios.get(s, {}).get(m, {}).get("median_of_group_ratios")
+            if r is not None:
+                txt += f"\n{r:.2f}×"
+            ax.text(b.get_x() + b.get_width() / 2, b.get_height() + hi[METRICS.index(m)] + 2, txt, ha="center",
+                    va="bottom", fontsize=7)
     ax.set_xticks(xs)
     ax.set_xticklabels([label(data, m) for m in METRICS], fontsize=10)
     ax.set_ylabel("tokens / s (median; whiskers: range over rounds)")
-    ax.set_ylim(0, top * 1.25)
+    ax.set_ylim(0, top * 1.3)
     ax.axvline(1.5, color="#999999", linewidth=0.8, linestyle=":")
-    ax.legend(loc="upper left", fontsize=9.5, frameon=False)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     m = data["machine"]
     used = data.get("rounds_used", len(data["rounds"]))
-    ax.set_title(f"{data['preset']} (bf16, {data['threads']} threads, {m.get('cpu_model') or 'CPU'}): "
-                 f"medians of {used} rounds, {m['date'][:10]}", fontsize=10.5)
+    ax.set_title(f"{data['preset']} (bf16, {data['threads']} threads, {m.get('cpu_model') or 'CPU'}): medians of "
+                 f"{used} rounds, {m['date'][:10]}; n.nn× = ratio to none (side by side)", fontsize=10)
 
-    # Right panel: KV-cache bytes per token of context, and the cache bytes a decode step reads at the report's
-    # context (cost report, f32 cache).
-    kv_tok = []
-    kv_mb = []
-    for s in ("none", "latent"):
-        rep = strat[s].get("report", {}).get("total", {})
-        kv_tok.append(strat[s].get("kv_cache", {}).get("bytes_per_position") or rep.get("kv_bytes_per_token") or 0)
-        kv_mb.append(rep.get("decode_kv_mb"))
-    bars = ax2.bar([0, 1], [v / 1024 for v in kv_tok], 0.6, color=[COLORS["none"], COLORS["latent"]])
-    for b, v, mb in zip(bars, kv_tok, kv_mb):
-        txt = f"{v:,} B"
-        if mb is not None:
-            txt += f"\n{mb:.1f} MB read\nper decode step"
-        ax2.text(b.get_x() + b.get_width() / 2, b.get_height() + 1.5, txt, ha="center", va="bottom", fontsize=9)
-    if kv_tok[0] and kv_tok[1]:
-        ax2.text(0.75, 0.5, f"{kv_tok[0] / kv_tok[1]:.1f}×\nsmaller", transform=ax2.transAxes, ha="center",
-                 fontsize=12, fontweight="bold", color=COLORS["latent"])
-    ax2.set_xticks([0, 1])
-    ax2.set_xticklabels(["naive\nper-head K/V", "absorbed\nlatent + rope"], fontsize=10)
-    ax2.set_ylabel("KV cache, KiB per token of context (f32, 8 layers)")
-    ax2.set_ylim(0, max(kv_tok) / 1024 * 1.45)
-    ctx = None
-    for s in ("none", "latent"):
-        hdr = strat[s].get("report", {}).get("header", "")
-        if "context" in hdr:
-            ctx = hdr.rsplit("context", 1)[1].strip(" )")
-    ax2.set_title("KV-cache size" + (f" (read per step at context {ctx})" if ctx else ""), fontsize=10.5)
-    ax2.grid(axis="y", alpha=0.3)
-    ax2.set_axisbelow(True)
+    # Middle: the prefill policy.
+    policy = data.get("prefill_policy") or {}
+    med = policy.get("medians") or {}
+    lengths = [n for n in policy.get("lengths", []) if str(n) in med]
+    if lengths:
+        for form, color in (("absorbed", COLORS["all"]), ("expanded", COLORS["all+np"])):
+            ys = [med[str(n)].get(form) for n in lengths]
+            ax2.plot(lengths, ys, marker="o", color=color,
+                     label={"absorbed": "absorbed MLA on the latent",
+                            "expanded": "K/V expanded from the latent, naive MLA"}[form])
+        ax2.set_xscale("log", base=2)
+        ax2.set_xticks(lengths)
+        ax2.set_xticklabels([str(n) for n in lengths])
+        ax2.set_xlabel("prompt tokens (one prefill call)")
+        ax2.set_ylabel("prefill tokens / s (median)")
+        ax2.set_ylim(0, None)
+        ax2.legend(fontsize=8, frameon=False, loc="lower left")
+        wins = policy.get("expanded_wins_from")
+        ax2.set_title("prefill policy (--fusion=all)" +
+                      (f": expanded faster from {wins} tokens" if wins else ": absorbed always faster"),
+                      fontsize=10)
+        ax2.grid(alpha=0.3)
+    else:
+        ax2.axis("off")
+
+    # Right: KV-cache bytes per token of context.
+    kv = [(s, strat[s].get("kv_cache", {}).get("bytes_per_position") or 0) for s in order]
+    bars = ax3.bar(range(len(kv)), [v / 1024 for _, v in kv], 0.6, color=[COLORS.get(s, "#777777") for s, _ in kv])
+    for b, (_, v) in zip(bars, kv):
+        ax3.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{v:,} B", ha="center", va="bottom",
+                 fontsize=8)
+    ax3.set_xticks(range(len(kv)))
+    ax3.set_xticklabels([s for s, _ in kv], fontsize=9)
+    ax3.set_ylabel("KV cache, KiB per token of context (f32, all layers)")
+    ax3.set_ylim(0, max(v for _, v in kv) / 1024 * 1.2 if kv else 1)
+    ax3.set_title("KV-cache size", fontsize=10)
+    ax3.grid(axis="y", alpha=0.3)
+    ax3.set_axisbelow(True)
 
     fig.tight_layout()
     outs = [args.png, os.path.join(args.out, "fusion-strategies.png")]

@@ -106,7 +106,10 @@ public:
     const double cacheBytes = options.cacheElementBytes > 0
                                   ? options.cacheElementBytes
                                   : elementBytes(cacheType.getElementType());
-    if (mla.hasLatentCache()) {
+    std::optional<uint64_t> expandFrom = mla.getExpandFrom();
+    const bool expanded = mla.hasLatentCache() && expandFrom &&
+                          step.tokens >= static_cast<double>(*expandFrom);
+    if (mla.hasLatentCache() && !expanded) {
       // Absorbed: W_UK into the query, attention over the latent, W_UV after.
       c.flops += 2 * step.tokens * heads * nope * latent;       // q_lat
       c.flops += 2 * step.pairs * heads * (latent + rope);      // scores
@@ -114,11 +117,14 @@ public:
       c.flops += 2 * step.tokens * heads * latent * v;          // W_UV
       kvPerToken += (latent + rope) * cacheBytes;
     } else {
-      // Naive: K/V expanded per head for the new tokens, kept per head.
-      c.flops += 2 * step.tokens * latent * heads * (nope + v); // kv_b
-      c.flops += 2 * step.pairs * heads * (nope + rope);        // scores
-      c.flops += 2 * step.pairs * heads * v;                    // P · V
-      kvPerToken += heads * (nope + rope + v) * cacheBytes;
+      // Naive: K/V per head (kv_b over the new tokens, or, expanding from
+      // the latent cache, over every cached position attended to).
+      const double expandedRows = expanded ? step.context : step.tokens;
+      c.flops += 2 * expandedRows * latent * heads * (nope + v); // kv_b
+      c.flops += 2 * step.pairs * heads * (nope + rope);         // scores
+      c.flops += 2 * step.pairs * heads * v;                     // P · V
+      kvPerToken += expanded ? (latent + rope) * cacheBytes
+                             : heads * (nope + rope + v) * cacheBytes;
     }
     c.kvReadBytes = step.context * kvPerToken;
     return c;
