@@ -464,11 +464,24 @@ Value asOneGroup(Emitter &e, Value w) {
       SmallVector<ReassociationIndices>{{0, 1}, {2}});
 }
 
-int64_t sharedSlotsOf(Value sharedWeight, int64_t dimOfRows, int64_t inter) {
-  if (!sharedWeight)
-    return 0;
-  return cast<RankedTensorType>(sharedWeight.getType()).getDimSize(dimOfRows) /
-         inter;
+/// The rows of a grouped expert op: `experts` stacked [E, ...] with the
+/// expert width I at dim `interDim`; `shared` (or null) holds S * I at dim
+/// `sharedDim`.
+ExpertRows expertRowsOf(Value order, Value offsets, int64_t topK,
+                        Value experts, int64_t interDim, Value shared,
+                        int64_t sharedDim) {
+  auto type = cast<RankedTensorType>(experts.getType());
+  ExpertRows rows;
+  rows.order = order;
+  rows.offsets = offsets;
+  rows.topK = topK;
+  rows.experts = type.getDimSize(0);
+  rows.inter = type.getDimSize(interDim);
+  if (shared)
+    rows.sharedSlots =
+        cast<RankedTensorType>(shared.getType()).getDimSize(sharedDim) /
+        rows.inter;
+  return rows;
 }
 
 struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
@@ -476,14 +489,9 @@ struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
   LogicalResult matchAndRewrite(MoeGateUpOp op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
-    auto gateType = cast<RankedTensorType>(op.getGate().getType());
-    ExpertRows rows;
-    rows.order = op.getOrder();
-    rows.offsets = op.getOffsets();
-    rows.experts = gateType.getDimSize(0);
-    rows.inter = gateType.getDimSize(1);
-    rows.topK = op.getTopK();
-    rows.sharedSlots = sharedSlotsOf(op.getSharedGate(), 0, rows.inter);
+    ExpertRows rows =
+        expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
+                     op.getGate(), /*interDim=*/1, op.getSharedGate(), 0);
     Value act = emitExpertGateUp(
         e, op.getInput(), rows,
         WeightView{op.getGate(), op.getGateScale(), nullptr},
@@ -504,14 +512,9 @@ struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
   LogicalResult matchAndRewrite(MoeDownCombineOp op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
-    auto downType = cast<RankedTensorType>(op.getDown().getType());
-    ExpertRows rows;
-    rows.order = op.getOrder();
-    rows.offsets = op.getOffsets();
-    rows.experts = downType.getDimSize(0);
-    rows.inter = downType.getDimSize(2);
-    rows.topK = op.getTopK();
-    rows.sharedSlots = sharedSlotsOf(op.getSharedDown(), 1, rows.inter);
+    ExpertRows rows =
+        expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
+                     op.getDown(), /*interDim=*/2, op.getSharedDown(), 1);
     Value out = emitExpertDownCombine(
         e, op.getActivations(), op.getWeights(), rows,
         WeightView{op.getDown(), op.getDownScale(), nullptr},

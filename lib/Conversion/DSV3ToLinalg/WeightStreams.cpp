@@ -457,7 +457,8 @@ Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
       arith::MulIOp::create(e.b, e.loc, numTokens,
                             e.index(rows.sharedSlots)));
   Value init = e.empty({numRows, e.b.getIndexAttr(width)});
-  auto [active, numActive] = emitActiveGroups(e, rows);
+  Value active, numActive;
+  std::tie(active, numActive) = emitActiveGroups(e, rows);
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
       ArrayRef<OpFoldResult>{numActive, e.b.getIndexAttr(width / tileCols)},
@@ -571,6 +572,20 @@ emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
   return sums;
 }
 
+/// The stored rows first, first + 1, ... of a tile of `tileCols`, and the
+/// same rows of the next tile (to prefetch).
+std::pair<SmallVector<Value>, SmallVector<Value>>
+tileRowsAndNext(OpBuilder &b, Location loc, Value first, int64_t tileCols) {
+  SmallVector<Value> stored, ahead;
+  for (int64_t i = 0; i < tileCols; ++i) {
+    stored.push_back(
+        arith::AddIOp::create(b, loc, first, indexConst(b, loc, i)));
+    ahead.push_back(arith::AddIOp::create(b, loc, stored.back(),
+                                          indexConst(b, loc, tileCols)));
+  }
+  return {stored, ahead};
+}
+
 /// Reads 16 f32 of row `row` of the 2-D tensor `t` at column `col`.
 Value readActivations(OpBuilder &b, Location loc, Value t, Value row,
                       Value col, bool exact) {
@@ -628,14 +643,10 @@ Value emitExpertGateUp(Emitter &e, Value x, const ExpertRows &rows,
         const WeightView &u = blk.shared ? sharedUp : up;
         Value gBuf = blk.shared ? sharedGateBuffer : gateBuffer;
         Value uBuf = blk.shared ? sharedUpBuffer : upBuffer;
-        Value first = arith::AddIOp::create(b, loc, blk.slotStart, blk.col0);
         SmallVector<Value> stored, ahead;
-        for (int64_t i = 0; i < tileCols; ++i) {
-          stored.push_back(
-              arith::AddIOp::create(b, loc, first, indexConst(b, loc, i)));
-          ahead.push_back(arith::AddIOp::create(
-              b, loc, stored.back(), indexConst(b, loc, tileCols)));
-        }
+        std::tie(stored, ahead) = tileRowsAndNext(
+            b, loc, arith::AddIOp::create(b, loc, blk.slotStart, blk.col0),
+            tileCols);
         return forEachBlockRow(
             b, loc, block, blk.lo,
             [&](OpBuilder &b1, Location l1, Value r, Value local,
@@ -693,12 +704,7 @@ Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
         const WeightView &w = blk.shared ? sharedDown : down;
         Value buf = blk.shared ? sharedDownBuffer : downBuffer;
         SmallVector<Value> stored, ahead;
-        for (int64_t i = 0; i < tileCols; ++i) {
-          stored.push_back(
-              arith::AddIOp::create(b, loc, blk.col0, indexConst(b, loc, i)));
-          ahead.push_back(arith::AddIOp::create(
-              b, loc, stored.back(), indexConst(b, loc, tileCols)));
-        }
+        std::tie(stored, ahead) = tileRowsAndNext(b, loc, blk.col0, tileCols);
         return forEachBlockRow(
             b, loc, block, blk.lo,
             [&](OpBuilder &b1, Location l1, Value r, Value local,
