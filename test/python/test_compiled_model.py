@@ -4,6 +4,7 @@
 - the numpy reference on the generator's config matrix (dense-only, q_lora_rank null, softmax routing without
   groups, sigmoid with groups and bias, no YaRN, odd head counts, v_head_dim != qk_nope_head_dim, FP8, f32),
   with a prompt long enough that decoding runs past position 64;
+- the same matrix under every fusion strategy;
 - batch 2 (unequal prompts): each sequence's tokens equal the reference run on that sequence alone;
 - every fusion strategy (all, none = naive MLA on the per-head K/V cache and per-pair experts, latent = absorbed
   MLA, moe = route -> dispatch -> grouped expert GEMMs -> combine, and all with --naive-prefill-from=2: the prompt
@@ -89,10 +90,11 @@ MATRIX = ["base-v3", "dense-null-experts", "dense-first-k", "no-q-lora", "softma
           "with-mtp-layer", "f32", "fp8", "fp8-fused-down"]
 
 
+@pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe"])
 @pytest.mark.parametrize("name", MATRIX)
-def test_matches_reference(name, variant_checkpoints, reference_runs, tmp_path):
+def test_matches_reference(name, fusion, variant_checkpoints, reference_runs, tmp_path):
     ckpt = variant_checkpoints[name]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", f"--fusion={fusion}")
     want, greedy = reference_runs(ckpt, PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
