@@ -116,11 +116,11 @@ func.func @stacked_down_projections(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi6
 /// Negative (down projections): FP8 q_a with q_lora_rank 64, not a multiple
 /// of the 128-row scale blocks, keeps q_a and kv_a apart (the cache is
 /// already latent, so nothing else changes either).
-// CHECK-LABEL: func.func @fp8_q_lora_64_unchanged
+// CHECK-LABEL: func.func @negative_fp8_q_lora_64
 // CHECK-NOT: tensor.concat
 // CHECK: dsv3.mla {{.*}} q_a(%{{.*}}) q_a_scale(%{{.*}}) q_norm
 // CHECK-SAME: kv_a(%{{.*}}) kv_a_scale(
-func.func @fp8_q_lora_64_unchanged(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>,
+func.func @negative_fp8_q_lora_64(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>,
     %qa: tensor<64x128xf8E4M3FN>, %qas: tensor<1x1xf32>, %qn: tensor<64xbf16>, %qb: tensor<96x64xbf16>,
     %kva: tensor<40x128xf8E4M3FN>, %kvas: tensor<1x1xf32>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>,
     %wo: tensor<128x64xbf16>) -> tensor<1x7x128xf32> {
@@ -137,10 +137,10 @@ func.func @fp8_q_lora_64_unchanged(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64
 // -----
 
 /// Negative (down projections): a query without q_lora_rank has no q_a.
-// CHECK-LABEL: func.func @plain_query_unchanged
+// CHECK-LABEL: func.func @negative_plain_query
 // CHECK-NOT: tensor.concat
 // CHECK: dsv3.mla {{.*}} q(%{{.*}}) kv_a(
-func.func @plain_query_unchanged(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>,
+func.func @negative_plain_query(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xf32>,
     %wq: tensor<96x128xbf16>, %kva: tensor<40x128xbf16>, %kvn: tensor<32xbf16>, %kvb: tensor<128x32xbf16>,
     %wo: tensor<128x64xbf16>) -> tensor<1x7x128xf32> {
   %out, %updated = dsv3.mla %x, %pos, %c q(%wq) kv_a(%kva) kv_norm(%kvn) kv_b(%kvb) o(%wo)

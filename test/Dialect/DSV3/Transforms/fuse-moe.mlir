@@ -50,10 +50,10 @@ func.func @moe_fp8_static(%x: tensor<7x256xf32>, %r: tensor<4x256xf32>, %g: tens
 
 /// Negative: bf16 activations stay as they are (the fused ops compute in
 /// f32).
-// CHECK-LABEL: func.func @bf16_activations_unchanged
+// CHECK-LABEL: func.func @negative_bf16_activations
 // CHECK: dsv3.moe %{{.*}} router
 // CHECK-NOT: dsv3.moe_route
-func.func @bf16_activations_unchanged(%x: tensor<7x128xbf16>, %r: tensor<8x128xbf16>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>) -> tensor<7x128xbf16> {
+func.func @negative_bf16_activations(%x: tensor<7x128xbf16>, %r: tensor<8x128xbf16>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>) -> tensor<7x128xbf16> {
   %0 = dsv3.moe %x router(%r) experts(%g, %u, %d)
       {experts = 8 : i64, top_k = 2 : i64, n_group = 1 : i64, topk_group = 1 : i64, scoring = #dsv3.scoring<softmax>, norm_topk_prob = true, routed_scaling_factor = 1.0 : f64}
       : (tensor<7x128xbf16>, tensor<8x128xbf16>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<8x128x32xbf16>) -> tensor<7x128xbf16>
@@ -64,10 +64,10 @@ func.func @bf16_activations_unchanged(%x: tensor<7x128xbf16>, %r: tensor<8x128xb
 
 /// Negative: a shared MLP of width 48 cannot be split into slots of the
 /// experts' width 32, so the layer stays unfused.
-// CHECK-LABEL: func.func @shared_width_not_slots_unchanged
+// CHECK-LABEL: func.func @negative_shared_width_not_slots
 // CHECK: dsv3.moe %{{.*}} router
 // CHECK-NOT: dsv3.moe_route
-func.func @shared_width_not_slots_unchanged(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>, %sg: tensor<48x128xbf16>, %su: tensor<48x128xbf16>, %sd: tensor<128x48xbf16>) -> tensor<7x128xf32> {
+func.func @negative_shared_width_not_slots(%x: tensor<7x128xf32>, %r: tensor<8x128xbf16>, %g: tensor<8x32x128xbf16>, %u: tensor<8x32x128xbf16>, %d: tensor<8x128x32xbf16>, %sg: tensor<48x128xbf16>, %su: tensor<48x128xbf16>, %sd: tensor<128x48xbf16>) -> tensor<7x128xf32> {
   %0 = dsv3.moe %x router(%r) experts(%g, %u, %d) shared(%sg, %su, %sd)
       {experts = 8 : i64, top_k = 2 : i64, n_group = 1 : i64, topk_group = 1 : i64, scoring = #dsv3.scoring<softmax>, norm_topk_prob = true, routed_scaling_factor = 1.0 : f64}
       : (tensor<7x128xf32>, tensor<8x128xbf16>, tensor<8x32x128xbf16>, tensor<8x32x128xbf16>, tensor<8x128x32xbf16>, tensor<48x128xbf16>, tensor<48x128xbf16>, tensor<128x48xbf16>) -> tensor<7x128xf32>
@@ -77,10 +77,10 @@ func.func @shared_width_not_slots_unchanged(%x: tensor<7x128xf32>, %r: tensor<8x
 // -----
 
 /// Negative: dense layers (dsv3.swiglu_mlp) are not MoE layers.
-// CHECK-LABEL: func.func @dense_unchanged
+// CHECK-LABEL: func.func @negative_dense_layer
 // CHECK: dsv3.swiglu_mlp
 // CHECK-NOT: dsv3.moe
-func.func @dense_unchanged(%x: tensor<7x128xf32>, %g: tensor<32x128xbf16>, %u: tensor<32x128xbf16>, %d: tensor<128x32xbf16>) -> tensor<7x128xf32> {
+func.func @negative_dense_layer(%x: tensor<7x128xf32>, %g: tensor<32x128xbf16>, %u: tensor<32x128xbf16>, %d: tensor<128x32xbf16>) -> tensor<7x128xf32> {
   %0 = dsv3.swiglu_mlp %x, %g, %u, %d : (tensor<7x128xf32>, tensor<32x128xbf16>, tensor<32x128xbf16>, tensor<128x32xbf16>) -> tensor<7x128xf32>
   return %0 : tensor<7x128xf32>
 }
