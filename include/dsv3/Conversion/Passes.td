@@ -10,20 +10,27 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
   let description = [{
     Rewrites every dsv3 op into upstream ops on tensors, computing in f32:
 
-    - `dsv3.linear`: one `linalg.generic` contraction that widens each weight
-      element as it is read (bf16/f16 `arith.extf`; FP8 e4m3 through a 256-entry
-      table times its 128x128 block scale), so no f32 copy of a weight is made;
+    - `dsv3.linear`: the grouped row-dots weight stream (an `scf.forall` over
+      tiles of 8 output rows, 16-lane FMA loops) that widens each weight
+      element in registers (bf16/f16 `arith.extf`; FP8 e4m3 decoded exactly
+      with integer ops, times its 128x128 block scale), so no f32 copy of a
+      weight is made;
     - `dsv3.rms_norm`, `dsv3.embedding`, `dsv3.rope` (frequencies, with YaRN,
       folded to a constant table at compile time): `linalg.generic`s;
-    - `dsv3.mla`: decomposed into `dsv3.linear`/`rms_norm`/`rope` (lowered in
-      turn), a scatter of this call's entries into the cache at their
-      positions, and causal softmax attention over the cache prefix in use —
-      on the latent cache with W_UK absorbed into the query and W_UV applied
-      after attention, or on the expanded per-head K/V cache;
-    - `dsv3.moe`: routing (scores, selection bias, group-limited top-k by
-      rank, normalisation, scaling) as `linalg.generic`s, then a loop over
-      tokens and their selected experts that reads only those experts'
-      weights, plus the shared experts.
+    - `dsv3.mla`: the projections as weight streams, a scatter of this call's
+      entries into the cache at their positions, and causal softmax attention
+      over the cache prefix in use: on the latent cache with W_UK absorbed
+      into the query and W_UV applied after attention (or, for a call of at
+      least `expand_from` tokens, naive attention on K/V expanded from the
+      latent), or on the expanded per-head K/V cache;
+    - `dsv3.moe` (unfused): routing (scores, selection bias, group-limited
+      top-k by rank, normalisation, scaling) as `linalg.generic`s, then each
+      (token, slot) pair through its expert's gate, up and down and the
+      weighted sum, plus the shared experts as a SwiGLU MLP;
+    - the fused MoE ops of `dsv3-fuse-moe`: the same routing, a serial
+      counting sort for the dispatch, and two grouped-expert kernels
+      (parallel over active expert x column tile) for gate/up and down,
+      followed by the combine through the inverse permutation.
 
     Example:
     ```mlir
