@@ -112,14 +112,24 @@ LogicalResult mlir::dsv3::buildCpuPipeline(OpPassManager &pm,
 }
 
 void mlir::dsv3::registerDsv3Pipelines() {
-  PassPipelineRegistration<FusionPipelineOptions>(
+  // Registered by hand (not PassPipelineRegistration) so that a bad
+  // strategy fails the pipeline parse: dsv3-opt then exits non-zero.
+  registerPassPipeline(
       "dsv3-fusion", "Run the dsv3 passes of a fusion strategy",
-      [](OpPassManager &pm, const FusionPipelineOptions &options) {
-        if (failed(buildFusionPipeline(pm, options)))
-          llvm::errs() << "dsv3-fusion: unknown strategy '"
-                       << options.strategy
-                       << "' (expected all, none, latent or moe) or "
-                          "negative naive-prefill-from\n";
+      [](OpPassManager &pm, StringRef text,
+         function_ref<LogicalResult(const Twine &)> errorHandler) {
+        FusionPipelineOptions options;
+        if (failed(options.parseFromString(text)))
+          return failure();
+        if (succeeded(buildFusionPipeline(pm, options)))
+          return success();
+        return errorHandler("dsv3-fusion: unknown strategy '" +
+                            options.strategy.getValue() +
+                            "' (expected all, none, latent or moe) or "
+                            "negative naive-prefill-from");
+      },
+      [](function_ref<void(const detail::PassOptions &)> handler) {
+        handler(FusionPipelineOptions());
       });
   PassPipelineRegistration<CpuPipelineOptions>(
       "dsv3-cpu-pipeline",

@@ -242,6 +242,12 @@ int main(int argc, char **argv) {
     if (naivePrefillFrom < 0)
       return fail("--naive-prefill-from must be >= 0, got " +
                   Twine(naivePrefillFrom));
+    if (!llvm::is_contained(ArrayRef<StringRef>{"static", "dynamic", "guided",
+                                                "auto", "runtime"},
+                            StringRef(ompSchedule)))
+      return fail("--omp-schedule must be static, dynamic, guided, auto or "
+                  "runtime, got '" +
+                  ompSchedule + "'");
     if (failed(mlir::dsv3::buildFusionPipeline(fusionPasses, fusionOptions)))
       return fail("--fusion=" + fusion +
                   ": unknown strategy (expected all, none, latent or moe)");
