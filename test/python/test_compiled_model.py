@@ -144,3 +144,19 @@ def test_prepare_entry_replaces_its_sources(tmp_path):
     run_artifact(artifact, ckpt, [golden["tokens"]], 2, tmp_path, logits=False)
     stats = json.load(open(tmp_path / "stats.json"))
     assert stats["weights_bytes"] == expected
+
+
+def test_missing_prepare_entry_is_a_clear_error(tmp_path):
+    """A manifest whose prepare symbol the library does not export: one error line, exit 1, no output."""
+    ckpt, golden, _ = load_golden("tiny-v3")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact")
+    path = os.path.join(artifact, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["entry_points"]["prepare"]["symbol"] = "dsv3_no_such_entry"
+    json.dump(manifest, open(path, "w"))
+    result = subprocess.run([os.path.join(BIN, "dsv3-run"), artifact, "--weights", ckpt, "--tokens", "1,2,3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "libdsv3model.so: entry point 'dsv3_no_such_entry' is not exported by the artifact's library")
