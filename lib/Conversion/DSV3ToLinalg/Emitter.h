@@ -126,6 +126,23 @@ inline Value indexConst(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
 
+/// [[0, .., rank-2], [rank-1]]: every leading (token) dim of a rank-`rank`
+/// tensor into one, the last kept.
+inline SmallVector<ReassociationIndices> tokenReassociation(int64_t rank) {
+  SmallVector<ReassociationIndices> reassoc{{}};
+  for (int64_t i = 0; i < rank - 1; ++i)
+    reassoc[0].push_back(i);
+  reassoc.push_back({rank - 1});
+  return reassoc;
+}
+
+/// tensor[i] of a 1-D integer tensor, as an index.
+inline Value extractIndex(OpBuilder &b, Location loc, Value tensor, Value i) {
+  return arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      tensor::ExtractOp::create(b, loc, tensor, ValueRange{i}));
+}
+
 } // namespace lowering
 } // namespace dsv3
 } // namespace mlir

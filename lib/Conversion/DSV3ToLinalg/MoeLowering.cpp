@@ -244,15 +244,11 @@ Value flattenTokens(Emitter &e, Value input) {
   auto inType = cast<RankedTensorType>(input.getType());
   if (inType.getRank() == 2)
     return input;
-  SmallVector<ReassociationIndices> reassoc{{}};
-  for (int64_t i = 0; i < inType.getRank() - 1; ++i)
-    reassoc[0].push_back(i);
-  reassoc.push_back({inType.getRank() - 1});
   return tensor::CollapseShapeOp::create(
       e.b, e.loc,
       RankedTensorType::get({ShapedType::kDynamic, inType.getShape().back()},
                             e.f32()),
-      input, reassoc);
+      input, tokenReassociation(inType.getRank()));
 }
 
 struct MoeLowering : OpRewritePattern<MoeOp> {
@@ -342,14 +338,10 @@ struct MoeLowering : OpRewritePattern<MoeOp> {
                       });
     }
 
-    if (inType.getRank() != 2) {
-      SmallVector<ReassociationIndices> reassoc{{}};
-      for (int64_t i = 0; i < inType.getRank() - 1; ++i)
-        reassoc[0].push_back(i);
-      reassoc.push_back({inType.getRank() - 1});
-      out = tensor::ExpandShapeOp::create(e.b, e.loc, inType, out, reassoc,
+    if (inType.getRank() != 2)
+      out = tensor::ExpandShapeOp::create(e.b, e.loc, inType, out,
+                                          tokenReassociation(inType.getRank()),
                                           e.sizesOf(input));
-    }
     rewriter.replaceOp(op, out);
     return success();
   }
@@ -391,9 +383,7 @@ struct MoeDispatchLowering : OpRewritePattern<MoeDispatchOp> {
           .getResult(0);
     };
     auto expertOf = [&](OpBuilder &b, Location loc, Value p) {
-      return arith::IndexCastOp::create(
-          b, loc, b.getIndexType(),
-          tensor::ExtractOp::create(b, loc, pairsOf, ValueRange{p}));
+      return extractIndex(b, loc, pairsOf, p);
     };
     auto add = [](OpBuilder &b, Location loc, Value t, Value at, Value v) {
       Value old = tensor::ExtractOp::create(b, loc, t, ValueRange{at});
@@ -434,9 +424,7 @@ struct MoeDispatchLowering : OpRewritePattern<MoeDispatchOp> {
         e.b, e.loc, c0, numPairs, c1, ValueRange{order, cursor},
         [&](OpBuilder &b, Location loc, Value p, ValueRange acc) {
           Value ex = expertOf(b, loc, p);
-          Value at = arith::IndexCastOp::create(
-              b, loc, b.getIndexType(),
-              tensor::ExtractOp::create(b, loc, acc[1], ValueRange{ex}));
+          Value at = extractIndex(b, loc, acc[1], ex);
           Value placed = tensor::InsertOp::create(
               b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), p),
               acc[0], ValueRange{at});

@@ -79,9 +79,7 @@ static Value viewGroup(OpBuilder &b, Location loc, const WeightView &w,
                        Value g) {
   if (!w.groupIndex)
     return g;
-  return arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      tensor::ExtractOp::create(b, loc, w.groupIndex, ValueRange{g}));
+  return extractIndex(b, loc, w.groupIndex, g);
 }
 
 /// Widens a vector of weight elements to f32 in registers.
@@ -128,6 +126,72 @@ static Value readWeightChunk(OpBuilder &b, Location loc, const WeightView &w,
   return wide;
 }
 
+namespace {
+
+/// `count` dot products of length `depth`, 16 lanes at a time: lhs(k) gives
+/// the activation chunk at k, rhs(i, k) the weight chunk of product i.
+SmallVector<Value>
+emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
+         function_ref<Value(OpBuilder &, Location, Value)> lhs,
+         function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
+  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
+  Value zeroVec = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
+  auto kLoop = scf::ForOp::create(
+      b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
+      indexConst(b, loc, kVectorLanes), SmallVector<Value>(count, zeroVec),
+      [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
+        Value a = lhs(b1, l1, k);
+        SmallVector<Value> next;
+        for (int64_t i = 0; i < count; ++i)
+          next.push_back(
+              vector::FMAOp::create(b1, l1, a, rhs(b1, l1, i, k), acc[i]));
+        scf::YieldOp::create(b1, l1, next);
+      });
+  SmallVector<Value> sums;
+  for (int64_t i = 0; i < count; ++i)
+    sums.push_back(vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::ADD, kLoop.getResult(i)));
+  return sums;
+}
+
+/// The stored rows first, first + 1, ... of a tile of `tileCols`, and the
+/// same rows of the next tile (to prefetch).
+std::pair<SmallVector<Value>, SmallVector<Value>>
+tileRowsAndNext(OpBuilder &b, Location loc, Value first, int64_t tileCols) {
+  SmallVector<Value> stored, ahead;
+  for (int64_t i = 0; i < tileCols; ++i) {
+    stored.push_back(
+        arith::AddIOp::create(b, loc, first, indexConst(b, loc, i)));
+    ahead.push_back(arith::AddIOp::create(b, loc, stored.back(),
+                                          indexConst(b, loc, tileCols)));
+  }
+  return {stored, ahead};
+}
+
+/// A read-only buffer of a weight view, for software prefetch.
+Value prefetchBuffer(Emitter &e, const WeightView &w) {
+  auto type = cast<RankedTensorType>(w.view.getType());
+  auto layout = StridedLayoutAttr::get(
+      e.b.getContext(), ShapedType::kDynamic,
+      SmallVector<int64_t>(type.getRank(), ShapedType::kDynamic));
+  return bufferization::ToBufferOp::create(
+      e.b, e.loc,
+      MemRefType::get(type.getShape(), type.getElementType(), layout), w.view,
+      /*read_only=*/true);
+}
+
+/// Prefetches (group, row, col) of `buffer`: the same chunk of the next
+/// tile, which this thread most likely computes next.
+void prefetch(OpBuilder &b, Location loc, Value buffer, Value group, Value row,
+              Value col) {
+  memref::PrefetchOp::create(b, loc, buffer, ValueRange{group, row, col},
+                             /*isWrite=*/false, /*localityHint=*/3,
+                             /*isDataCache=*/true);
+}
+
+} // namespace
+
 /// Grouped row dots: out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k]).
 ///
 /// This is the weight stream of decode. Rows of w are split into tiles handed
@@ -142,7 +206,6 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
   auto wType = cast<RankedTensorType>(w.view.getType());
   const int64_t inDim = aType.getDimSize(2);
   const int64_t outStatic = wType.getDimSize(1);
-  Type weightElement = wType.getElementType();
   const int64_t tileRows =
       (!ShapedType::isDynamic(outStatic) && outStatic % kRowsPerTile == 0)
           ? kRowsPerTile
@@ -154,18 +217,11 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
       e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, outDim),
       e.index(tileRows));
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
-  auto f32v = VectorType::get({kVectorLanes}, e.f32());
   const bool exact = inDim % kVectorLanes == 0;
   // A buffer view of the weights for software prefetch: each tile fetches
   // the next tile's rows while it streams its own, so the short row streams
   // do not wait for the hardware prefetcher to ramp up.
-  auto dynamicLayout = StridedLayoutAttr::get(
-      e.b.getContext(), ShapedType::kDynamic,
-      SmallVector<int64_t>(wType.getRank(), ShapedType::kDynamic));
-  Value weightBuffer = bufferization::ToBufferOp::create(
-      e.b, e.loc,
-      MemRefType::get(wType.getShape(), weightElement, dynamicLayout), w.view,
-      /*read_only=*/true);
+  Value weightBuffer = prefetchBuffer(e, w);
 
   auto forall = scf::ForallOp::create(
       e.b, e.loc, ArrayRef<OpFoldResult>{groups, numTiles}, ValueRange{init},
@@ -175,16 +231,11 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
         Value wg = viewGroup(b, loc, w, g);
         Value n0 =
             arith::MulIOp::create(b, loc, tile, indexConst(b, loc, tileRows));
-        SmallVector<Value> rowIdx;
-        for (int64_t r = 0; r < tileRows; ++r)
-          rowIdx.push_back(
-              r == 0 ? n0
-                     : arith::AddIOp::create(b, loc, n0, indexConst(b, loc, r))
-                           .getResult());
+        SmallVector<Value> rowIdx, ahead;
+        std::tie(rowIdx, ahead) = tileRowsAndNext(b, loc, n0, tileRows);
         // The tile is the forall's own slice of the output (destination
         // passing), so bufferization writes it in place: no allocation or
         // copy per tile.
-        SmallVector<OpFoldResult> tileSizes{rows, b.getIndexAttr(tileRows)};
         SmallVector<OpFoldResult> tileOffsets{g, b.getIndexAttr(0), n0};
         SmallVector<OpFoldResult> tileShape{b.getIndexAttr(1), rows,
                                             b.getIndexAttr(tileRows)};
@@ -199,40 +250,25 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
             b, loc, indexConst(b, loc, 0), numRows, indexConst(b, loc, 1),
             ValueRange{tileInit},
             [&](OpBuilder &b2, Location l2, Value m, ValueRange mArgs) {
-              Value zeroVec = arith::ConstantOp::create(
-                  b2, l2, DenseElementsAttr::get(f32v, b2.getF32FloatAttr(0)));
-              SmallVector<Value> accInit(tileRows, zeroVec);
-              auto kLoop = scf::ForOp::create(
-                  b2, l2, indexConst(b2, l2, 0), indexConst(b2, l2, inDim),
-                  indexConst(b2, l2, kVectorLanes), accInit,
-                  [&](OpBuilder &b3, Location l3, Value k, ValueRange acc) {
+              SmallVector<Value> sums = emitDots(
+                  b2, l2, tileRows, inDim,
+                  [&](OpBuilder &b3, Location l3, Value k) -> Value {
                     Value xPad = arith::ConstantOp::create(
                         b3, l3, b3.getF32FloatAttr(0));
-                    Value xv = vector::TransferReadOp::create(
-                        b3, l3, f32v, a, ValueRange{g, m, k}, xPad,
-                        ArrayRef<bool>{exact});
-                    SmallVector<Value> next;
-                    for (int64_t r = 0; r < tileRows; ++r) {
-                      Value ahead = arith::AddIOp::create(
-                          b3, l3, rowIdx[r], indexConst(b3, l3, tileRows));
-                      memref::PrefetchOp::create(
-                          b3, l3, weightBuffer, ValueRange{wg, ahead, k},
-                          /*isWrite=*/false, /*localityHint=*/3,
-                          /*isDataCache=*/true);
-                      Value wide = readWeightChunk(b3, l3, w, wg, rowIdx[r],
-                                                   k, exact);
-                      next.push_back(
-                          vector::FMAOp::create(b3, l3, xv, wide, acc[r]));
-                    }
-                    scf::YieldOp::create(b3, l3, next);
+                    return vector::TransferReadOp::create(
+                        b3, l3,
+                        VectorType::get({kVectorLanes}, b3.getF32Type()), a,
+                        ValueRange{g, m, k}, xPad, ArrayRef<bool>{exact});
+                  },
+                  [&](OpBuilder &b3, Location l3, int64_t r, Value k) {
+                    prefetch(b3, l3, weightBuffer, wg, ahead[r], k);
+                    return readWeightChunk(b3, l3, w, wg, rowIdx[r], k, exact);
                   });
               Value tileAcc = mArgs[0];
-              for (int64_t r = 0; r < tileRows; ++r) {
-                Value sum = vector::ReductionOp::create(
-                    b2, l2, vector::CombiningKind::ADD, kLoop.getResult(r));
+              for (int64_t r = 0; r < tileRows; ++r)
                 tileAcc = tensor::InsertOp::create(
-                    b2, l2, sum, tileAcc, ValueRange{m, indexConst(b2, l2, r)});
-              }
+                    b2, l2, sums[r], tileAcc,
+                    ValueRange{m, indexConst(b2, l2, r)});
               scf::YieldOp::create(b2, l2, ValueRange{tileAcc});
             });
         auto inParallel = scf::InParallelOp::create(b, loc);
@@ -343,17 +379,14 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   const int64_t inDim = xType.getShape().back();
   Value x2 = x;
   if (rank != 2) {
-    SmallVector<ReassociationIndices> reassoc{{}};
-    for (int64_t i = 0; i < rank - 1; ++i)
-      reassoc[0].push_back(i);
-    reassoc.push_back({rank - 1});
     int64_t m = 1;
     for (int64_t d : xType.getShape().drop_back())
       m = (ShapedType::isDynamic(d) || ShapedType::isDynamic(m))
               ? ShapedType::kDynamic
               : m * d;
     x2 = tensor::CollapseShapeOp::create(
-        e.b, e.loc, RankedTensorType::get({m, inDim}, e.f32()), x, reassoc);
+        e.b, e.loc, RankedTensorType::get({m, inDim}, e.f32()), x,
+        tokenReassociation(rank));
   }
   WeightView view{addUnitGroup(e, w), scale, nullptr};
   Value out3 = emitGroupedDots(e, addUnitGroup(e, x2), view);
@@ -364,17 +397,14 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
       SmallVector<ReassociationIndices>{{0, 1}, {2}});
   if (rank == 2)
     return out;
-  SmallVector<ReassociationIndices> reassoc{{}};
-  for (int64_t i = 0; i < rank - 1; ++i)
-    reassoc[0].push_back(i);
-  reassoc.push_back({rank - 1});
   SmallVector<int64_t> shape(xType.getShape().drop_back());
   shape.push_back(outDim);
   SmallVector<OpFoldResult> outSizes = e.sizesOf(x);
   outSizes.back() = e.b.getIndexAttr(outDim);
   return tensor::ExpandShapeOp::create(e.b, e.loc,
                                        RankedTensorType::get(shape, e.f32()),
-                                       out, reassoc, outSizes);
+                                       out, tokenReassociation(rank),
+                                       outSizes);
 }
 
 //===----------------------------------------------------------------------===//
@@ -382,12 +412,6 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
 //===----------------------------------------------------------------------===//
 
 namespace {
-
-Value extractIndex(OpBuilder &b, Location loc, Value tensor, Value i) {
-  return arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      tensor::ExtractOp::create(b, loc, tensor, ValueRange{i}));
-}
 
 /// The groups that have rows, in order: the routed experts at least one
 /// pair chose, then the shared slots. Returns (ids i64 [E + S], count);
@@ -545,47 +569,6 @@ Value forEachBlockRow(
   return loop.getResult(0);
 }
 
-/// `count` dot products of length `depth`, 16 lanes at a time: lhs(k) gives
-/// the activation chunk at k, rhs(i, k) the weight chunk of product i.
-SmallVector<Value>
-emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
-         function_ref<Value(OpBuilder &, Location, Value)> lhs,
-         function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
-  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
-  Value zeroVec = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
-  auto kLoop = scf::ForOp::create(
-      b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
-      indexConst(b, loc, kVectorLanes), SmallVector<Value>(count, zeroVec),
-      [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
-        Value a = lhs(b1, l1, k);
-        SmallVector<Value> next;
-        for (int64_t i = 0; i < count; ++i)
-          next.push_back(
-              vector::FMAOp::create(b1, l1, a, rhs(b1, l1, i, k), acc[i]));
-        scf::YieldOp::create(b1, l1, next);
-      });
-  SmallVector<Value> sums;
-  for (int64_t i = 0; i < count; ++i)
-    sums.push_back(vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD, kLoop.getResult(i)));
-  return sums;
-}
-
-/// The stored rows first, first + 1, ... of a tile of `tileCols`, and the
-/// same rows of the next tile (to prefetch).
-std::pair<SmallVector<Value>, SmallVector<Value>>
-tileRowsAndNext(OpBuilder &b, Location loc, Value first, int64_t tileCols) {
-  SmallVector<Value> stored, ahead;
-  for (int64_t i = 0; i < tileCols; ++i) {
-    stored.push_back(
-        arith::AddIOp::create(b, loc, first, indexConst(b, loc, i)));
-    ahead.push_back(arith::AddIOp::create(b, loc, stored.back(),
-                                          indexConst(b, loc, tileCols)));
-  }
-  return {stored, ahead};
-}
-
 /// Reads 16 f32 of row `row` of the 2-D tensor `t` at column `col`.
 Value readActivations(OpBuilder &b, Location loc, Value t, Value row,
                       Value col, bool exact) {
@@ -593,27 +576,6 @@ Value readActivations(OpBuilder &b, Location loc, Value t, Value row,
   Value pad = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
   return vector::TransferReadOp::create(b, loc, f32v, t, ValueRange{row, col},
                                         pad, ArrayRef<bool>{exact});
-}
-
-/// A read-only buffer of a weight view, for software prefetch.
-Value prefetchBuffer(Emitter &e, const WeightView &w) {
-  auto type = cast<RankedTensorType>(w.view.getType());
-  auto layout = StridedLayoutAttr::get(
-      e.b.getContext(), ShapedType::kDynamic,
-      SmallVector<int64_t>(type.getRank(), ShapedType::kDynamic));
-  return bufferization::ToBufferOp::create(
-      e.b, e.loc,
-      MemRefType::get(type.getShape(), type.getElementType(), layout), w.view,
-      /*read_only=*/true);
-}
-
-/// Prefetches (group, row, col) of `buffer`: the same chunk of the next
-/// tile, which this thread most likely computes next.
-void prefetch(OpBuilder &b, Location loc, Value buffer, Value group, Value row,
-              Value col) {
-  memref::PrefetchOp::create(b, loc, buffer, ValueRange{group, row, col},
-                             /*isWrite=*/false, /*localityHint=*/3,
-                             /*isDataCache=*/true);
 }
 
 } // namespace
