@@ -84,8 +84,8 @@ Value concatRows(OpBuilder &b, Location loc, Value first, Value second,
   return tensor::ConcatOp::create(b, loc, /*dim=*/0, ValueRange{first, second});
 }
 
-/// Replaces q_a and kv_a of `op` by their concatenation q_kv_a, where the
-/// fused form applies (see Passes.td).
+/// Replaces q_a and kv_a of `op` by their concatenation q_kv_a, in place,
+/// where the fused form applies (see Passes.td).
 void fuseDownProjections(MlaOp op,
                          DenseMap<std::pair<Value, Value>, Value> &stacks) {
   if (!op.getWqA() || !op.getWkvA())
@@ -105,20 +105,16 @@ void fuseDownProjections(MlaOp op,
   if (op.getWqAScale())
     fusedScale = concatRows(b, loc, op.getWqAScale(), op.getWkvAScale(),
                             "attn.wq_kv_a.scale", stacks);
-  auto replacement = MlaOp::create(
-      b, loc, op.getResult().getType(), op.getUpdatedCache().getType(),
-      op.getHidden(), op.getPositions(), op.getCache(), Value(), Value(),
-      op.getQNorm(), op.getWqB(), op.getWqBScale(), op.getWq(),
-      op.getWqScale(), fused, fusedScale, Value(), Value(), op.getKvNorm(),
-      op.getWkvB(), op.getWkvBScale(), op.getWo(), op.getWoScale(),
-      op.getHeadsAttr(), op.getQLoraRankAttr(), op.getKvLoraRankAttr(),
-      op.getQkNopeHeadDimAttr(), op.getQkRopeHeadDimAttr(),
-      op.getVHeadDimAttr(), op.getSoftmaxScaleAttr(), op.getEpsAttr(),
-      op.getRopeAttr(), op.getExpandFromAttr());
   SmallVector<Value> replaced{op.getWqA(), op.getWkvA(), op.getWqAScale(),
                               op.getWkvAScale()};
-  op.replaceAllUsesWith(replacement);
-  op.erase();
+  // The mutable ranges keep the operand segment sizes in step.
+  op.getWqAMutable().clear();
+  op.getWqAScaleMutable().clear();
+  op.getWkvAMutable().clear();
+  op.getWkvAScaleMutable().clear();
+  op.getWqKvAMutable().assign(fused);
+  if (fusedScale)
+    op.getWqKvAScaleMutable().assign(fusedScale);
   // The layer slices of the separate weights are dead now.
   for (Value old : replaced)
     if (Operation *def = old ? old.getDefiningOp() : nullptr)
