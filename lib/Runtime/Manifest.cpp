@@ -268,6 +268,13 @@ TensorSpec tensorSpec(const json &value, const std::string &field,
   return spec;
 }
 
+/// Weights (checkpoint or prepared) are floating point.
+void expectWeightDType(ElementType dtype, const std::string &field) {
+  if (dtype == ElementType::I32 || dtype == ElementType::I64)
+    fail(field + ".dtype", "a weight must be f32, bf16, f16 or f8e4m3, got " +
+                               std::string(elementTypeName(dtype)));
+}
+
 WeightSpec weightSpec(const json &value, const std::string &field,
                       const ModelConfig &config) {
   if (!value.is_object())
@@ -276,9 +283,7 @@ WeightSpec weightSpec(const json &value, const std::string &field,
   w.role = stringField(value, "role", field);
   w.source = stringField(value, "source", field);
   w.dtype = dtypeField(value, field);
-  if (w.dtype == ElementType::I32 || w.dtype == ElementType::I64)
-    fail(field + ".dtype", "a weight must be f32, bf16, f16 or f8e4m3, got " +
-                               std::string(elementTypeName(w.dtype)));
+  expectWeightDType(w.dtype, field);
   w.shape = shapeField(value, field, /*allowDynamic=*/false,
                        elementSize(w.dtype));
 
@@ -478,10 +483,7 @@ Manifest parse(const json &root, const std::string &artifactDir) {
     for (size_t i = 0; i < prepared.size(); ++i) {
       std::string field = "prepared[" + std::to_string(i) + "]";
       TensorSpec spec = tensorSpec(prepared[i], field, /*allowDynamic=*/false);
-      if (spec.dtype == ElementType::I32 || spec.dtype == ElementType::I64)
-        fail(field + ".dtype", "a weight must be f32, bf16, f16 or f8e4m3, "
-                               "got " +
-                                   std::string(elementTypeName(spec.dtype)));
+      expectWeightDType(spec.dtype, field);
       if (roles.count(spec.name) || !preparedNames.insert(spec.name).second)
         fail(field + ".name", "duplicate weight role '" + spec.name + "'");
       m.prepared.push_back(std::move(spec));
