@@ -111,6 +111,51 @@ LogicalResult mlir::dsv3::buildCpuPipeline(OpPassManager &pm,
   return buildCpuLowerToLLVMPipeline(pm, options);
 }
 
+namespace {
+
+/// Registers a GPU pipeline so that a bad option (an unknown chip) fails the
+/// pipeline parse, and dsv3-opt exits non-zero.
+void registerGpuPipeline(
+    StringRef name, StringRef description,
+    LogicalResult (*build)(OpPassManager &, const GpuPipelineOptions &)) {
+  registerPassPipeline(
+      name, description,
+      [build, name](OpPassManager &pm, StringRef text,
+                    function_ref<LogicalResult(const Twine &)> errorHandler) {
+        GpuPipelineOptions options;
+        if (failed(options.parseFromString(text)))
+          return failure();
+        if (succeeded(build(pm, options)))
+          return success();
+        return errorHandler(name + ": invalid options (see the message "
+                                   "above)");
+      },
+      [](function_ref<void(const detail::PassOptions &)> handler) {
+        handler(GpuPipelineOptions());
+      });
+}
+
+void registerGpuPipelines() {
+  registerGpuPipeline("dsv3-gpu-pipeline",
+                      "Lower an imported dsv3 module to host LLVM with "
+                      "embedded NVIDIA GPU kernels (cubins)",
+                      buildGpuPipeline);
+  registerGpuPipeline("dsv3-gpu-loops",
+                      "GPU stage 2a: buffers -> the kernels' tiled parallel "
+                      "loops",
+                      buildGpuLoopsPipeline);
+  registerGpuPipeline("dsv3-gpu-kernels",
+                      "GPU stage 2b: tiled loops -> gpu.launch -> NVVM -> "
+                      "cubins; host code -> mgpu* calls",
+                      buildGpuKernelsPipeline);
+  registerGpuPipeline("dsv3-gpu-tiled-on-cpu",
+                      "The GPU kernels' tiled form lowered for the CPU (tests "
+                      "the GPU lowering without a GPU)",
+                      buildGpuTiledOnCpuPipeline);
+}
+
+} // namespace
+
 void mlir::dsv3::registerDsv3Pipelines() {
   // Registered by hand (not PassPipelineRegistration) so that a bad
   // strategy fails the pipeline parse: dsv3-opt then exits non-zero.
@@ -149,4 +194,5 @@ void mlir::dsv3::registerDsv3Pipelines() {
       [](OpPassManager &pm, const CpuPipelineOptions &options) {
         (void)buildCpuLowerToLLVMPipeline(pm, options);
       });
+  registerGpuPipelines();
 }

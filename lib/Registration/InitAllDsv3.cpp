@@ -34,6 +34,9 @@ void mlir::dsv3::registerUpstreamDependencies(DialectRegistry &registry) {
   registerLLVMDialectTranslation(registry);
   registerNVVMDialectTranslation(registry);
   registerGPUDialectTranslation(registry);
+  // #gpu.select_object's embedBinary: without it, translating a gpu.binary
+  // (the GPU artifact's cubins) segfaults.
+  gpu::registerOffloadingLLVMTranslationInterfaceExternalModels(registry);
 }
 
 void mlir::dsv3::registerDsv3Passes() {

@@ -1,12 +1,13 @@
 //===- dsv3-compile.cpp - Compile a DeepSeek-V3-architecture model --------===//
 //
-//   dsv3-compile <checkpoint-dir | config.json> -o ARTIFACT_DIR [--target cpu]
+//   dsv3-compile <checkpoint-dir | config.json> -o ARTIFACT_DIR
+//                [--target cpu [--gpu-tiled-on-cpu] | --target cuda [--chip sm_90a|sm_80]]
 //   dsv3-compile <checkpoint-dir | config.json> --emit=dsv3|llvm [-o FILE]
 //
 // Reads and validates the Hugging Face config (and, given a checkpoint
 // directory, the safetensors headers against it), imports the whole forward
 // pass as one depth-independent dsv3 module, lowers it with
-// dsv3-cpu-pipeline and writes an artifact directory (shared library +
+// dsv3-cpu-pipeline (or dsv3-gpu-pipeline) and writes an artifact directory (shared library +
 // manifest.json) for the runtime.
 //
 // Every user error ends with one line "dsv3-compile: error: ..." and exit 1.
@@ -21,7 +22,7 @@
 #include "dsv3/Model/Checkpoint.h"
 #include "dsv3/Model/ModelConfig.h"
 #include "dsv3/Pipelines/Pipelines.h"
-#include "dsv3/Target/CpuArtifact.h"
+#include "dsv3/Target/Artifact.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -72,8 +73,24 @@ cl::opt<TargetKind> targetKind(
     cl::cat(category));
 cl::opt<std::string> cpuName(
     "cpu",
-    cl::desc("LLVM CPU to compile for ('native': this machine, default)"),
+    cl::desc("LLVM CPU to compile (host code) for ('native': this machine, "
+             "the default for --target=cpu; x86-64-v3 for --target=cuda)"),
     cl::init("native"), cl::cat(category));
+cl::opt<std::string> chip("chip",
+                          cl::desc("GPU architecture for --target=cuda: "
+                                   "sm_90a (default) | sm_80"),
+                          cl::init("sm_90a"), cl::cat(category));
+cl::opt<int64_t> threadsPerBlock(
+    "threads-per-block",
+    cl::desc("Threads per block of the GPU kernels (default 128)"),
+    cl::init(128), cl::cat(category));
+cl::opt<bool> gpuTiledOnCpu(
+    "gpu-tiled-on-cpu",
+    cl::desc("With --target=cpu: compile the GPU kernels' tiled form (the "
+             "loops dsv3-gpu-pipeline maps to blocks and threads) for this "
+             "CPU instead of the CPU kernels; tests the GPU lowering without "
+             "a GPU"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> maxSeqLen(
     "max-seq-len",
     cl::desc("Positions the KV cache holds (default min(max_position_"
@@ -224,8 +241,14 @@ int main(int argc, char **argv) {
   mlir::dsv3::registerDsv3Dialects(registry);
   mlir::dsv3::registerUpstreamDependencies(registry);
   mlir::MLIRContext context(registry);
-  if (targetKind == TargetKind::Cuda && emitKind != EmitKind::Dsv3)
-    return fail("--target=cuda is not available yet; use --target=cpu");
+  if (targetKind == TargetKind::Cuda && !mlir::dsv3::isSupportedGpuChip(chip))
+    return fail("--chip must be sm_90a or sm_80, got '" + chip + "'");
+  if (targetKind == TargetKind::Cuda && gpuTiledOnCpu)
+    return fail("--gpu-tiled-on-cpu compiles for the CPU: use it with "
+                "--target=cpu");
+  if (threadsPerBlock < 1 || threadsPerBlock > 1024)
+    return fail("--threads-per-block must be in [1, 1024], got " +
+                Twine(threadsPerBlock));
   if (emitKind == EmitKind::Artifact && outputPath == "-")
     return fail("an artifact needs an output directory: -o ARTIFACT_DIR");
 
@@ -295,10 +318,25 @@ int main(int argc, char **argv) {
   mlir::PassManager pm(&context);
   mlir::dsv3::CpuPipelineOptions cpuOptions;
   cpuOptions.ompSchedule = ompSchedule;
-  if (failed(mlir::dsv3::buildCpuPipeline(pm, cpuOptions)))
-    return fail("internal error: dsv3-cpu-pipeline does not build");
+  mlir::dsv3::GpuPipelineOptions gpuOptions;
+  gpuOptions.chip = chip;
+  gpuOptions.threadsPerBlock = threadsPerBlock;
+  const char *pipelineName = "dsv3-cpu-pipeline";
+  mlir::LogicalResult built = mlir::failure();
+  if (targetKind == TargetKind::Cuda) {
+    pipelineName = "dsv3-gpu-pipeline";
+    built = mlir::dsv3::buildGpuPipeline(pm, gpuOptions);
+  } else if (gpuTiledOnCpu) {
+    pipelineName = "dsv3-gpu-tiled-on-cpu";
+    built = mlir::dsv3::buildGpuTiledOnCpuPipeline(pm, gpuOptions);
+  } else {
+    built = mlir::dsv3::buildCpuPipeline(pm, cpuOptions);
+  }
+  if (failed(built))
+    return fail(Twine("internal error: ") + pipelineName + " does not build");
   if (failed(pm.run(*lowered)))
-    return fail("lowering the model with dsv3-cpu-pipeline failed");
+    return fail(Twine("lowering the model with ") + pipelineName +
+                " failed");
   auto lowerDone = std::chrono::steady_clock::now();
 
   if (emitKind == EmitKind::Llvm) {
@@ -311,9 +349,18 @@ int main(int argc, char **argv) {
     return 0;
   }
 
-  mlir::dsv3::CpuArtifactOptions artifactOptions;
+  mlir::dsv3::ArtifactOptions artifactOptions;
   artifactOptions.cpu = cpuName;
-  std::string problem = mlir::dsv3::writeCpuArtifact(
+  artifactOptions.gpuTiledOnCpu = gpuTiledOnCpu;
+  if (targetKind == TargetKind::Cuda) {
+    artifactOptions.device = "cuda";
+    artifactOptions.chip = chip;
+    // Host code is only glue around the launches: a portable baseline, so
+    // the artifact runs on the GPU machine's CPU, whatever it is.
+    if (cpuName.getNumOccurrences() == 0)
+      artifactOptions.cpu = "x86-64-v3";
+  }
+  std::string problem = mlir::dsv3::writeArtifact(
       *imported.module, *lowered, config, options, artifactOptions,
       outputPath);
   if (!problem.empty())

@@ -64,7 +64,15 @@ def DSV3EmitPackedEntryPoints : Pass<"dsv3-emit-packed-entry-points", "ModuleOp"
     (an in-place KV-cache update), and the compiled code's own allocation is
     freed. It also adds `void dsv3_set_num_threads(int32_t)`, which sets the
     number of OpenMP threads the parallel loops use.
+
+    With `device=cuda` the buffers are device memory: results are copied
+    with `mgpuMemcpy` and freed with `mgpuMemFree` (the runtime's mgpu* ABI),
+    and there is no thread control.
   }];
+  let options = [
+    Option<"device", "device", "std::string", /*default=*/"\"cpu\"",
+           "Where the buffers live: cpu | cuda">
+  ];
   let dependentDialects = ["mlir::LLVM::LLVMDialect"];
 }
 
@@ -87,8 +95,14 @@ def DSV3MemRefCopyToLinalg : Pass<"dsv3-memref-copy-to-linalg", "func::FuncOp"> 
     (e.g. the tile a parallel loop writes into its slice of the output) lowers
     to a call to `memrefCopy` from MLIR's C runner utilities, a library the
     artifacts must not depend on. As `linalg.copy` it becomes plain loops.
-    Copies between identity-layout buffers stay (they become memcpy).
+    Copies between identity-layout buffers stay (they become memcpy), unless
+    `all` is set: the GPU pipeline needs every copy as loops, since memcpy
+    on the host cannot touch device memory.
   }];
+  let options = [
+    Option<"all", "all", "bool", /*default=*/"false",
+           "Turn every memref.copy into linalg.copy, contiguous ones too">
+  ];
   let dependentDialects = ["mlir::linalg::LinalgDialect"];
 }
 
@@ -105,6 +119,77 @@ def DSV3OpenMPSchedule : Pass<"dsv3-openmp-schedule", "ModuleOp"> {
            "static | dynamic | guided | auto | runtime">
   ];
   let dependentDialects = ["mlir::omp::OpenMPDialect"];
+}
+
+def DSV3WrapSerialCodeForGpu : Pass<"dsv3-wrap-serial-code-for-gpu", "func::FuncOp"> {
+  let summary = "Put host-level code that touches buffers into one-iteration scf.parallel loops";
+  let description = [{
+    On the GPU every buffer lives in device memory, so the host may not load
+    or store through it. After `convert-linalg-to-parallel-loops`, the
+    parallel work is in `scf.parallel` loops (which become kernels); what is
+    left at host level are serial pieces: a reduction over all positions, a
+    counting sort, a scalar store. This pass wraps each such op (an op
+    without results that reads or writes memory, outside any scf.parallel)
+    into `scf.parallel (%i) = (0) to (1)`, which
+    `convert-parallel-loops-to-gpu` turns into a single-thread kernel. Host
+    control flow that contains parallel loops (the layer loop) is descended
+    into, not wrapped. A `memref.load` whose value the host needs (a loop
+    bound) stays: `dsv3-gpu-device-buffers` stages it through host memory.
+    A serial op with scalar results (a count of active experts) hands them
+    to the host through one-element buffers, loaded (and staged) after the
+    kernel; an op with buffer results is an error.
+  }];
+  let dependentDialects = ["mlir::scf::SCFDialect", "mlir::arith::ArithDialect"];
+}
+
+def DSV3GpuTileParallelLoops : Pass<"dsv3-gpu-tile-parallel-loops", "func::FuncOp"> {
+  let summary = "Give every outermost scf.parallel a thread-block tile";
+  let description = [{
+    Shapes the parallel loops the way `gpu-map-parallel-loops` maps them:
+    an outer loop over blocks and one inner loop over the threads of a
+    block. For each outermost `scf.parallel`, parallel loops nested in it
+    become sequential loops (each thread runs them), and its innermost
+    dimension is split into `ceil(n / threads)` tiles (an outer dimension,
+    mapped to blocks) of `threads` iterations (the inner loop, mapped to
+    threads), guarded by `if (i < n)`. A dimension of static extent below
+    `threads` is not split: its extent is the block size.
+
+    This is the tiled form the GPU kernels are generated from; the
+    `dsv3-gpu-tiled-on-cpu` pipeline lowers it for the CPU instead, so the
+    kernels' tiling is tested against the reference without a GPU.
+  }];
+  let options = [
+    Option<"threads", "threads", "int64_t", /*default=*/"128",
+           "Threads per block (the inner loop's extent)">
+  ];
+  let dependentDialects = ["mlir::scf::SCFDialect", "mlir::arith::ArithDialect"];
+}
+
+def DSV3GpuNameKernels : Pass<"dsv3-gpu-name-kernels", "ModuleOp"> {
+  let summary = "Name each gpu.launch after the dsv3 op it came from";
+  let description = [{
+    `convert-dsv3-to-linalg` tags what it builds with the name of the dsv3
+    op (a NameLoc such as `dsv3.mla`). Before `gpu-kernel-outlining`, this
+    pass sets each `gpu.launch`'s kernel module and function names from that
+    tag (`mla_0`, `moe_gate_up_1`, ...), so the PTX, a profiler and the
+    runtime's per-kernel timings say which model op a kernel computes.
+    Launches without a tag (glue) are named `glue_<n>`.
+  }];
+}
+
+def DSV3GpuDeviceBuffers : Pass<"dsv3-gpu-device-buffers", "ModuleOp"> {
+  let summary = "Place the host code's buffers in device memory";
+  let description = [{
+    Runs after `convert-parallel-loops-to-gpu`, before kernel outlining. In
+    host code (outside `gpu.launch`): `memref.alloc`/`memref.dealloc` become
+    `gpu.alloc`/`gpu.dealloc`; a `memref.load` the host needs is staged: a
+    one-thread kernel copies the element into a device scalar, `gpu.memcpy`
+    brings it to a host scalar, and the host loads that; a
+    `memref.get_global` used by kernels is re-created inside each kernel,
+    so outlining copies the constant into the GPU module instead of passing
+    a host pointer. Host memory accesses that remain are an error.
+  }];
+  let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::memref::MemRefDialect"];
 }
 
 #endif // DSV3_CONVERSION_PASSES

@@ -7,6 +7,13 @@
 //   dsv3-cpu-bufferize         dsv3 -> linalg on tensors -> buffers (memref)
 //   dsv3-cpu-lower-to-llvm     memref/scf -> LLVM dialect + packed entries
 //   dsv3-fusion                the fusion strategy: dsv3 -> dsv3
+//   dsv3-gpu-pipeline          = dsv3-cpu-bufferize + dsv3-gpu-loops +
+//                                dsv3-gpu-kernels: host LLVM + cubins
+//   dsv3-gpu-loops             buffers -> the kernels' tiled parallel loops
+//   dsv3-gpu-kernels           tiled loops -> gpu.launch -> NVVM -> cubin
+//   dsv3-gpu-tiled-on-cpu      = dsv3-cpu-bufferize + dsv3-gpu-loops +
+//                                dsv3-cpu-lower-to-llvm: the GPU kernels'
+//                                tiled form, run on the CPU for tests
 //
 //===----------------------------------------------------------------------===//
 
@@ -42,6 +49,48 @@ LogicalResult buildCpuLowerToLLVMPipeline(OpPassManager &pm,
 /// Both stages.
 LogicalResult buildCpuPipeline(OpPassManager &pm,
                                const CpuPipelineOptions &options);
+
+struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
+  PassOptions::Option<std::string> chip{
+      *this, "chip", llvm::cl::desc("GPU architecture: sm_90a | sm_80"),
+      llvm::cl::init("sm_90a")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("What gpu-module-to-binary embeds: bin (cubin) | isa "
+                     "(PTX text) | fatbin"),
+      llvm::cl::init("bin")};
+  PassOptions::Option<int64_t> threadsPerBlock{
+      *this, "threads-per-block",
+      llvm::cl::desc("Threads of a block (the inner tile of each kernel)"),
+      llvm::cl::init(128)};
+  PassOptions::Option<bool> emitPackedEntryPoints{
+      *this, "packed-entry-points",
+      llvm::cl::desc("Add void dsv3_<entry>(void**) wrappers for the runtime"),
+      llvm::cl::init(true)};
+};
+
+/// The GPU architectures the pipeline targets.
+bool isSupportedGpuChip(llvm::StringRef chip);
+
+/// GPU stage 2a: buffers -> parallel loops in the kernels' tiled form (an
+/// outer loop over blocks, an inner one over the threads of a block).
+LogicalResult buildGpuLoopsPipeline(OpPassManager &pm,
+                                    const GpuPipelineOptions &options);
+
+/// GPU stage 2b: tiled loops -> gpu.launch -> outlined kernels -> NVVM ->
+/// cubins (ptxas) embedded in the module; host code to the LLVM dialect,
+/// calling the mgpu* runtime ABI.
+LogicalResult buildGpuKernelsPipeline(OpPassManager &pm,
+                                      const GpuPipelineOptions &options);
+
+/// Bufferize + both GPU stages.
+LogicalResult buildGpuPipeline(OpPassManager &pm,
+                               const GpuPipelineOptions &options);
+
+/// Bufferize + the GPU loops + the CPU lowering: the GPU kernels' tiled
+/// form as a CPU artifact, so their logic is tested without a GPU.
+LogicalResult buildGpuTiledOnCpuPipeline(OpPassManager &pm,
+                                         const GpuPipelineOptions &options);
 
 /// The default of FusionPipelineOptions::naivePrefillFrom, chosen by
 /// measurement (docs/fusion-strategies.md): K/V expanded from the latent

@@ -731,6 +731,12 @@ struct ConvertDSV3ToLinalgPass
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     MLIRContext *context = &getContext();
+    // Everything an op lowers to carries its name (dsv3.mla, ...): the GPU
+    // pipeline names kernels after it (dsv3-gpu-name-kernels).
+    getOperation().walk([&](Operation *op) {
+      if (isa<DSV3Dialect>(op->getDialect()))
+        op->setLoc(NameLoc::get(op->getName().getIdentifier(), op->getLoc()));
+    });
     patterns.add<EmbeddingLowering, MlaLowering>(context);
     populateMoeLoweringPatterns(patterns);
     patterns.add<FunctionLowering<LinearOp>>(

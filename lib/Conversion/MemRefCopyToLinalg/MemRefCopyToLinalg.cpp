@@ -2,7 +2,8 @@
 //
 // Keeps compiled artifacts free of the `memrefCopy` runtime call: a copy whose
 // buffers are not both identity-layout becomes linalg.copy, which
-// convert-linalg-to-loops turns into loops.
+// convert-linalg-to-loops turns into loops. With `all`, every copy does (the
+// GPU pipeline: a host memcpy cannot reach device memory).
 //
 //===----------------------------------------------------------------------===//
 
@@ -26,12 +27,15 @@ namespace {
 
 struct MemRefCopyToLinalgPass
     : dsv3::impl::DSV3MemRefCopyToLinalgBase<MemRefCopyToLinalgPass> {
+  using DSV3MemRefCopyToLinalgBase::DSV3MemRefCopyToLinalgBase;
+
   void runOnOperation() override {
     SmallVector<memref::CopyOp> copies;
     getOperation().walk([&](memref::CopyOp copy) {
       auto source = cast<MemRefType>(copy.getSource().getType());
       auto target = cast<MemRefType>(copy.getTarget().getType());
-      if (!source.getLayout().isIdentity() || !target.getLayout().isIdentity())
+      if (all || !source.getLayout().isIdentity() ||
+          !target.getLayout().isIdentity())
         copies.push_back(copy);
     });
     for (memref::CopyOp copy : copies) {

@@ -30,7 +30,15 @@ namespace {
 
 struct EmitPackedEntryPointsPass
     : dsv3::impl::DSV3EmitPackedEntryPointsBase<EmitPackedEntryPointsPass> {
+  using DSV3EmitPackedEntryPointsBase::DSV3EmitPackedEntryPointsBase;
+
   void runOnOperation() override {
+    if (device != "cpu" && device != "cuda") {
+      getOperation().emitError("dsv3-emit-packed-entry-points: unknown "
+                               "device '")
+          << device << "' (expected cpu or cuda)";
+      return signalPassFailure();
+    }
     ModuleOp module = getOperation();
     SmallVector<LLVM::LLVMFuncOp> entries;
     module.walk([&](LLVM::LLVMFuncOp func) {
@@ -43,7 +51,8 @@ struct EmitPackedEntryPointsPass
     for (LLVM::LLVMFuncOp entry : entries)
       if (failed(emitWrapper(module, entry)))
         return signalPassFailure();
-    if (!entries.empty())
+    // GPU artifacts run no OpenMP loops on the host.
+    if (!entries.empty() && device == "cpu")
       emitThreadControl(module);
   }
 
@@ -149,9 +158,26 @@ struct EmitPackedEntryPointsPass
       return success();
     }
 
-    auto freeFn = LLVM::lookupOrCreateFreeFn(b, module);
+    // On the CPU results are heap buffers (memcpy + free); on the GPU they
+    // are device buffers, copied and freed through the runtime's mgpu* ABI
+    // (the null stream: the compiled code has synchronised its own).
+    FailureOr<LLVM::LLVMFuncOp> freeFn, copyFn;
+    if (device == "cpu") {
+      freeFn = LLVM::lookupOrCreateFreeFn(b, module);
+    } else {
+      auto voidType = LLVM::LLVMVoidType::get(ctx);
+      freeFn = LLVM::lookupOrCreateFn(b, module, "mgpuMemFree", {ptr, ptr},
+                                      voidType);
+      copyFn = LLVM::lookupOrCreateFn(b, module, "mgpuMemcpy",
+                                      {ptr, ptr, i64, ptr}, voidType);
+      if (failed(copyFn))
+        return entry.emitError("cannot declare mgpuMemcpy");
+    }
     if (failed(freeFn))
-      return entry.emitError("cannot declare free");
+      return entry.emitError("cannot declare the result deallocation");
+    Value nullStream;
+    if (device == "cuda")
+      nullStream = LLVM::ZeroOp::create(b, loc, ptr);
     Value results = LLVM::LoadOp::create(b, loc, resultType, resultSlot);
     int64_t nextOutput = numInputs;
     for (int64_t r = 0; r < numResults; ++r) {
@@ -203,8 +229,16 @@ struct EmitPackedEntryPointsPass
       Block *next = wrapper.addBlock();
       LLVM::CondBrOp::create(b, loc, same, next, copyBlock);
       b.setInsertionPointToStart(copyBlock);
-      LLVM::MemcpyOp::create(b, loc, dest, source, bytes, /*isVolatile=*/false);
-      LLVM::CallOp::create(b, loc, *freeFn, ValueRange{allocated});
+      if (device == "cpu") {
+        LLVM::MemcpyOp::create(b, loc, dest, source, bytes,
+                               /*isVolatile=*/false);
+        LLVM::CallOp::create(b, loc, *freeFn, ValueRange{allocated});
+      } else {
+        LLVM::CallOp::create(b, loc, *copyFn,
+                             ValueRange{dest, source, bytes, nullStream});
+        LLVM::CallOp::create(b, loc, *freeFn,
+                             ValueRange{allocated, nullStream});
+      }
       LLVM::BrOp::create(b, loc, next);
       b.setInsertionPointToStart(next);
     }

@@ -1,6 +1,6 @@
-//===- CpuArtifact.cpp - LLVM dialect -> shared library + manifest --------===//
+//===- Artifact.cpp - LLVM dialect -> shared library + manifest -----------===//
 
-#include "dsv3/Target/CpuArtifact.h"
+#include "dsv3/Target/Artifact.h"
 
 #include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
 
@@ -8,7 +8,9 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
@@ -77,6 +79,7 @@ const char *cacheLayoutOf(ModuleOp module) {
 std::string mlir::dsv3::describeManifest(ModuleOp imported,
                                          const ::dsv3::ModelConfig &config,
                                          const ImportOptions &importOptions,
+                                         const ArtifactOptions &options,
                                          const std::string &cpu,
                                          const std::vector<std::string> &features) {
   auto prefill = imported.lookupSymbol<func::FuncOp>("prefill");
@@ -171,10 +174,14 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
       {"version", 1},
       {"library", kLibraryName},
       {"target",
-       llvm::json::Object{{"kind", "cpu"},
+       llvm::json::Object{{"kind", options.device},
                           {"triple", llvm::sys::getDefaultTargetTriple()},
                           {"cpu", cpu},
-                          {"features", std::move(featureList)}}},
+                          {"features", std::move(featureList)},
+                          {"chip", options.device == "cuda"
+                                       ? llvm::json::Value(options.chip)
+                                       : llvm::json::Value(nullptr)},
+                          {"gpu_tiled_on_cpu", options.gpuTiledOnCpu}}},
       {"config", std::move(configValue)},
       {"options",
        llvm::json::Object{
@@ -200,11 +207,11 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
   return text;
 }
 
-std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
-                                         const ::dsv3::ModelConfig &config,
-                                         const ImportOptions &importOptions,
-                                         const CpuArtifactOptions &options,
-                                         const std::string &outputDir) {
+std::string mlir::dsv3::writeArtifact(ModuleOp imported, ModuleOp lowered,
+                                      const ::dsv3::ModelConfig &config,
+                                      const ImportOptions &importOptions,
+                                      const ArtifactOptions &options,
+                                      const std::string &outputDir) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
 
@@ -251,6 +258,10 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   registerBuiltinDialectTranslation(*lowered.getContext());
   registerLLVMDialectTranslation(*lowered.getContext());
   registerOpenMPDialectTranslation(*lowered.getContext());
+  // gpu.binary becomes a global holding the cubins and gpu.launch_func the
+  // mgpuModuleLoad / mgpuLaunchKernel calls.
+  registerGPUDialectTranslation(*lowered.getContext());
+  registerNVVMDialectTranslation(*lowered.getContext());
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> module =
       translateModuleToLLVMIR(lowered, llvmContext, "dsv3model");
@@ -281,7 +292,8 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   // Shared library, linked by the system's clang driver. The parallel loops
   // run on the OpenMP runtime (libomp), which is copied next to the library
   // and found through $ORIGIN, so an artifact runs where no LLVM is
-  // installed.
+  // installed. A GPU artifact needs no OpenMP; its mgpu* calls are left
+  // undefined and resolve to libdsv3rt's when the runtime loads it.
   llvm::SmallString<256> libraryPath(outputDir);
   llvm::sys::path::append(libraryPath, kLibraryName);
   llvm::ErrorOr<std::string> linker = llvm::sys::findProgramByName("clang-22");
@@ -290,17 +302,22 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   if (!linker)
     return "cannot find clang-22 to link the shared library";
   std::string linkError;
-  llvm::SmallString<256> ompSource(DSV3_OPENMP_LIBRARY);
+  llvm::SmallVector<llvm::StringRef> linkArgs{
+      *linker, "-shared", "-o", libraryPath.str(), objectPath.str()};
   llvm::SmallString<256> ompCopy(outputDir);
-  llvm::sys::path::append(ompCopy, llvm::sys::path::filename(ompSource));
-  if (std::error_code copyError = llvm::sys::fs::copy_file(ompSource, ompCopy))
-    return "cannot copy the OpenMP runtime " + ompSource.str().str() + ": " +
-           copyError.message();
-  int rc = llvm::sys::ExecuteAndWait(
-      *linker,
-      {*linker, "-shared", "-o", libraryPath.str(), objectPath.str(),
-       ompCopy.str(), "-Wl,-rpath,$ORIGIN", "-lm"},
-      std::nullopt, {}, 0, 0, &linkError);
+  if (options.device == "cpu") {
+    llvm::SmallString<256> ompSource(DSV3_OPENMP_LIBRARY);
+    llvm::sys::path::append(ompCopy, llvm::sys::path::filename(ompSource));
+    if (std::error_code copyError =
+            llvm::sys::fs::copy_file(ompSource, ompCopy))
+      return "cannot copy the OpenMP runtime " + ompSource.str().str() +
+             ": " + copyError.message();
+    linkArgs.push_back(ompCopy.str());
+    linkArgs.push_back("-Wl,-rpath,$ORIGIN");
+  }
+  linkArgs.push_back("-lm");
+  int rc = llvm::sys::ExecuteAndWait(*linker, linkArgs, std::nullopt, {}, 0,
+                                     0, &linkError);
   if (rc != 0)
     return "linking " + libraryPath.str().str() + " failed" +
            (linkError.empty() ? "" : ": " + linkError);
@@ -313,7 +330,8 @@ std::string mlir::dsv3::writeCpuArtifact(ModuleOp imported, ModuleOp lowered,
   llvm::raw_fd_ostream manifest(manifestPath, ec, llvm::sys::fs::OF_Text);
   if (ec)
     return "cannot write '" + manifestPath.str().str() + "': " + ec.message();
-  manifest << describeManifest(imported, config, importOptions, cpu, recorded)
+  manifest << describeManifest(imported, config, importOptions, options, cpu,
+                               recorded)
            << "\n";
   return "";
 }
