@@ -8,8 +8,11 @@
 
 #include "dsv3/Runtime/dsv3rt.h"
 
+#include "dsv3/Runtime/CudaDriver.h"
 #include "dsv3/Runtime/Model.h"
 #include "dsv3/Runtime/ThreadPool.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -80,6 +83,8 @@ void fillInfo(const Manifest &m, dsv3rt_artifact_info *info) {
   info->num_weights = static_cast<int64_t>(m.weights.size());
   info->weights_bytes = m.weightsBytes();
   info->kv_cache_bytes = m.kvCacheBytes();
+  info->device =
+      m.target.kind == "cuda" ? DSV3RT_DEVICE_CUDA : DSV3RT_DEVICE_CPU;
 }
 
 /// The pool dsv3rt_parallel_for uses outside entry-point calls.
@@ -104,7 +109,7 @@ ThreadPool *poolOfThisThread() {
 
 extern "C" {
 
-const char *dsv3rt_version(void) { return "dsv3rt 1"; }
+const char *dsv3rt_version(void) { return "dsv3rt 2"; }
 
 void dsv3rt_open_options_init(dsv3rt_open_options *options) {
   if (!options)
@@ -112,6 +117,7 @@ void dsv3rt_open_options_init(dsv3rt_open_options *options) {
   options->num_threads = 0;
   options->progress = nullptr;
   options->progress_user = nullptr;
+  options->device = DSV3RT_DEVICE_CPU;
 }
 
 void dsv3rt_sampling_init(dsv3rt_sampling *sampling) {
@@ -186,6 +192,15 @@ dsv3rt_model *dsv3rt_open(const char *artifact_dir, const char *checkpoint_dir,
     OpenOptions open;
     if (options) {
       open.numThreads = options->num_threads;
+      if (options->device != DSV3RT_DEVICE_CPU &&
+          options->device != DSV3RT_DEVICE_CUDA) {
+        setError(err, err_len,
+                 "unknown device " + std::to_string(options->device) +
+                     " (expected DSV3RT_DEVICE_CPU or DSV3RT_DEVICE_CUDA)");
+        return nullptr;
+      }
+      open.device = options->device == DSV3RT_DEVICE_CUDA ? Device::Cuda
+                                                          : Device::Cpu;
       if (options->progress) {
         dsv3rt_progress_fn fn = options->progress;
         void *user = options->progress_user;
@@ -296,6 +311,48 @@ void dsv3rt_get_stats(const dsv3rt_model *model, dsv3rt_stats *stats) {
   stats->kv_cache_bytes = m.kvCacheBytes();
   stats->load_seconds = m.loadSeconds();
   stats->num_threads = m.numThreads();
+}
+
+int dsv3rt_cuda_init(char *err, size_t err_len) {
+  clearError(err, err_len);
+  std::string error = cuda::initialize();
+  if (error.empty())
+    return 0;
+  setError(err, err_len, error);
+  return -1;
+}
+
+namespace {
+
+/// Copies `text` into out (NUL-terminated, truncated); its full length.
+int64_t copyOut(const std::string &text, char *out, size_t out_len) {
+  if (out && out_len) {
+    size_t n = std::min(text.size(), out_len - 1);
+    std::memcpy(out, text.data(), n);
+    out[n] = '\0';
+  }
+  return static_cast<int64_t>(text.size());
+}
+
+} // namespace
+
+int64_t dsv3rt_cuda_device_name(char *out, size_t out_len) {
+  return copyOut(cuda::deviceName(), out, out_len);
+}
+
+double dsv3rt_cuda_peak_bandwidth(void) { return cuda::peakMemoryBandwidth(); }
+
+void dsv3rt_set_kernel_timing(int enabled) {
+  cuda::setKernelTiming(enabled != 0);
+}
+
+void dsv3rt_reset_kernel_times(void) { cuda::resetKernelTimes(); }
+
+int64_t dsv3rt_kernel_times_json(char *out, size_t out_len) {
+  nlohmann::json times = nlohmann::json::object();
+  for (const auto &[name, t] : cuda::kernelTimes())
+    times[name] = {{"launches", t.launches}, {"seconds", t.seconds}};
+  return copyOut(times.dump(), out, out_len);
 }
 
 int dsv3rt_num_threads(void) {

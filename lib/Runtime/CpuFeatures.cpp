@@ -147,9 +147,10 @@ const char *hostArch() {
 }
 
 std::string checkTarget(const TargetSpec &target) {
-  if (target.kind != "cpu")
+  // A GPU artifact's host code runs on this CPU too: the same checks.
+  if (target.kind != "cpu" && target.kind != "cuda")
     return "the artifact targets '" + target.kind +
-           "'; this runtime runs CPU artifacts";
+           "'; this runtime runs CPU and CUDA artifacts";
   std::string arch = target.triple.substr(0, target.triple.find('-'));
   if (arch == "amd64")
     arch = "x86_64";

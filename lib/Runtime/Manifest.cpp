@@ -372,6 +372,11 @@ Manifest parse(const json &root, const std::string &artifactDir) {
 
   const json &target = objectField(root, "target", "");
   m.target.kind = stringField(target, "kind", "target");
+  if (m.target.kind != "cpu" && m.target.kind != "cuda")
+    fail("target.kind", "must be \"cpu\" or \"cuda\", got \"" +
+                            m.target.kind + "\"");
+  if (m.target.kind == "cuda")
+    m.target.chip = stringField(target, "chip", "target");
   m.target.triple = stringField(target, "triple", "target");
   if (target.contains("cpu"))
     m.target.cpu = stringField(target, "cpu", "target");

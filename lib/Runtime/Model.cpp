@@ -10,6 +10,8 @@
 
 #include "dsv3/Runtime/Model.h"
 
+#include "dsv3/Runtime/CudaDriver.h"
+
 #include "dsv3/Runtime/CpuFeatures.h"
 #include "dsv3/Runtime/Sampler.h"
 
@@ -143,19 +145,43 @@ Model::Buffer &Model::Buffer::operator=(Buffer &&other) noexcept {
     data = other.data;
     bytes = other.bytes;
     owned = other.owned;
+    onDevice = other.onDevice;
     other.data = nullptr;
     other.bytes = 0;
     other.owned = false;
+    other.onDevice = false;
   }
   return *this;
 }
 
 void Model::Buffer::release() {
-  if (owned && data)
-    ::munmap(data, bytes);
+  if (owned && data) {
+    if (onDevice)
+      cuda::release(data);
+    else
+      ::munmap(data, bytes);
+  }
   data = nullptr;
   bytes = 0;
   owned = false;
+  onDevice = false;
+}
+
+std::string Model::Buffer::allocateOnDevice(size_t size,
+                                            const std::string &what) {
+  void *p = nullptr;
+  std::string error = cuda::allocate(&p, size, what);
+  if (error.empty())
+    error = cuda::zero(p, size);
+  if (!error.empty()) {
+    cuda::release(p);
+    return error;
+  }
+  data = p;
+  bytes = size;
+  owned = true;
+  onDevice = true;
+  return "";
 }
 
 std::string Model::Buffer::allocate(size_t size, const std::string &what) {
@@ -256,6 +282,22 @@ std::string Model::load(const std::string &artifactDir,
   std::string error = checkTarget(manifest_.target);
   if (!error.empty())
     return artifactDir + ": " + error;
+  device_ = options.device;
+  if (manifest_.target.kind == "cuda" && !onGpu())
+    return artifactDir + ": the artifact was compiled for NVIDIA GPUs (" +
+           manifest_.target.chip + "); run it with the cuda device "
+           "(dsv3-run --device cuda)";
+  if (manifest_.target.kind == "cpu" && onGpu())
+    return artifactDir + ": the artifact was compiled for the CPU; compile "
+           "it with dsv3-compile --target cuda to run it on the GPU";
+  if (onGpu()) {
+    // Before dlopen: loading a GPU artifact runs its constructor, which
+    // loads the cubins through mgpuModuleLoad.
+    error = cuda::initialize();
+    if (!error.empty())
+      return error;
+    cuda::takeError();
+  }
 
   std::string libraryPath = manifest_.libraryPath();
   if (!isRegularFile(libraryPath))
@@ -268,6 +310,13 @@ std::string Model::load(const std::string &artifactDir,
     const char *message = ::dlerror();
     return "cannot load the artifact's library: " +
            std::string(message ? message : libraryPath);
+  }
+  if (onGpu()) {
+    error = cuda::takeError();
+    if (!error.empty())
+      return "the artifact's GPU code does not load on this GPU (" +
+             cuda::deviceName() + ", artifact built for " +
+             manifest_.target.chip + "): " + error;
   }
   for (auto [spec, fn] : {std::make_pair(&manifest_.prefill, &prefill_),
                           std::make_pair(&manifest_.decode, &decode_)}) {
@@ -333,7 +382,10 @@ std::string Model::load(const std::string &artifactDir,
       // tokens / positions: room for a whole-sequence prefill.
       bytes *= static_cast<size_t>(batch * manifest_.maxSeqLen);
     }
-    error = inputs_[i].allocate(bytes, "input '" + spec.name + "'");
+    std::string what = "input '" + spec.name + "'";
+    error = onGpu() && i == manifest_.cacheInput
+                ? inputs_[i].allocateOnDevice(bytes, what)
+                : inputs_[i].allocate(bytes, what);
     if (!error.empty())
       return error;
     // tokens / positions get their real [max_batch, S] shape in call().
@@ -341,11 +393,25 @@ std::string Model::load(const std::string &artifactDir,
                                             ? spec.shape
                                             : std::vector<int64_t>{batch, 1});
   }
+  if (onGpu()) {
+    // The generation loop writes tokens and positions on the host; call()
+    // copies them here.
+    deviceInputs_.resize(manifest_.inputs.size());
+    for (size_t i : {manifest_.tokensInput, manifest_.positionsInput}) {
+      error = deviceInputs_[i].allocateOnDevice(
+          inputs_[i].bytes, "input '" + manifest_.inputs[i].name + "'");
+      if (!error.empty())
+        return error;
+    }
+  }
   const TensorSpec &logits = manifest_.outputs[0];
-  error = logits_.allocate(sizeof(float) * batch * manifest_.vocabSize(),
-                           "the logits");
+  const size_t logitsBytes = sizeof(float) * batch * manifest_.vocabSize();
+  error = onGpu() ? logits_.allocateOnDevice(logitsBytes, "the logits")
+                  : logits_.allocate(logitsBytes, "the logits");
   if (!error.empty())
     return error;
+  if (onGpu())
+    hostLogits_.assign(batch * manifest_.vocabSize(), 0.0f);
   logitsDesc_.set(logits_.data, logits.shape);
 
   // Packed arguments: inputs, weights, outputs, then a null terminator that
@@ -442,6 +508,12 @@ std::string Model::loadWeights(const OpenOptions &options) {
         report(static_cast<uint64_t>(count) * sliceBytes);
       }
     }
+    if (onGpu()) {
+      std::string error =
+          moveToDevice(buffer, "weight '" + spec.role + "'");
+      if (!error.empty())
+        return error;
+    }
     weightDescs_[w].set(buffer.data, spec.shape);
   }
   return "";
@@ -474,8 +546,9 @@ std::string Model::prepareWeights() {
     size_t bytes = elementSize(spec.dtype);
     for (int64_t d : spec.shape)
       bytes *= static_cast<size_t>(d);
-    std::string error =
-        prepared_[p].allocate(bytes, "prepared weight '" + spec.name + "'");
+    std::string what = "prepared weight '" + spec.name + "'";
+    std::string error = onGpu() ? prepared_[p].allocateOnDevice(bytes, what)
+                                : prepared_[p].allocate(bytes, what);
     if (!error.empty())
       return error;
     preparedDescs_[p].set(prepared_[p].data, spec.shape);
@@ -493,6 +566,13 @@ std::string Model::prepareWeights() {
     if (ompSetNumThreads_)
       ompSetNumThreads_(pool_->numThreads());
     fn(args.data());
+  }
+  if (onGpu()) {
+    std::string error = cuda::takeError();
+    if (error.empty())
+      error = cuda::synchronize();
+    if (!error.empty())
+      return "the artifact's prepare entry point failed on the GPU: " + error;
   }
   // Checkpoint weights that prefill and decode do not take are not needed
   // any more (q_a and kv_a once concatenated): give their memory back.
@@ -518,18 +598,52 @@ void Model::setInput(size_t input, int64_t row, int64_t col, int64_t seqLen,
     static_cast<int64_t *>(inputs_[input].data)[index] = value;
 }
 
-void Model::call(EntryFn fn, int64_t seqLen) {
+std::string Model::moveToDevice(Buffer &buffer, const std::string &what) {
+  Buffer device;
+  std::string error = device.allocateOnDevice(buffer.bytes, what);
+  if (error.empty())
+    error = cuda::upload(device.data, buffer.data, buffer.bytes);
+  if (!error.empty())
+    return error;
+  buffer = std::move(device); // frees (or un-borrows) the host copy
+  return "";
+}
+
+std::string Model::call(EntryFn fn, int64_t seqLen) {
   const std::vector<int64_t> shape = {manifest_.maxBatch, seqLen};
   for (size_t i : {manifest_.tokensInput, manifest_.positionsInput}) {
-    inputDescs_[i].set(inputs_[i].data, shape);
+    void *data = inputs_[i].data;
+    if (onGpu()) {
+      size_t bytes = elementSize(manifest_.inputs[i].dtype) *
+                     static_cast<size_t>(manifest_.maxBatch * seqLen);
+      std::string error = cuda::upload(deviceInputs_[i].data, data, bytes);
+      if (!error.empty())
+        return error;
+      data = deviceInputs_[i].data;
+    }
+    inputDescs_[i].set(data, shape);
     args_[i] = inputDescs_[i].descriptor(); // inputs lead the argument list
   }
-  CurrentPoolScope scope(pool_.get());
-  // Per call: the setting belongs to the calling thread, which may change
-  // between calls (any one thread at a time may use a model).
-  if (ompSetNumThreads_)
-    ompSetNumThreads_(pool_->numThreads());
-  fn(args_.data());
+  {
+    CurrentPoolScope scope(pool_.get());
+    // Per call: the setting belongs to the calling thread, which may change
+    // between calls (any one thread at a time may use a model).
+    if (ompSetNumThreads_)
+      ompSetNumThreads_(pool_->numThreads());
+    fn(args_.data());
+  }
+  if (!onGpu())
+    return "";
+  std::string error = cuda::takeError();
+  if (error.empty())
+    error = cuda::download(hostLogits_.data(), logits_.data,
+                           hostLogits_.size() * sizeof(float));
+  return error;
+}
+
+const float *Model::hostLogits() const {
+  return onGpu() ? hostLogits_.data()
+                 : static_cast<const float *>(logits_.data);
 }
 
 std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
@@ -583,7 +697,7 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
   };
 
   SamplerScratch scratch;
-  const float *logits = static_cast<const float *>(logits_.data);
+  const float *logits = hostLogits();
   // After a call in which row b was fed: if its whole sequence is now in the
   // cache, the logits predict its next token.
   auto afterCall = [&](int64_t b, const char *entry) -> std::string {
@@ -629,7 +743,9 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
       setInput(manifest_.positionsInput, b, p, common, p);
     }
   }
-  call(prefill_, common);
+  error = call(prefill_, common);
+  if (!error.empty())
+    return "prefill failed: " + error;
   stats_.prefillCalls = 1;
   stats_.prefillTokens = common * batch;
   for (int64_t b = 0; b < batch; ++b) {
@@ -664,7 +780,9 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
     }
     if (!any)
       break;
-    call(decode_, 1);
+    error = call(decode_, 1);
+    if (!error.empty())
+      return "decode failed: " + error;
     ++stats_.decodeCalls;
     for (int64_t b = 0; b < batch; ++b) {
       if (!fedNow[b])

@@ -28,13 +28,17 @@ _PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c
 
 
 class _OpenOptions(ctypes.Structure):
-    _fields_ = [("num_threads", ctypes.c_int32), ("progress", _PROGRESS_FN), ("progress_user", ctypes.c_void_p)]
+    _fields_ = [("num_threads", ctypes.c_int32), ("progress", _PROGRESS_FN), ("progress_user", ctypes.c_void_p),
+                ("device", ctypes.c_int32)]
+
+
+DEVICES = {"cpu": 0, "cuda": 1}  # DSV3RT_DEVICE_CPU, DSV3RT_DEVICE_CUDA
 
 
 class _ArtifactInfo(ctypes.Structure):
     _fields_ = [("vocab_size", ctypes.c_int64), ("max_batch", ctypes.c_int64), ("max_seq_len", ctypes.c_int64),
                 ("eos_token_id", ctypes.c_int64), ("num_layers", ctypes.c_int64), ("num_weights", ctypes.c_int64),
-                ("weights_bytes", ctypes.c_uint64), ("kv_cache_bytes", ctypes.c_uint64)]
+                ("weights_bytes", ctypes.c_uint64), ("kv_cache_bytes", ctypes.c_uint64), ("device", ctypes.c_int32)]
 
 
 class _Sampling(ctypes.Structure):
@@ -136,13 +140,21 @@ class Generation:
 class Runtime:
     """An artifact opened with a checkpoint's weights. Not thread-safe; close() (or `with`) frees it."""
 
-    def __init__(self, artifact_dir: str, checkpoint_dir: str, threads: int = 0, progress=None):
-        """threads: 0 = one per available CPU. progress: optional callable(done_bytes, total_bytes)."""
+    def __init__(self, artifact_dir: str, checkpoint_dir: str, threads: int = 0, progress=None,
+                 device: Optional[str] = None):
+        """threads: 0 = one per available CPU. progress: optional callable(done_bytes, total_bytes).
+        device: "cpu" or "cuda"; None = what the artifact was compiled for."""
         self._lib = _load()
         self._handle = None
         options = _OpenOptions()
         self._lib.dsv3rt_open_options_init(ctypes.byref(options))
         options.num_threads = int(threads)
+        if device is None:
+            options.device = artifact_info(artifact_dir)["device"]
+        elif device in DEVICES:
+            options.device = DEVICES[device]
+        else:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if progress is not None:
             # Kept on self: the callback must outlive the call that uses it.
             self._progress = _PROGRESS_FN(lambda done, total, _user: progress(done, total))

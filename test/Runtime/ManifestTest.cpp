@@ -291,9 +291,12 @@ TEST(CpuFeaturesTest, ChecksTheTriple) {
   t.triple = std::string(hostArch()) + "-apple-darwin";
   EXPECT_THAT(checkTarget(t), HasSubstr("this runtime runs Linux artifacts"));
   t.triple = std::string(hostArch()) + "-unknown-linux-gnu";
+  // A GPU artifact's host code runs on this CPU: the same checks apply.
   t.kind = "cuda";
-  EXPECT_EQ(checkTarget(t),
-            "the artifact targets 'cuda'; this runtime runs CPU artifacts");
+  EXPECT_EQ(checkTarget(t), "");
+  t.kind = "rocm";
+  EXPECT_EQ(checkTarget(t), "the artifact targets 'rocm'; this runtime runs "
+                            "CPU and CUDA artifacts");
 }
 
 TEST(CpuFeaturesTest, ThisMachineHasFlags) {

@@ -102,10 +102,11 @@ protected:
   }
 
   /// Opens through the C API; on failure returns nullptr with `error` set.
-  dsv3rt_model *open(int threads = 2) {
+  dsv3rt_model *open(int threads = 2, int32_t device = DSV3RT_DEVICE_CPU) {
     dsv3rt_open_options options;
     dsv3rt_open_options_init(&options);
     options.num_threads = threads;
+    options.device = device;
     char err[1024];
     dsv3rt_model *model = dsv3rt_open(artifact.c_str(), checkpoint.c_str(),
                                       &options, err, sizeof(err));
@@ -113,8 +114,8 @@ protected:
     return model;
   }
 
-  std::string openError() {
-    dsv3rt_model *model = open();
+  std::string openError(int32_t device = DSV3RT_DEVICE_CPU) {
+    dsv3rt_model *model = open(2, device);
     dsv3rt_close(model);
     EXPECT_EQ(model, nullptr);
     return error;
@@ -704,7 +705,29 @@ TEST_F(RuntimeTest, RejectsBrokenArtifacts) {
   m = manifest;
   m["target"]["kind"] = "cuda";
   writeFile(artifact + "/manifest.json", m.dump());
-  EXPECT_THAT(openError(), HasSubstr("targets 'cuda'"));
+  EXPECT_THAT(openError(), HasSubstr("field 'target.chip': missing"));
+
+  // A GPU artifact opened for the CPU: refused before anything is loaded.
+  m["target"]["chip"] = "sm_90a";
+  writeFile(artifact + "/manifest.json", m.dump());
+  EXPECT_EQ(openError(), artifact + ": the artifact was compiled for NVIDIA "
+                                    "GPUs (sm_90a); run it with the cuda "
+                                    "device (dsv3-run --device cuda)");
+
+  // A CPU artifact opened for the GPU, and an unknown device.
+  writeFile(artifact + "/manifest.json", manifest.dump());
+  EXPECT_EQ(openError(DSV3RT_DEVICE_CUDA),
+            artifact + ": the artifact was compiled for the CPU; compile it "
+                       "with dsv3-compile --target cuda to run it on the GPU");
+  EXPECT_EQ(openError(7), "unknown device 7 (expected DSV3RT_DEVICE_CPU or "
+                          "DSV3RT_DEVICE_CUDA)");
+
+  m = manifest;
+  m["target"]["kind"] = "tpu";
+  writeFile(artifact + "/manifest.json", m.dump());
+  EXPECT_THAT(openError(),
+              HasSubstr("field 'target.kind': must be \"cpu\" or \"cuda\", "
+                        "got \"tpu\""));
 
   writeFile(artifact + "/manifest.json", "{\"format\": ");
   EXPECT_THAT(openError(), HasSubstr("manifest.json: invalid JSON"));

@@ -42,6 +42,7 @@ const char *kUsage =
     "[--seed S]\n"
     "                [--threads N] [--ignore-eos] [--logits-out F.npy] "
     "[--stats-out F.json]\n"
+    "                [--device cpu|cuda] [--kernel-times-out F.json]\n"
     "\n"
     "Runs a compiled dsv3 artifact with the weights of a safetensors "
     "checkpoint.\n"
@@ -59,7 +60,14 @@ const char *kUsage =
     "sequence:\n"
     "                        row 0 after the prompt, row i after feeding "
     "token i\n"
-    "  --stats-out F         JSON: token counts, seconds, tokens/s, memory\n";
+    "  --stats-out F         JSON: token counts, seconds, tokens/s, memory\n"
+    "  --device D            cpu or cuda (default: what the artifact was "
+    "compiled\n"
+    "                        for); cuda runs on GPU 0 through the CUDA "
+    "driver\n"
+    "  --kernel-times-out F  cuda: time every kernel launch (slower) and "
+    "write\n"
+    "                        JSON {kernel: {launches, seconds}}\n";
 
 [[noreturn]] void fatal(const std::string &message) {
   std::fprintf(stderr, "dsv3-run: error: %s\n", message.c_str());
@@ -118,7 +126,7 @@ std::vector<int32_t> parseTokens(const std::string &text) {
 }
 
 struct Options {
-  std::string artifact, weights, logitsOut, statsOut;
+  std::string artifact, weights, logitsOut, statsOut, device, kernelTimesOut;
   std::vector<std::vector<int32_t>> prompts;
   dsv3rt_sampling sampling;
   int32_t threads = 0;
@@ -153,7 +161,7 @@ Options parseArgs(int argc, char **argv) {
     static const char *valueOptions[] = {
         "--weights", "--tokens",  "--max-new-tokens", "--temperature",
         "--top-p",   "--seed",    "--threads",        "--logits-out",
-        "--stats-out"};
+        "--stats-out", "--device", "--kernel-times-out"};
     if (std::find(std::begin(valueOptions), std::end(valueOptions), arg) ==
         std::end(valueOptions))
       fatal("unknown option '" + arg + "'; see --help");
@@ -182,6 +190,12 @@ Options parseArgs(int argc, char **argv) {
       o.logitsOut = value;
     else if (arg == "--stats-out")
       o.statsOut = value;
+    else if (arg == "--device") {
+      if (value != "cpu" && value != "cuda")
+        fatal("--device must be cpu or cuda, got '" + value + "'");
+      o.device = value;
+    } else if (arg == "--kernel-times-out")
+      o.kernelTimesOut = value;
     else
       fatal("unknown option '" + arg + "'; see --help");
   }
@@ -318,9 +332,20 @@ int run(int argc, char **argv) {
                               &o.sampling, err, sizeof(err)))
     fatal(err);
 
+  const bool onGpu = o.device.empty() ? info.device == DSV3RT_DEVICE_CUDA
+                                      : o.device == "cuda";
+  if (!o.kernelTimesOut.empty() && !onGpu)
+    fatal("--kernel-times-out times GPU kernels; it needs --device cuda");
+  // Fail before the load when there is no GPU to run on.
+  if (onGpu && info.device == DSV3RT_DEVICE_CUDA &&
+      dsv3rt_cuda_init(err, sizeof(err)))
+    fatal(err);
+  dsv3rt_set_kernel_timing(!o.kernelTimesOut.empty());
+
   dsv3rt_open_options openOptions;
   dsv3rt_open_options_init(&openOptions);
   openOptions.num_threads = o.threads;
+  openOptions.device = onGpu ? DSV3RT_DEVICE_CUDA : DSV3RT_DEVICE_CPU;
   Progress progress;
   openOptions.progress = onProgress;
   openOptions.progress_user = &progress;
@@ -354,6 +379,14 @@ int run(int argc, char **argv) {
     if (!error.empty())
       fatal(error);
   }
+  if (!o.kernelTimesOut.empty()) {
+    std::string text(static_cast<size_t>(dsv3rt_kernel_times_json(nullptr, 0)),
+                     '\0');
+    dsv3rt_kernel_times_json(text.data(), text.size() + 1);
+    std::string error = writeAtomically(o.kernelTimesOut, text + "\n");
+    if (!error.empty())
+      fatal(error);
+  }
   if (!o.statsOut.empty()) {
     nlohmann::ordered_json j;
     j["prefill_tokens"] = stats.prefill_tokens;
@@ -371,6 +404,13 @@ int run(int argc, char **argv) {
     j["kv_cache_bytes"] = stats.kv_cache_bytes;
     j["load_seconds"] = stats.load_seconds;
     j["num_threads"] = stats.num_threads;
+    j["device"] = onGpu ? "cuda" : "cpu";
+    if (onGpu) {
+      char name[256];
+      dsv3rt_cuda_device_name(name, sizeof(name));
+      j["gpu_name"] = name;
+      j["gpu_peak_bandwidth_bytes_per_second"] = dsv3rt_cuda_peak_bandwidth();
+    }
     j["batch"] = batch;
     j["max_new_tokens"] = maxNew;
     j["temperature"] = o.sampling.temperature;

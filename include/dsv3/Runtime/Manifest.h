@@ -75,9 +75,10 @@ struct WeightSpec {
 };
 
 struct TargetSpec {
-  std::string kind; // "cpu"
+  std::string kind; // "cpu" or "cuda" (host code on `cpu`, kernels on `chip`)
   std::string triple;
   std::string cpu;
+  std::string chip; // "sm_90a", "sm_80"; cuda only
   std::vector<std::string> features; // LLVM spelling, e.g. "avx512bf16"
 };
 

@@ -31,8 +31,12 @@
 namespace dsv3 {
 namespace runtime {
 
+/// Where the compiled model math runs; it must match the artifact's target.
+enum class Device { Cpu, Cuda };
+
 struct OpenOptions {
   int numThreads = 0; // 0: availableCpus()
+  Device device = Device::Cpu;
   /// Called on the opening thread as weights are placed: (done, total) bytes.
   std::function<void(uint64_t, uint64_t)> progress;
 };
@@ -111,11 +115,12 @@ public:
 
 private:
   /// Memory behind one argument: owned (anonymous mmap, page-aligned, zero
-  /// filled) or borrowed from the checkpoint mapping.
+  /// filled), borrowed from the checkpoint mapping, or GPU memory.
   struct Buffer {
     void *data = nullptr;
     size_t bytes = 0;
     bool owned = false;
+    bool onDevice = false;
     Buffer() = default;
     Buffer(Buffer &&other) noexcept { *this = std::move(other); }
     Buffer &operator=(Buffer &&other) noexcept;
@@ -123,6 +128,8 @@ private:
     void release();
     /// "" or an error line.
     std::string allocate(size_t size, const std::string &what);
+    /// Zero-filled GPU memory; "" or an error line.
+    std::string allocateOnDevice(size_t size, const std::string &what);
   };
 
   /// An MLIR ranked memref descriptor {allocated, aligned, offset,
@@ -149,8 +156,13 @@ private:
   /// The descriptor of the weight or prepared weight `role`.
   void *weightDescriptor(const std::string &role);
   /// Calls `fn` with the tokens/positions already in the input buffers for
-  /// `seqLen` positions per row.
-  void call(EntryFn fn, int64_t seqLen);
+  /// `seqLen` positions per row; "" or an error line (GPU failures).
+  std::string call(EntryFn fn, int64_t seqLen);
+  /// On the GPU: replaces a host buffer by a device copy of it.
+  std::string moveToDevice(Buffer &buffer, const std::string &what);
+  bool onGpu() const { return device_ == Device::Cuda; }
+  /// The logits of the last call, in host memory.
+  const float *hostLogits() const;
   void setInput(size_t input, int64_t row, int64_t col, int64_t seqLen,
                 int64_t value);
 
@@ -165,6 +177,12 @@ private:
 
   std::vector<Buffer> weights_, prepared_;
   std::vector<Buffer> inputs_; // in manifest order
+  /// On the GPU: device copies of the token/position inputs (inputs_ keeps
+  /// the host side the generation loop writes) and a host copy of the
+  /// logits.
+  std::vector<Buffer> deviceInputs_;
+  std::vector<float> hostLogits_;
+  Device device_ = Device::Cpu;
   Buffer logits_;
   std::vector<MemRef> inputDescs_, weightDescs_, preparedDescs_;
   MemRef logitsDesc_;

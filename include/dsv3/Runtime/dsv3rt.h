@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 /* Bumped when a struct below changes layout or a function changes meaning. */
-#define DSV3RT_API_VERSION 1
+#define DSV3RT_API_VERSION 2
 
 /* An opened artifact with its weights and KV cache. */
 typedef struct dsv3rt_model dsv3rt_model;
@@ -59,7 +59,14 @@ typedef struct dsv3rt_open_options {
   int32_t num_threads;
   dsv3rt_progress_fn progress; /* optional */
   void *progress_user;
+  /* Where the model math runs: DSV3RT_DEVICE_CPU, or DSV3RT_DEVICE_CUDA for
+   * an artifact compiled with --target cuda (GPU 0; weights, KV cache and
+   * activations in GPU memory). Must match the artifact. */
+  int32_t device;
 } dsv3rt_open_options;
+
+#define DSV3RT_DEVICE_CPU 0
+#define DSV3RT_DEVICE_CUDA 1
 
 typedef struct dsv3rt_artifact_info {
   int64_t vocab_size;
@@ -70,6 +77,7 @@ typedef struct dsv3rt_artifact_info {
   int64_t num_weights;     /* entries of the manifest's "weights" */
   uint64_t weights_bytes;  /* bytes the weights occupy in memory */
   uint64_t kv_cache_bytes; /* bytes of the KV cache */
+  int32_t device; /* DSV3RT_DEVICE_CPU or DSV3RT_DEVICE_CUDA: its target */
 } dsv3rt_artifact_info;
 
 typedef struct dsv3rt_sampling {
@@ -103,7 +111,7 @@ typedef struct dsv3rt_stats {
 /* Version string of the runtime, e.g. "dsv3rt 1". */
 DSV3RT_API const char *dsv3rt_version(void);
 
-/* Fills the defaults: num_threads 0, no progress callback. */
+/* Fills the defaults: num_threads 0, no progress callback, the CPU. */
 DSV3RT_API void dsv3rt_open_options_init(dsv3rt_open_options *options);
 /* Fills the defaults: 16 new tokens, greedy, top_p 1, seed 0, stop at eos. */
 DSV3RT_API void dsv3rt_sampling_init(dsv3rt_sampling *sampling);
@@ -168,6 +176,31 @@ DSV3RT_API int64_t dsv3rt_last_logits(const dsv3rt_model *model, int64_t seq,
 
 DSV3RT_API void dsv3rt_get_stats(const dsv3rt_model *model,
                                  dsv3rt_stats *stats);
+
+/*===----------------------------------------------------------------------===
+ * GPU
+ *===----------------------------------------------------------------------===*/
+
+/* Loads and initialises the CUDA driver (GPU 0). Returns 0, or -1 with the
+ * reason in err (no libcuda.so.1, no GPU, ...). dsv3rt_open does this for
+ * the cuda device; a tool may call it first to fail early. */
+DSV3RT_API int dsv3rt_cuda_init(char *err, size_t err_len);
+
+/* The GPU's name and its peak memory bandwidth in bytes/s (from the
+ * driver's memory clock and bus width); 0 before a successful init. */
+DSV3RT_API int64_t dsv3rt_cuda_device_name(char *out, size_t out_len);
+DSV3RT_API double dsv3rt_cuda_peak_bandwidth(void);
+
+/* Per-kernel timing of GPU artifacts: while enabled, every launch is timed
+ * with events (the stream is synchronised after each launch, so throughput
+ * drops). Kernels are named after the dsv3 op they compute (mla_3,
+ * moe_gate_up_0, ...). */
+DSV3RT_API void dsv3rt_set_kernel_timing(int enabled);
+DSV3RT_API void dsv3rt_reset_kernel_times(void);
+/* The accumulated times as JSON, {"<kernel>": {"launches": N, "seconds":
+ * S}, ...}, NUL-terminated into out; returns the length of the whole text
+ * (call again with a larger buffer if it is >= out_len). */
+DSV3RT_API int64_t dsv3rt_kernel_times_json(char *out, size_t out_len);
 
 /*===----------------------------------------------------------------------===
  * Hooks for compiled code

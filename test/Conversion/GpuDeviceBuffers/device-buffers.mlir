@@ -1,0 +1,51 @@
+// RUN: dsv3-opt %s --split-input-file --verify-diagnostics --dsv3-gpu-device-buffers | FileCheck %s
+
+// Host allocations become device allocations; a scalar the host branches on
+// is copied out by a one-thread kernel and gpu.memcpy; a constant the
+// kernels read is re-created inside each kernel.
+
+memref.global "private" constant @freqs : memref<4xf32> = dense<[1.0, 2.0, 3.0, 4.0]>
+
+// CHECK-LABEL: func.func @host_and_kernels
+// CHECK: %[[BUF:.*]] = gpu.alloc () : memref<8xf32>
+// CHECK: gpu.launch
+// CHECK: memref.get_global @freqs
+// CHECK: %[[DEV:.*]] = gpu.alloc () : memref<i64>
+// CHECK: gpu.launch
+// CHECK: %[[V:.*]] = memref.load %arg0[%{{.*}}] : memref<4xi64>
+// CHECK: memref.store %[[V]], %[[DEV]][]
+// CHECK: %[[HOST:.*]] = memref.alloca() : memref<i64>
+// CHECK: gpu.memcpy %[[HOST]], %[[DEV]]
+// CHECK: gpu.dealloc %[[DEV]]
+// CHECK: memref.load %[[HOST]][]
+// CHECK: gpu.dealloc %[[BUF]]
+// CHECK-NOT: memref.alloc(
+// CHECK-NOT: memref.dealloc
+func.func @host_and_kernels(%positions: memref<4xi64>) -> index {
+  %c1 = arith.constant 1 : index
+  %c3 = arith.constant 3 : index
+  %table = memref.get_global @freqs : memref<4xf32>
+  %buf = memref.alloc() : memref<8xf32>
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %c1, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c1, %sy = %c1, %sz = %c1) {
+    %f = memref.load %table[%tx] : memref<4xf32>
+    memref.store %f, %buf[%tx] : memref<8xf32>
+    gpu.terminator
+  }
+  %last = memref.load %positions[%c3] : memref<4xi64>
+  %n = arith.index_cast %last : i64 to index
+  memref.dealloc %buf : memref<8xf32>
+  return %n : index
+}
+
+// -----
+
+// Anything else touching a buffer on the host is an error.
+
+func.func @host_store(%x: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %one = arith.constant 1.0 : f32
+  // expected-error @+1 {{accesses a buffer on the host; on the GPU every buffer is in device memory (run dsv3-wrap-serial-code-for-gpu first)}}
+  memref.store %one, %x[%c0] : memref<4xf32>
+  return
+}
