@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""The GPU check (docs/benchmarks.md, "GPU"), in two halves.
+
+prepare (here, where the compiler is): compiles the golden cases and the bench-450m config for the GPU and gathers
+everything needed to run them, and nothing of MLIR or LLVM, into one folder of at most 64 MiB:
+
+    BUNDLE/bin/dsv3-run              the runtime's command-line host (links no MLIR/LLVM/CUDA)
+    BUNDLE/lib/libdsv3rt.so          the runtime's C API (for the Python bindings)
+    BUNDLE/python/dsv3/              the checkpoint generator and the bindings
+    BUNDLE/golden/<case>/            the golden checkpoints with the official implementation's logits
+    BUNDLE/artifacts/<case>/         the compiled artifacts (cubins inside libdsv3model.so)
+    BUNDLE/gpu_check.py, bundle.json this script and what the bundle holds
+
+run (on the GPU machine: CUDA driver, numpy, no network, no compiler): generates the bench-450m checkpoint, runs
+the golden cases (identical greedy tokens, logits within GOLDEN_TOLERANCE * max|logit|), measures decode and prefill
+tokens/s of bench-450m, the MLA decode attention bandwidth (its kernels' bytes over their time, and as a fraction of
+the device's peak) and the grouped expert GEMM TFLOP/s (from per-kernel event timings), and prints one JSON.
+
+    python3 bench/gpu_check.py prepare --out build/gpu-check [--chip sm_90a] [--target cuda]
+    python3 build/gpu-check/gpu_check.py run [--prompt-tokens 512] [--decode-tokens 64]
+
+`--target cpu` builds the same bundle for the CPU, so the run half's logic is tested here without a GPU
+(test/python/test_gpu_check.py); the kernel-level numbers then are null.
+scripts/gpu-check.sh wraps both halves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN_CASES = ["tiny-v3", "tiny-v2lite", "tiny-v3-fp8"]
+BENCH = "bench-450m"
+MAX_BUNDLE_BYTES = 64 << 20
+# The GPU computes the same f32 math as the CPU, but with the GPU's exp/rsqrt and another summation order: allow
+# half a bf16 ulp of the largest logit (2^-9), and require identical greedy tokens.
+GOLDEN_TOLERANCE = 2.0 ** -9
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i32": 4, "i64": 8}
+
+
+def log(msg: str) -> None:
+    print(f"gpu-check: {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg: str) -> None:
+    print(f"gpu-check: error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        die(f"{os.path.basename(cmd[0])} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def tree_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+# ------------------------------------------------------------------------------------------------------------
+# prepare
+# ------------------------------------------------------------------------------------------------------------
+
+def prepare(args: argparse.Namespace) -> int:
+    repo = os.path.dirname(HERE)
+    build = os.path.abspath(args.build or os.path.join(repo, "build"))
+    compiler = os.path.join(build, "bin", "dsv3-compile")
+    for tool in [compiler, os.path.join(build, "bin", "dsv3-run"), os.path.join(build, "lib", "libdsv3rt.so")]:
+        if not os.path.exists(tool):
+            die(f"{tool} is missing: build first (scripts/setup.sh)")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    for d in ["bin", "lib", "golden", "artifacts"]:
+        os.makedirs(os.path.join(out, d))
+    shutil.copy2(os.path.join(build, "bin", "dsv3-run"), os.path.join(out, "bin"))
+    shutil.copy2(os.path.join(build, "lib", "libdsv3rt.so"), os.path.join(out, "lib"))
+    shutil.copytree(os.path.join(repo, "python", "dsv3"), os.path.join(out, "python", "dsv3"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(os.path.abspath(__file__), os.path.join(out, "gpu_check.py"))
+
+    target = ["--target", "cuda", "--chip", args.chip] if args.target == "cuda" else ["--target", "cpu"]
+    compile_seconds: Dict[str, float] = {}
+
+    def compile_model(source: str, name: str, max_seq_len: int) -> None:
+        start = time.time()
+        run([compiler, source, "-o", os.path.join(out, "artifacts", name), "--max-seq-len", str(max_seq_len),
+             *target])
+        compile_seconds[name] = round(time.time() - start, 1)
+        log(f"compiled {name} in {compile_seconds[name]} s")
+
+    golden_root = os.path.join(repo, "test", "data", "golden")
+    for case in GOLDEN_CASES:
+        shutil.copytree(os.path.join(golden_root, case), os.path.join(out, "golden", case))
+        compile_model(os.path.join(out, "golden", case), case, 64)
+
+    env = dict(os.environ, PYTHONPATH=os.path.join(repo, "python"))
+    with tempfile.TemporaryDirectory() as tmp:
+        run([sys.executable, "-m", "dsv3.generate_model", "--preset", BENCH, "--out", tmp, "--config-only"], env=env)
+        shutil.copy2(os.path.join(tmp, "config.json"), os.path.join(out, f"{BENCH}-config.json"))
+    compile_model(os.path.join(out, f"{BENCH}-config.json"), BENCH, args.bench_max_seq_len)
+
+    size = tree_bytes(out)
+    bundle = {"target": args.target, "chip": args.chip if args.target == "cuda" else None,
+              "golden_cases": GOLDEN_CASES, "bench": BENCH, "bench_max_seq_len": args.bench_max_seq_len,
+              "compile_seconds": compile_seconds, "bytes": size}
+    with open(os.path.join(out, "bundle.json"), "w", encoding="utf-8") as f:
+        json.dump(bundle, f, indent=1)
+    if size > MAX_BUNDLE_BYTES:
+        die(f"the bundle is {size / 2**20:.1f} MiB, over the {MAX_BUNDLE_BYTES >> 20} MiB a device run carries")
+    log(f"bundle ready: {out} ({size / 2**20:.1f} MiB)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# run
+# ------------------------------------------------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, bundle: str, device: str):
+        self.exe = os.path.join(bundle, "bin", "dsv3-run")
+        self.device = device
+
+    def __call__(self, artifact: str, ckpt: str, tokens: List[int], new_tokens: int, tmp: str,
+                 logits: bool = False, kernel_times: bool = False) -> Dict[str, Any]:
+        stats = os.path.join(tmp, "stats.json")
+        cmd = [self.exe, artifact, "--weights", ckpt, "--device", self.device, "--tokens",
+               ",".join(map(str, tokens)), "--max-new-tokens", str(new_tokens), "--ignore-eos", "--stats-out", stats]
+        if logits:
+            cmd += ["--logits-out", os.path.join(tmp, "logits.npy")]
+        if kernel_times:
+            cmd += ["--kernel-times-out", os.path.join(tmp, "kernels.json")]
+        run(cmd)
+        with open(stats, encoding="utf-8") as f:
+            result = json.load(f)
+        if kernel_times:
+            with open(os.path.join(tmp, "kernels.json"), encoding="utf-8") as f:
+                result["kernels"] = json.load(f)
+        return result
+
+
+def check_golden(bundle: str, runner: Runner, tmp: str) -> List[Dict[str, Any]]:
+    import numpy as np
+    results = []
+    for case in GOLDEN_CASES:
+        ckpt = os.path.join(bundle, "golden", case)
+        with open(os.path.join(ckpt, "golden.json"), encoding="utf-8") as f:
+            golden = json.load(f)
+        want = np.load(os.path.join(ckpt, golden["logits"]))
+        n = golden["max_new_tokens"]
+        stats = runner(os.path.join(bundle, "artifacts", case), ckpt, golden["tokens"], n, tmp, logits=True)
+        got = np.load(os.path.join(tmp, "logits.npy"))
+        tokens_ok = stats["generated_tokens"][0] == golden["greedy_tokens"][:n]
+        shape_ok = got.shape == want.shape
+        rel = float(np.abs(got - want).max() / np.abs(want).max()) if shape_ok else float("inf")
+        argmax_ok = shape_ok and bool((got.argmax(-1) == want.argmax(-1)).all())
+        ok = tokens_ok and argmax_ok and rel <= GOLDEN_TOLERANCE
+        results.append({"case": case, "ok": ok, "tokens_identical": tokens_ok,
+                        "max_abs_logit_diff_over_max_logit": rel, "tolerance": GOLDEN_TOLERANCE})
+        log(f"golden {case}: {'ok' if ok else 'FAILED'} (rel {rel:.2e}, tokens {'=' if tokens_ok else '!='})")
+    return results
+
+
+def kernel_seconds(kernels: Dict[str, Dict[str, float]], prefixes: List[str]) -> float:
+    return sum(t["seconds"] for name, t in kernels.items() if any(name.startswith(p) for p in prefixes))
+
+
+def mla_bytes_per_step(manifest: Dict[str, Any]) -> float:
+    """Bytes of MLA weights one decode step reads (every attn.* weight the forward pass takes, once)."""
+    shapes = {w["role"]: (w["dtype"], w["shape"]) for w in manifest["weights"]}
+    shapes.update({p["name"]: (p["dtype"], p["shape"]) for p in manifest.get("prepared") or []})
+    total = 0.0
+    for role in manifest["entry_points"]["decode"]["weights"]:
+        if role.startswith("attn."):
+            dtype, shape = shapes[role]
+            n = 1
+            for d in shape:
+                n *= d
+            total += n * DTYPE_BYTES[dtype]
+    return total
+
+
+def kernel_metrics(manifest: Dict[str, Any], p: int, d: int, only_prefill: Dict[str, Dict[str, float]],
+                   with_decode: Dict[str, Dict[str, float]], peak: float) -> Dict[str, Any]:
+    """MLA decode attention bandwidth and grouped expert GEMM TFLOP/s from the kernel times of a P-token prefill
+    alone and of the same prefill followed by D new tokens (kernels are named after their dsv3 op)."""
+    cfg = manifest["config"]
+    # With D new tokens the first comes from the prefill; D - 1 decode steps feed positions P .. P + D - 2, and the
+    # step at position t reads t + 1 cache rows of every layer.
+    steps = d - 1
+    layers = cfg["num_hidden_layers"]
+    cache = next(i for i in manifest["inputs"] if i["name"] == "kv_cache")
+    width = cache["shape"][-1]
+    cache_bytes = sum((t + 1) * width * DTYPE_BYTES[cache["dtype"]] * layers for t in range(p, p + steps))
+    mla_bytes = steps * mla_bytes_per_step(manifest) + cache_bytes
+    mla_seconds = kernel_seconds(with_decode, ["mla_"]) - kernel_seconds(only_prefill, ["mla_"])
+    out: Dict[str, Any] = {"mla_decode_attention": None, "grouped_expert_gemm": None}
+    if mla_seconds > 0:
+        bandwidth = mla_bytes / mla_seconds
+        out["mla_decode_attention"] = {
+            "decode_steps": steps, "context": [p + 1, p + steps], "bytes": mla_bytes, "seconds": mla_seconds,
+            "bandwidth_gb_per_second": bandwidth / 1e9, "fraction_of_peak": bandwidth / peak if peak else None}
+    # Every token runs top-k routed + the shared experts: gate and up (2 * H * I each) and down (2 * I * H).
+    experts = (cfg.get("num_experts_per_tok") or 0) + (cfg.get("n_shared_experts") or 0)
+    moe_layers = next((w["shape"][0] for w in manifest["weights"] if w["role"] == "moe.expert_gate"), 0)
+    flops = 2.0 * 3 * cfg["hidden_size"] * cfg["moe_intermediate_size"] * experts * moe_layers * p
+    gemm_seconds = kernel_seconds(only_prefill, ["moe_gate_up_", "moe_down_combine_"])
+    if gemm_seconds > 0:
+        out["grouped_expert_gemm"] = {"tokens": p, "flops": flops, "seconds": gemm_seconds,
+                                      "tflops_per_second": flops / gemm_seconds / 1e12}
+    return out
+
+
+def measure_bench(bundle: str, runner: Runner, args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
+    artifact = os.path.join(bundle, "artifacts", BENCH)
+    with open(os.path.join(artifact, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    cfg = manifest["config"]
+    ckpt = os.path.join(tmp, "bench-ckpt")
+    start = time.time()
+    env = dict(os.environ, PYTHONPATH=os.path.join(bundle, "python"))
+    run([sys.executable, "-m", "dsv3.generate_model", "--preset", BENCH, "--out", ckpt, "--seed", "0"], env=env)
+    generate_seconds = time.time() - start
+    log(f"generated the {BENCH} checkpoint in {generate_seconds:.1f} s")
+
+    vocab = cfg["vocab_size"]
+    prompt64 = [(7 * i + 3) % (vocab - 2) + 2 for i in range(64)]
+    rounds = [runner(artifact, ckpt, prompt64, args.decode_tokens, tmp) for _ in range(args.repeats)]
+    decode = statistics.median(r["decode_tokens_per_second"] for r in rounds)
+    prefill = statistics.median(r["prefill_tokens_per_second"] for r in rounds)
+    log(f"{BENCH}: decode {decode:.1f} tok/s, prefill-64 {prefill:.1f} tok/s")
+    result: Dict[str, Any] = {
+        "checkpoint_generate_seconds": round(generate_seconds, 1),
+        "decode_tokens_per_second": decode, "prefill_64_tokens_per_second": prefill,
+        "decode_rounds": [r["decode_tokens_per_second"] for r in rounds],
+        "gpu_name": rounds[0].get("gpu_name"),
+        "gpu_peak_bandwidth_bytes_per_second": rounds[0].get("gpu_peak_bandwidth_bytes_per_second"),
+        "mla_decode_attention": None, "grouped_expert_gemm": None,
+    }
+    if runner.device != "cuda":
+        return result
+
+    # Per-kernel times: prefill alone (P tokens), then prefill + decode; the difference is the decode.
+    p, d = args.prompt_tokens, args.decode_tokens
+    prompt = [(11 * i + 5) % (vocab - 2) + 2 for i in range(p)]
+    only_prefill = runner(artifact, ckpt, prompt, 0, tmp, kernel_times=True)["kernels"]
+    with_decode = runner(artifact, ckpt, prompt, d, tmp, kernel_times=True)["kernels"]
+    result.update(kernel_metrics(manifest, p, d, only_prefill, with_decode,
+                                 result["gpu_peak_bandwidth_bytes_per_second"] or 0))
+    result["kernel_seconds_prefill"] = {k: v["seconds"] for k, v in sorted(only_prefill.items())}
+    return result
+
+
+def run_check(args: argparse.Namespace) -> int:
+    start = time.time()
+    bundle = os.path.abspath(args.bundle)
+    with open(os.path.join(bundle, "bundle.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    runner = Runner(bundle, "cuda" if info["target"] == "cuda" else "cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        golden = check_golden(bundle, runner, tmp)
+        bench = measure_bench(bundle, runner, args, tmp)
+    report = {"target": info["target"], "chip": info["chip"], "golden": golden,
+              "golden_ok": all(g["ok"] for g in golden), BENCH: bench,
+              "seconds": round(time.time() - start, 1)}
+    text = json.dumps(report, indent=1)
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    print(text)
+    return 0 if report["golden_ok"] else 1
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="gpu_check.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="compile and gather the bundle (needs the compiler)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--build", help="build directory (default: build/ of this repository)")
+    p.add_argument("--target", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--chip", choices=["sm_90a", "sm_80"], default="sm_90a")
+    p.add_argument("--bench-max-seq-len", type=int, default=1024)
+    r = sub.add_parser("run", help="run the bundle (on the GPU machine)")
+    r.add_argument("--bundle", default=HERE)
+    r.add_argument("--prompt-tokens", type=int, default=512)
+    r.add_argument("--decode-tokens", type=int, default=64)
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--json-out")
+    args = ap.parse_args(argv)
+    if args.command == "prepare":
+        return prepare(args)
+    if args.decode_tokens < 2 or args.prompt_tokens < 1 or args.repeats < 1:
+        die("--decode-tokens must be >= 2, --prompt-tokens and --repeats >= 1")
+    return run_check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""scripts/gpu-check.sh / bench/gpu_check.py without a GPU.
+
+- The first half (prepare) for the GPU: the bundle holds the runtime, the generator, the golden data and one cuda
+  artifact per case plus bench-450m, no MLIR/LLVM library, and fits the 64 MiB a device run carries.
+- The second half's flow, on a CPU bundle (prepare --target cpu): it generates the bench checkpoint, checks the
+  golden cases and prints one JSON with the measurements.
+- The kernel-level metrics from synthetic kernel times, against bytes and FLOPs worked out by hand.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = os.path.join(ROOT, "bench", "gpu_check.py")
+BUILD = os.environ.get("DSV3_BUILD_DIR", os.path.join(ROOT, "build"))
+CUDA_ROOT = os.environ.get("CUDA_ROOT", "/usr/local/cuda")
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import gpu_check  # noqa: E402
+
+
+def prepare(out, *extra):
+    done = subprocess.run([sys.executable, SCRIPT, "prepare", "--out", str(out), "--build", BUILD, *extra],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.load(open(os.path.join(out, "bundle.json")))
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(CUDA_ROOT, "bin", "ptxas")),
+                    reason="GPU code generation needs ptxas from the CUDA toolkit")
+def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
+    out = tmp_path / "bundle"
+    info = prepare(out)
+    assert info["target"] == "cuda" and info["chip"] == "sm_90a"
+    assert info["bytes"] <= 64 << 20
+    for case in gpu_check.GOLDEN_CASES + [gpu_check.BENCH]:
+        manifest = json.load(open(out / "artifacts" / case / "manifest.json"))
+        assert manifest["target"]["kind"] == "cuda"
+        assert (out / "artifacts" / case / "libdsv3model.so").exists()
+    for case in gpu_check.GOLDEN_CASES:
+        assert (out / "golden" / case / "golden.json").exists()
+    assert (out / "python" / "dsv3" / "generate_model.py").exists()
+    assert (out / "gpu_check.py").exists()
+    # Nothing of the compiler travels: no MLIR/LLVM library in the bundle or among dsv3-run's dependencies.
+    names = [f for _, _, files in os.walk(out) for f in files]
+    assert not [n for n in names if "MLIR" in n or "LLVM" in n]
+    ldd = subprocess.run(["ldd", str(out / "bin" / "dsv3-run")], capture_output=True, text=True).stdout
+    assert "libMLIR" not in ldd and "libLLVM" not in ldd
+
+
+def test_run_half_on_a_cpu_bundle(tmp_path):
+    out = tmp_path / "bundle"
+    prepare(out, "--target", "cpu")
+    result_path = tmp_path / "result.json"
+    done = subprocess.run([sys.executable, str(out / "gpu_check.py"), "run", "--prompt-tokens", "16",
+                           "--decode-tokens", "4", "--repeats", "1", "--json-out", str(result_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report == json.load(open(result_path))
+    assert report["golden_ok"]
+    assert [g["case"] for g in report["golden"]] == gpu_check.GOLDEN_CASES
+    for g in report["golden"]:
+        assert g["tokens_identical"] and g["max_abs_logit_diff_over_max_logit"] <= gpu_check.GOLDEN_TOLERANCE
+    bench = report[gpu_check.BENCH]
+    assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
+    assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only
+
+
+def test_kernel_metrics_by_hand():
+    # hidden 8, 2 layers (1 MoE), kv_lora 4 + rope 2 -> cache rows of 6 f32; top-2 + 1 shared experts of width 3.
+    manifest = {
+        "config": {"num_hidden_layers": 2, "hidden_size": 8, "moe_intermediate_size": 3,
+                   "num_experts_per_tok": 2, "n_shared_experts": 1},
+        "inputs": [{"name": "kv_cache", "dtype": "f32", "shape": [2, 1, 64, 6]}],
+        "weights": [{"role": "attn.wq_b", "dtype": "bf16", "shape": [2, 10, 5]},
+                    {"role": "attn.norm", "dtype": "bf16", "shape": [2, 8]},
+                    {"role": "moe.expert_gate", "dtype": "bf16", "shape": [1, 4, 3, 8]},
+                    {"role": "lm_head", "dtype": "bf16", "shape": [32, 8]}],
+        "prepared": [{"name": "attn.wq_kv_a", "dtype": "bf16", "shape": [2, 11, 8]}],
+        "entry_points": {"decode": {"weights": ["attn.wq_b", "attn.norm", "attn.wq_kv_a", "lm_head"]}},
+    }
+    prefill = {"mla_0": {"launches": 2, "seconds": 1.0}, "moe_gate_up_0": {"launches": 1, "seconds": 0.5},
+               "moe_down_combine_0": {"launches": 1, "seconds": 0.25}, "linear_0": {"launches": 1, "seconds": 9.0}}
+    decode = dict(prefill, mla_0={"launches": 8, "seconds": 4.0})
+    m = gpu_check.kernel_metrics(manifest, p=10, d=4, only_prefill=prefill, with_decode=decode, peak=1e9)
+    # 3 decode steps at positions 10, 11, 12 read 11 + 12 + 13 = 36 rows of 6 f32 in each of 2 layers, plus the
+    # attention weights once per step: (2*10*5 + 2*8 + 2*11*8) bf16 = 292 elements = 584 bytes.
+    want_bytes = 36 * 6 * 4 * 2 + 3 * 584
+    assert m["mla_decode_attention"]["bytes"] == want_bytes
+    assert m["mla_decode_attention"]["seconds"] == pytest.approx(3.0)
+    assert m["mla_decode_attention"]["fraction_of_peak"] == pytest.approx(want_bytes / 3.0 / 1e9)
+    # 10 tokens x 3 experts x (gate + up + down = 3 * 2 * 8 * 3 FLOPs) x 1 MoE layer over 0.75 s.
+    assert m["grouped_expert_gemm"]["flops"] == 10 * 3 * 144
+    assert m["grouped_expert_gemm"]["tflops_per_second"] == pytest.approx(10 * 3 * 144 / 0.75 / 1e12)
