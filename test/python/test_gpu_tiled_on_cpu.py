@@ -21,7 +21,7 @@ TILED = "--gpu-tiled-on-cpu"
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
-@pytest.mark.parametrize("fusion", ["all", "none", "all --naive-prefill-from=2"])
+@pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe", "all --naive-prefill-from=2"])
 def test_golden(case, fusion, tmp_path):
     ckpt, golden, want = load_golden(case)
     artifact = compile_artifact(ckpt, tmp_path / "artifact", TILED, *f"--fusion={fusion}".split())

@@ -133,6 +133,14 @@ struct GpuDeviceBuffersPass
   /// the only host buffers are the staging scalars.
   LogicalResult verifyNoHostAccess(func::FuncOp func) {
     for (Operation *op : hostOps(func)) {
+      if (auto alloca = dyn_cast<memref::AllocaOp>(op)) {
+        // A host stack buffer is fine for the host, never for a kernel.
+        for (Operation *user : alloca->getUsers())
+          if (user->getParentOfType<gpu::LaunchOp>())
+            return alloca.emitOpError(
+                "is host stack memory used by a GPU kernel");
+        continue;
+      }
       if (isa<gpu::GPUDialect>(op->getDialect()))
         continue;
       auto effects = dyn_cast<MemoryEffectOpInterface>(op);
@@ -142,8 +150,6 @@ struct GpuDeviceBuffersPass
       if (auto load = dyn_cast<memref::LoadOp>(op))
         if (load.getMemRef().getDefiningOp<memref::AllocaOp>())
           continue;
-      if (isa<memref::AllocaOp>(op))
-        continue;
       return op->emitOpError(
           "accesses a buffer on the host; on the GPU every buffer is in "
           "device memory (run dsv3-wrap-serial-code-for-gpu first)");

@@ -49,3 +49,18 @@ func.func @host_store(%x: memref<4xf32>) {
   memref.store %one, %x[%c0] : memref<4xf32>
   return
 }
+
+// -----
+
+func.func @host_stack_in_kernel() {
+  %c1 = arith.constant 1 : index
+  %one = arith.constant 1.0 : f32
+  // expected-error @+1 {{is host stack memory used by a GPU kernel}}
+  %scratch = memref.alloca() : memref<4xf32>
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %c1, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c1, %sy = %c1, %sz = %c1) {
+    memref.store %one, %scratch[%tx] : memref<4xf32>
+    gpu.terminator
+  }
+  return
+}
