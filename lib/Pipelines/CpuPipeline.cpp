@@ -8,28 +8,12 @@
 
 #include "dsv3/Pipelines/Pipelines.h"
 
+#include "PassListSupport.h"
+
 #include "mlir/Pass/PassRegistry.h"
-#include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/raw_ostream.h"
 
 using namespace mlir;
 using namespace mlir::dsv3;
-
-namespace {
-
-LogicalResult addPasses(OpPassManager &pm, ArrayRef<StringRef> passes) {
-  std::string text = llvm::join(passes, ",");
-  std::string errors;
-  llvm::raw_string_ostream errorStream(errors);
-  if (failed(parsePassPipeline(text, pm, errorStream))) {
-    llvm::errs() << "dsv3: internal pipeline does not parse: " << errors
-                 << "\n";
-    return failure();
-  }
-  return success();
-}
-
-} // namespace
 
 //===----------------------------------------------------------------------===//
 // Stage 1: bufferize
@@ -38,7 +22,7 @@ LogicalResult addPasses(OpPassManager &pm, ArrayRef<StringRef> passes) {
 LogicalResult
 mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
                                       const CpuPipelineOptions &options) {
-  return addPasses(
+  return addPassList(
       pm, {
               // 1. Model ops to linalg on tensors; the residual adds of the
               //    importer become linalg too.
@@ -77,7 +61,7 @@ mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
                                         const CpuPipelineOptions &options) {
   std::string ompSchedule =
       "dsv3-openmp-schedule{schedule=" + options.ompSchedule.getValue() + "}";
-  SmallVector<StringRef> passes{
+  std::vector<std::string> passes{
       // Strided copies (a tile into its slice of the output) as loops, so no
       // runtime library call remains.
       "func.func(dsv3-memref-copy-to-linalg)",
@@ -101,7 +85,7 @@ mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
   if (options.emitPackedEntryPoints)
     passes.push_back("dsv3-emit-packed-entry-points");
   passes.push_back("reconcile-unrealized-casts");
-  return addPasses(pm, passes);
+  return addPassList(pm, passes);
 }
 
 LogicalResult mlir::dsv3::buildCpuPipeline(OpPassManager &pm,

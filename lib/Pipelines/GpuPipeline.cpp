@@ -12,28 +12,12 @@
 
 #include "dsv3/Pipelines/Pipelines.h"
 
+#include "PassListSupport.h"
+
 #include "mlir/Pass/PassRegistry.h"
-#include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/raw_ostream.h"
 
 using namespace mlir;
 using namespace mlir::dsv3;
-
-namespace {
-
-LogicalResult addPasses(OpPassManager &pm, ArrayRef<std::string> passes) {
-  std::string text = llvm::join(passes, ",");
-  std::string errors;
-  llvm::raw_string_ostream errorStream(errors);
-  if (failed(parsePassPipeline(text, pm, errorStream))) {
-    llvm::errs() << "dsv3: internal pipeline does not parse: " << errors
-                 << "\n";
-    return failure();
-  }
-  return success();
-}
-
-} // namespace
 
 bool mlir::dsv3::isSupportedGpuChip(llvm::StringRef chip) {
   return chip == "sm_90a" || chip == "sm_80";
@@ -48,7 +32,7 @@ mlir::dsv3::buildGpuLoopsPipeline(OpPassManager &pm,
                  << "\n";
     return failure();
   }
-  return addPasses(
+  return addPassList(
       pm, {
               // Every copy as loops: a host memcpy cannot reach the device.
               "func.func(dsv3-memref-copy-to-linalg{all=true})",
@@ -113,7 +97,7 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
   // ptxas runs here, at compile time: a kernel that does not assemble
   // fails the build on a machine without a GPU.
   passes.push_back("gpu-module-to-binary{format=" + format.str() + "}");
-  return addPasses(pm, passes);
+  return addPassList(pm, passes);
 }
 
 LogicalResult mlir::dsv3::buildGpuPipeline(OpPassManager &pm,
