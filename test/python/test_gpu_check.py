@@ -3,7 +3,7 @@
 - The first half (prepare) for the GPU: the bundle holds the runtime, the generator, the golden data and one cuda
   artifact per case plus bench-450m, no MLIR/LLVM library, and fits the 64 MiB a device run carries.
 - The second half's flow, on a CPU bundle (prepare --target cpu): it generates the bench checkpoint, checks the
-  golden cases and prints one JSON with the measurements.
+  golden cases and prints one JSON with the measurements; a failing step is recorded there and the rest still runs.
 - The kernel-level metrics from synthetic kernel times, against bytes and FLOPs worked out by hand.
 """
 
@@ -70,6 +70,18 @@ def test_run_half_on_a_cpu_bundle(tmp_path):
     bench = report[gpu_check.BENCH]
     assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
     assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only
+
+    # A step that fails is reported in the JSON (exit 1) and the others still run: one GPU run says all it can.
+    os.remove(out / "artifacts" / "tiny-v2lite" / "libdsv3model.so")
+    done = subprocess.run([sys.executable, str(out / "gpu_check.py"), "run", "--prompt-tokens", "16",
+                           "--decode-tokens", "4", "--repeats", "1"], capture_output=True, text=True)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    by_case = {g["case"]: g for g in report["golden"]}
+    assert not by_case["tiny-v2lite"]["ok"]
+    assert "the artifact's library does not exist" in by_case["tiny-v2lite"]["error"]
+    assert by_case["tiny-v3"]["ok"] and by_case["tiny-v3-fp8"]["ok"]
+    assert report[gpu_check.BENCH]["decode_tokens_per_second"] > 0
 
 
 def test_kernel_metrics_by_hand():
