@@ -610,6 +610,13 @@ std::string Model::moveToDevice(Buffer &buffer, const std::string &what) {
 }
 
 std::string Model::call(EntryFn fn, int64_t seqLen) {
+  // The driver's context is per thread, and any one thread at a time may
+  // use a model: make it current on this one.
+  if (onGpu()) {
+    std::string error = cuda::initialize();
+    if (!error.empty())
+      return error;
+  }
   const std::vector<int64_t> shape = {manifest_.maxBatch, seqLen};
   for (size_t i : {manifest_.tokensInput, manifest_.positionsInput}) {
     void *data = inputs_[i].data;
