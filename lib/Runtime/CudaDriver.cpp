@@ -211,7 +211,9 @@ std::string allocate(void **pointer, size_t bytes, const std::string &what) {
 }
 
 void release(void *pointer) {
-  if (pointer && available())
+  // initialize() makes the context current on this thread (a model may be
+  // closed on another thread than the one that opened it).
+  if (pointer && available() && initialize().empty())
     driver().cuMemFree(reinterpret_cast<CUdeviceptr>(pointer));
 }
 
