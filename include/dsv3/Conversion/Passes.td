@@ -149,10 +149,13 @@ def DSV3GpuTileParallelLoops : Pass<"dsv3-gpu-tile-parallel-loops", "func::FuncO
     an outer loop over blocks and one inner loop over the threads of a
     block. For each outermost `scf.parallel`, parallel loops nested in it
     become sequential loops (each thread runs them), and its innermost
-    dimension is split into `ceil(n / threads)` tiles (an outer dimension,
-    mapped to blocks) of `threads` iterations (the inner loop, mapped to
-    threads), guarded by `if (i < n)`. A dimension of static extent below
-    `threads` is not split: its extent is the block size.
+    dimension is split into `ceil(n / threads)` tiles of `threads`
+    iterations (the inner loop, mapped to threads), guarded by `if (i < n)`.
+    The tiles and all other dimensions become one linear block index (the
+    outer loop, mapped to the grid's x, which no loop outgrows; the indices
+    are recovered by division, the tile index fastest). A dimension of
+    static extent below `threads` is not split: its extent is the block
+    size.
 
     This is the tiled form the GPU kernels are generated from; the
     `dsv3-gpu-tiled-on-cpu` pipeline lowers it for the CPU instead, so the

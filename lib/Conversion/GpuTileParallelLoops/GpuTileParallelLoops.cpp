@@ -85,8 +85,13 @@ struct GpuTileParallelLoopsPass
   }
 
   /// parallel (i..., j) in (..., [lb, ub) step s) { body(i, j) } becomes
-  ///   parallel (i..., jt) in (..., [lb, ub) step s*T) {
-  ///     parallel (t) in [0, T) { j = jt + t*s; if (j < ub) body(i, j) } }
+  ///   parallel (b) in [0, extent(i)... * ceil(extent(j) / T)) {
+  ///     (i..., jt) = delinearize(b); j0 = lb + jt*s*T
+  ///     parallel (t) in [0, T) { j = j0 + t*s; if (j < ub) body(i, j) } }
+  /// One linear block index: the grid is then (blocks, 1, 1), whose x limit
+  /// (2^31 - 1) no loop reaches, where y and z stop at 65535 and dims past
+  /// the third would run sequentially. The tile index varies fastest, so
+  /// neighbouring blocks work on neighbouring columns.
   void tile(scf::ParallelOp loop) {
     unsigned last = loop.getNumLoops() - 1;
     int64_t tileSize = threads;
@@ -100,30 +105,60 @@ struct GpuTileParallelLoopsPass
     }
     OpBuilder b(loop);
     Location loc = loop.getLoc();
-    Value tileValue = arith::ConstantIndexOp::create(b, loc, tileSize);
-    SmallVector<Value> steps(loop.getStep());
-    Value innerStep = steps[last];
-    steps[last] = arith::MulIOp::create(b, loc, innerStep, tileValue);
-    auto outer = scf::ParallelOp::create(b, loc, loop.getLowerBound(),
-                                         loop.getUpperBound(), steps);
-    b.setInsertionPoint(outer.getBody()->getTerminator());
     Value zero = arith::ConstantIndexOp::create(b, loc, 0);
     Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    Value tileValue = arith::ConstantIndexOp::create(b, loc, tileSize);
+    // Iterations of each dim (the last one counted in tiles), never
+    // negative: an empty dim empties the whole loop.
+    auto count = [&](unsigned d, Value stride) -> Value {
+      Value span = arith::SubIOp::create(b, loc, loop.getUpperBound()[d],
+                                         loop.getLowerBound()[d]);
+      Value n = arith::CeilDivSIOp::create(b, loc, span, stride);
+      return arith::MaxSIOp::create(b, loc, n, zero);
+    };
+    Value tileStride =
+        arith::MulIOp::create(b, loc, loop.getStep()[last], tileValue);
+    SmallVector<Value> counts;
+    for (unsigned d = 0; d < last; ++d)
+      counts.push_back(count(d, loop.getStep()[d]));
+    counts.push_back(count(last, tileStride));
+    Value total = counts.front();
+    for (Value n : ArrayRef<Value>(counts).drop_front())
+      total = arith::MulIOp::create(b, loc, total, n);
+
+    auto outer = scf::ParallelOp::create(b, loc, ValueRange{zero},
+                                         ValueRange{total}, ValueRange{one});
+    b.setInsertionPoint(outer.getBody()->getTerminator());
+    // Delinearize, last dim fastest.
+    SmallVector<Value> indices(last + 1);
+    Value rest = outer.getInductionVars()[0];
+    for (unsigned d = last + 1; d-- > 0;) {
+      indices[d] = arith::RemUIOp::create(b, loc, rest, counts[d]);
+      rest = arith::DivUIOp::create(b, loc, rest, counts[d]);
+    }
+    auto scaled = [&](unsigned d, Value index, Value stride) -> Value {
+      Value offset = arith::MulIOp::create(b, loc, index, stride);
+      return arith::AddIOp::create(b, loc, loop.getLowerBound()[d], offset);
+    };
+    SmallVector<Value> ivs;
+    for (unsigned d = 0; d < last; ++d)
+      ivs.push_back(scaled(d, indices[d], loop.getStep()[d]));
+    Value tileBase = scaled(last, indices[last], tileStride);
+
     auto inner = scf::ParallelOp::create(b, loc, ValueRange{zero},
                                          ValueRange{tileValue},
                                          ValueRange{one});
     b.setInsertionPoint(inner.getBody()->getTerminator());
     Value offset = arith::MulIOp::create(b, loc, inner.getInductionVars()[0],
-                                         innerStep);
-    Value index =
-        arith::AddIOp::create(b, loc, outer.getInductionVars()[last], offset);
+                                         loop.getStep()[last]);
+    Value index = arith::AddIOp::create(b, loc, tileBase, offset);
     Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                           index, loop.getUpperBound()[last]);
     auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
 
     Block *body = loop.getBody();
     for (unsigned d = 0; d < last; ++d)
-      body->getArgument(d).replaceAllUsesWith(outer.getInductionVars()[d]);
+      body->getArgument(d).replaceAllUsesWith(ivs[d]);
     body->getArgument(last).replaceAllUsesWith(index);
     Operation *insertBefore = guard.thenBlock()->getTerminator();
     for (Operation &op : llvm::make_early_inc_range(body->without_terminator()))

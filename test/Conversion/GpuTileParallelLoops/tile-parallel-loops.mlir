@@ -1,18 +1,29 @@
 // RUN: dsv3-opt %s --split-input-file --verify-diagnostics --pass-pipeline="builtin.module(func.func(dsv3-gpu-tile-parallel-loops{threads=128}))" | FileCheck %s
 
-// The innermost dimension of an outermost loop becomes blocks of 128
-// threads with a bounds guard; the other dimensions stay (blocks).
+// The innermost dimension of an outermost loop becomes tiles of 128 threads
+// with a bounds guard; the tiles and the other dimensions become one linear
+// block index (grid x), delinearized with the tile index fastest.
 
 // CHECK-LABEL: func.func @rows_by_columns
 // CHECK-DAG: %[[C128:.*]] = arith.constant 128 : index
-// CHECK: %[[STEP:.*]] = arith.muli %{{.*}}, %[[C128]]
-// CHECK: scf.parallel (%[[R:.*]], %[[CT:.*]]) = (%{{.*}}, %{{.*}}) to (%{{.*}}, %[[N:.*]]) step (%{{.*}}, %[[STEP]])
-// CHECK: scf.parallel (%[[T:.*]]) = (%{{.*}}) to (%[[C128]])
-// CHECK: %[[OFF:.*]] = arith.muli %[[T]]
-// CHECK: %[[J:.*]] = arith.addi %[[CT]], %[[OFF]]
+// CHECK: %[[TSTEP:.*]] = arith.muli %{{.*}}, %[[C128]]
+// CHECK: %[[ROWS:.*]] = arith.maxsi
+// CHECK: %[[CSPAN:.*]] = arith.subi %[[N:.*]], %{{.*}}
+// CHECK: %[[TILES0:.*]] = arith.ceildivsi %[[CSPAN]], %[[TSTEP]]
+// CHECK: %[[TILES:.*]] = arith.maxsi %[[TILES0]]
+// CHECK: %[[TOTAL:.*]] = arith.muli %[[ROWS]], %[[TILES]]
+// CHECK: scf.parallel (%[[B:.*]]) = (%{{.*}}) to (%[[TOTAL]]) step
+// CHECK: %[[T:.*]] = arith.remui %[[B]], %[[TILES]]
+// CHECK: %[[REST:.*]] = arith.divui %[[B]], %[[TILES]]
+// CHECK: %[[R:.*]] = arith.remui %[[REST]], %[[ROWS]]
+// CHECK: %[[TOFF:.*]] = arith.muli %[[T]], %[[TSTEP]]
+// CHECK: %[[BASE:.*]] = arith.addi %{{.*}}, %[[TOFF]]
+// CHECK: scf.parallel (%[[TID:.*]]) = (%{{.*}}) to (%[[C128]])
+// CHECK: %[[OFF:.*]] = arith.muli %[[TID]]
+// CHECK: %[[J:.*]] = arith.addi %[[BASE]], %[[OFF]]
 // CHECK: %[[IN:.*]] = arith.cmpi slt, %[[J]], %[[N]]
 // CHECK: scf.if %[[IN]]
-// CHECK: memref.store %{{.*}}, %{{.*}}[%[[R]], %[[J]]]
+// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %[[J]]]
 func.func @rows_by_columns(%out: memref<?x?xf32>, %m: index, %n: index) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
