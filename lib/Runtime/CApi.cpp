@@ -27,12 +27,19 @@ struct dsv3rt_model {
 
 namespace {
 
+/// Copies `text` into out (NUL-terminated, truncated to outLen - 1
+/// characters); returns the length of the whole text.
+int64_t copyOut(const std::string &text, char *out, size_t outLen) {
+  if (out && outLen) {
+    size_t n = std::min(text.size(), outLen - 1);
+    std::memcpy(out, text.data(), n);
+    out[n] = '\0';
+  }
+  return static_cast<int64_t>(text.size());
+}
+
 void setError(char *err, size_t errLen, const std::string &message) {
-  if (!err || errLen == 0)
-    return;
-  size_t n = std::min(message.size(), errLen - 1);
-  std::memcpy(err, message.data(), n);
-  err[n] = '\0';
+  copyOut(message, err, errLen);
 }
 
 void clearError(char *err, size_t errLen) {
@@ -321,20 +328,6 @@ int dsv3rt_cuda_init(char *err, size_t err_len) {
   setError(err, err_len, error);
   return -1;
 }
-
-namespace {
-
-/// Copies `text` into out (NUL-terminated, truncated); its full length.
-int64_t copyOut(const std::string &text, char *out, size_t out_len) {
-  if (out && out_len) {
-    size_t n = std::min(text.size(), out_len - 1);
-    std::memcpy(out, text.data(), n);
-    out[n] = '\0';
-  }
-  return static_cast<int64_t>(text.size());
-}
-
-} // namespace
 
 int64_t dsv3rt_cuda_device_name(char *out, size_t out_len) {
   return copyOut(cuda::deviceName(), out, out_len);

@@ -58,68 +58,48 @@ std::string load(State &s) {
            (message ? message : "not found") + ")";
   }
   Driver &d = s.driver;
-  struct Entry {
-    const char *name;
-    bool ok;
+  // The first entry point the driver lacks, if any.
+  const char *missing = nullptr;
+  auto need = [&](const char *name, auto &fn) {
+    if (!resolve(s.library, name, fn) && !missing)
+      missing = name;
   };
-  Entry entries[] = {
-      {"cuInit", resolve(s.library, "cuInit", d.cuInit)},
-      {"cuDeviceGetCount",
-       resolve(s.library, "cuDeviceGetCount", d.cuDeviceGetCount)},
-      {"cuDeviceGet", resolve(s.library, "cuDeviceGet", d.cuDeviceGet)},
-      {"cuDeviceGetName",
-       resolve(s.library, "cuDeviceGetName", d.cuDeviceGetName)},
-      {"cuDeviceGetAttribute",
-       resolve(s.library, "cuDeviceGetAttribute", d.cuDeviceGetAttribute)},
-      {"cuDevicePrimaryCtxRetain",
-       resolve(s.library, "cuDevicePrimaryCtxRetain",
-               d.cuDevicePrimaryCtxRetain)},
-      {"cuCtxSetCurrent",
-       resolve(s.library, "cuCtxSetCurrent", d.cuCtxSetCurrent)},
-      {"cuGetErrorName", resolve(s.library, "cuGetErrorName", d.cuGetErrorName)},
-      {"cuStreamCreate", resolve(s.library, "cuStreamCreate", d.cuStreamCreate)},
-      {"cuStreamSynchronize",
-       resolve(s.library, "cuStreamSynchronize", d.cuStreamSynchronize)},
-      {"cuMemAlloc_v2", resolve(s.library, "cuMemAlloc_v2", d.cuMemAlloc)},
-      {"cuMemFree_v2", resolve(s.library, "cuMemFree_v2", d.cuMemFree)},
-      {"cuMemcpyHtoD_v2",
-       resolve(s.library, "cuMemcpyHtoD_v2", d.cuMemcpyHtoD)},
-      {"cuMemcpyDtoH_v2",
-       resolve(s.library, "cuMemcpyDtoH_v2", d.cuMemcpyDtoH)},
-      {"cuMemsetD8_v2", resolve(s.library, "cuMemsetD8_v2", d.cuMemsetD8)},
-      {"cuEventCreate", resolve(s.library, "cuEventCreate", d.cuEventCreate)},
-      {"cuEventRecord", resolve(s.library, "cuEventRecord", d.cuEventRecord)},
-      {"cuEventSynchronize",
-       resolve(s.library, "cuEventSynchronize", d.cuEventSynchronize)},
-      {"cuModuleLoadData",
-       resolve(s.library, "cuModuleLoadData", d.cuModuleLoadData)},
-      {"cuModuleUnload", resolve(s.library, "cuModuleUnload", d.cuModuleUnload)},
-      {"cuModuleGetFunction",
-       resolve(s.library, "cuModuleGetFunction", d.cuModuleGetFunction)},
-      {"cuLaunchKernel", resolve(s.library, "cuLaunchKernel", d.cuLaunchKernel)},
-      {"cuMemAllocAsync",
-       resolve(s.library, "cuMemAllocAsync", d.cuMemAllocAsync)},
-      {"cuMemFreeAsync", resolve(s.library, "cuMemFreeAsync", d.cuMemFreeAsync)},
-      {"cuMemAllocManaged",
-       resolve(s.library, "cuMemAllocManaged", d.cuMemAllocManaged)},
-      {"cuMemcpyAsync", resolve(s.library, "cuMemcpyAsync", d.cuMemcpyAsync)},
-      {"cuMemsetD32Async",
-       resolve(s.library, "cuMemsetD32Async", d.cuMemsetD32Async)},
-      {"cuMemsetD16Async",
-       resolve(s.library, "cuMemsetD16Async", d.cuMemsetD16Async)},
-      {"cuStreamWaitEvent",
-       resolve(s.library, "cuStreamWaitEvent", d.cuStreamWaitEvent)},
-      {"cuEventDestroy_v2",
-       resolve(s.library, "cuEventDestroy_v2", d.cuEventDestroy)},
-      // CUDA 12.8 added _v2; older drivers only have the first.
-      {"cuEventElapsedTime",
-       resolve(s.library, "cuEventElapsedTime_v2", d.cuEventElapsedTime) ||
-           resolve(s.library, "cuEventElapsedTime", d.cuEventElapsedTime)},
-  };
-  for (const Entry &e : entries)
-    if (!e.ok)
-      return std::string("the CUDA driver (libcuda.so.1) lacks ") + e.name +
-             "; it is too old for this runtime";
+  need("cuInit", d.cuInit);
+  need("cuDeviceGetCount", d.cuDeviceGetCount);
+  need("cuDeviceGet", d.cuDeviceGet);
+  need("cuDeviceGetName", d.cuDeviceGetName);
+  need("cuDeviceGetAttribute", d.cuDeviceGetAttribute);
+  need("cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain);
+  need("cuCtxSetCurrent", d.cuCtxSetCurrent);
+  need("cuGetErrorName", d.cuGetErrorName);
+  need("cuStreamCreate", d.cuStreamCreate);
+  need("cuStreamSynchronize", d.cuStreamSynchronize);
+  need("cuMemAlloc_v2", d.cuMemAlloc);
+  need("cuMemFree_v2", d.cuMemFree);
+  need("cuMemcpyHtoD_v2", d.cuMemcpyHtoD);
+  need("cuMemcpyDtoH_v2", d.cuMemcpyDtoH);
+  need("cuMemsetD8_v2", d.cuMemsetD8);
+  need("cuEventCreate", d.cuEventCreate);
+  need("cuEventRecord", d.cuEventRecord);
+  need("cuEventSynchronize", d.cuEventSynchronize);
+  need("cuModuleLoadData", d.cuModuleLoadData);
+  need("cuModuleUnload", d.cuModuleUnload);
+  need("cuModuleGetFunction", d.cuModuleGetFunction);
+  need("cuLaunchKernel", d.cuLaunchKernel);
+  need("cuMemAllocAsync", d.cuMemAllocAsync);
+  need("cuMemFreeAsync", d.cuMemFreeAsync);
+  need("cuMemAllocManaged", d.cuMemAllocManaged);
+  need("cuMemcpyAsync", d.cuMemcpyAsync);
+  need("cuMemsetD32Async", d.cuMemsetD32Async);
+  need("cuMemsetD16Async", d.cuMemsetD16Async);
+  need("cuStreamWaitEvent", d.cuStreamWaitEvent);
+  need("cuEventDestroy_v2", d.cuEventDestroy);
+  // CUDA 12.8 added _v2; older drivers only have the first.
+  if (!resolve(s.library, "cuEventElapsedTime_v2", d.cuEventElapsedTime))
+    need("cuEventElapsedTime", d.cuEventElapsedTime);
+  if (missing)
+    return std::string("the CUDA driver (libcuda.so.1) lacks ") + missing +
+           "; it is too old for this runtime";
   CUresult r = d.cuInit(0);
   if (r != 0)
     return describe("cuInit", r) +

@@ -383,8 +383,10 @@ std::string Model::load(const std::string &artifactDir,
       bytes *= static_cast<size_t>(batch * manifest_.maxSeqLen);
     }
     std::string what = "input '" + spec.name + "'";
-    error = onGpu() && i == manifest_.cacheInput
-                ? inputs_[i].allocateOnDevice(bytes, what)
+    // The cache is the compiled code's; tokens and positions are written
+    // on the host (call() copies them to the device for a GPU model).
+    error = i == manifest_.cacheInput
+                ? allocateForCompiledCode(inputs_[i], bytes, what)
                 : inputs_[i].allocate(bytes, what);
     if (!error.empty())
       return error;
@@ -406,8 +408,7 @@ std::string Model::load(const std::string &artifactDir,
   }
   const TensorSpec &logits = manifest_.outputs[0];
   const size_t logitsBytes = sizeof(float) * batch * manifest_.vocabSize();
-  error = onGpu() ? logits_.allocateOnDevice(logitsBytes, "the logits")
-                  : logits_.allocate(logitsBytes, "the logits");
+  error = allocateForCompiledCode(logits_, logitsBytes, "the logits");
   if (!error.empty())
     return error;
   if (onGpu())
@@ -546,9 +547,8 @@ std::string Model::prepareWeights() {
     size_t bytes = elementSize(spec.dtype);
     for (int64_t d : spec.shape)
       bytes *= static_cast<size_t>(d);
-    std::string what = "prepared weight '" + spec.name + "'";
-    std::string error = onGpu() ? prepared_[p].allocateOnDevice(bytes, what)
-                                : prepared_[p].allocate(bytes, what);
+    std::string error = allocateForCompiledCode(
+        prepared_[p], bytes, "prepared weight '" + spec.name + "'");
     if (!error.empty())
       return error;
     preparedDescs_[p].set(prepared_[p].data, spec.shape);
@@ -596,6 +596,12 @@ void Model::setInput(size_t input, int64_t row, int64_t col, int64_t seqLen,
         static_cast<int32_t>(value);
   else
     static_cast<int64_t *>(inputs_[input].data)[index] = value;
+}
+
+std::string Model::allocateForCompiledCode(Buffer &buffer, size_t bytes,
+                                           const std::string &what) {
+  return onGpu() ? buffer.allocateOnDevice(bytes, what)
+                 : buffer.allocate(bytes, what);
 }
 
 std::string Model::moveToDevice(Buffer &buffer, const std::string &what) {

@@ -158,6 +158,10 @@ private:
   /// Calls `fn` with the tokens/positions already in the input buffers for
   /// `seqLen` positions per row; "" or an error line (GPU failures).
   std::string call(EntryFn fn, int64_t seqLen);
+  /// A zero-filled buffer only the compiled code reads or writes: GPU
+  /// memory for a GPU model, else host memory.
+  std::string allocateForCompiledCode(Buffer &buffer, size_t bytes,
+                                      const std::string &what);
   /// On the GPU: replaces a host buffer by a device copy of it.
   std::string moveToDevice(Buffer &buffer, const std::string &what);
   bool onGpu() const { return device_ == Device::Cuda; }
