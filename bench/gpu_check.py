@@ -44,6 +44,7 @@ MAX_BUNDLE_BYTES = 64 << 20
 # The GPU computes the same f32 math as the CPU, but with the GPU's exp/rsqrt and another summation order: allow
 # half a bf16 ulp of the largest logit (2^-9), and require identical greedy tokens.
 GOLDEN_TOLERANCE = 2.0 ** -9
+# As in run_benchmark.py: this file travels alone in the bundle, so it imports nothing of bench/.
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i32": 4, "i64": 8}
 
 

@@ -26,8 +26,10 @@ bool mlir::dsv3::isSupportedGpuChip(llvm::StringRef chip) {
 LogicalResult
 mlir::dsv3::buildGpuLoopsPipeline(OpPassManager &pm,
                                   const GpuPipelineOptions &options) {
-  if (options.threadsPerBlock < 1 || options.threadsPerBlock > 1024) {
-    llvm::errs() << "dsv3-gpu: threads-per-block must be in [1, 1024], not "
+  if (options.threadsPerBlock < 1 ||
+      options.threadsPerBlock > kMaxThreadsPerBlock) {
+    llvm::errs() << "dsv3-gpu: threads-per-block must be in [1, "
+                 << kMaxThreadsPerBlock << "], not "
                  << static_cast<int64_t>(options.threadsPerBlock.getValue())
                  << "\n";
     return failure();

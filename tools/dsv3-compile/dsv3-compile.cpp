@@ -246,8 +246,10 @@ int main(int argc, char **argv) {
   if (targetKind == TargetKind::Cuda && gpuTiledOnCpu)
     return fail("--gpu-tiled-on-cpu compiles for the CPU: use it with "
                 "--target=cpu");
-  if (threadsPerBlock < 1 || threadsPerBlock > 1024)
-    return fail("--threads-per-block must be in [1, 1024], got " +
+  if (threadsPerBlock < 1 ||
+      threadsPerBlock > mlir::dsv3::kMaxThreadsPerBlock)
+    return fail("--threads-per-block must be in [1, " +
+                Twine(mlir::dsv3::kMaxThreadsPerBlock) + "], got " +
                 Twine(threadsPerBlock));
   if (emitKind == EmitKind::Artifact && outputPath == "-")
     return fail("an artifact needs an output directory: -o ARTIFACT_DIR");

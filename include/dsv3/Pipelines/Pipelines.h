@@ -72,6 +72,9 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
 /// The GPU architectures the pipeline targets.
 bool isSupportedGpuChip(llvm::StringRef chip);
 
+/// The most threads a CUDA block may have: the bound of threads-per-block.
+constexpr int64_t kMaxThreadsPerBlock = 1024;
+
 /// GPU stage 2a: buffers -> parallel loops in the kernels' tiled form (an
 /// outer loop over blocks, an inner one over the threads of a block).
 LogicalResult buildGpuLoopsPipeline(OpPassManager &pm,
