@@ -89,8 +89,12 @@ MGPU_API void *mgpuModuleGetFunction(void *module, const char *name) {
   if (failed("cuModuleGetFunction",
              cuda::driver().cuModuleGetFunction(&function, module, name)))
     return nullptr;
-  std::lock_guard<std::mutex> lock(namesMutex);
-  kernelNames()[function] = name;
+  // The lowered host code looks the function up before every launch, so the
+  // name only needs recording while launches are timed.
+  if (cuda::kernelTiming()) {
+    std::lock_guard<std::mutex> lock(namesMutex);
+    kernelNames()[function] = name;
+  }
   return function;
 }
 
