@@ -26,7 +26,8 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
       pm, {
               // 1. Model ops to linalg on tensors; the residual adds of the
               //    importer become linalg too.
-              "convert-dsv3-to-linalg",
+              options.tensorCores ? "convert-dsv3-to-linalg{tensor-cores}"
+                                  : "convert-dsv3-to-linalg",
               // Only the packed wrappers are called from outside.
               "dsv3-internalize-entry-points",
               "func.func(convert-elementwise-to-linalg)",
@@ -127,7 +128,9 @@ void registerGpuPipelines() {
   registerGpuPipeline("dsv3-gpu-loops",
                       "GPU stage 2a: buffers -> the kernels' tiled parallel "
                       "loops",
-                      buildGpuLoopsPipeline);
+                      [](OpPassManager &pm, const GpuPipelineOptions &options) {
+                        return buildGpuLoopsPipeline(pm, options);
+                      });
   registerGpuPipeline("dsv3-gpu-kernels",
                       "GPU stage 2b: tiled loops -> gpu.launch -> NVVM -> "
                       "cubins; host code -> mgpu* calls",

@@ -25,7 +25,8 @@ bool mlir::dsv3::isSupportedGpuChip(llvm::StringRef chip) {
 
 LogicalResult
 mlir::dsv3::buildGpuLoopsPipeline(OpPassManager &pm,
-                                  const GpuPipelineOptions &options) {
+                                  const GpuPipelineOptions &options,
+                                  int64_t warpLanes) {
   if (options.threadsPerBlock < 1 ||
       options.threadsPerBlock > kMaxThreadsPerBlock) {
     llvm::errs() << "dsv3-gpu: threads-per-block must be in [1, "
@@ -47,7 +48,8 @@ mlir::dsv3::buildGpuLoopsPipeline(OpPassManager &pm,
               // No canonicalize from here on: it would fold the one-thread
               // loops back into host code.
               "func.func(dsv3-gpu-tile-parallel-loops{threads=" +
-                  std::to_string(options.threadsPerBlock) + "})",
+                  std::to_string(options.threadsPerBlock) +
+                  " warp-lanes=" + std::to_string(warpLanes) + "})",
           });
 }
 
@@ -75,6 +77,9 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
       "dsv3-gpu-device-buffers",
       "dsv3-gpu-name-kernels",
       "gpu-kernel-outlining",
+      // Warp MMA tiles -> mma.sync, before the transfers they read from
+      // are lowered.
+      "gpu.module(dsv3-gpu-warp-mma)",
       // Launches, allocations and copies on one stream; the host waits
       // only where it reads a staged scalar and at the end of a region.
       "func.func(gpu-async-region)",
@@ -105,6 +110,7 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
 LogicalResult mlir::dsv3::buildGpuPipeline(OpPassManager &pm,
                                            const GpuPipelineOptions &options) {
   CpuPipelineOptions bufferizeOptions;
+  bufferizeOptions.tensorCores = options.tensorCores.getValue();
   if (failed(buildCpuBufferizePipeline(pm, bufferizeOptions)) ||
       failed(buildGpuLoopsPipeline(pm, options)))
     return failure();
@@ -116,8 +122,10 @@ mlir::dsv3::buildGpuTiledOnCpuPipeline(OpPassManager &pm,
                                        const GpuPipelineOptions &options) {
   CpuPipelineOptions cpuOptions;
   cpuOptions.emitPackedEntryPoints = options.emitPackedEntryPoints.getValue();
+  cpuOptions.tensorCores = options.tensorCores.getValue();
+  // A warp-level tile runs once, as vector math, instead of on 32 lanes.
   if (failed(buildCpuBufferizePipeline(pm, cpuOptions)) ||
-      failed(buildGpuLoopsPipeline(pm, options)))
+      failed(buildGpuLoopsPipeline(pm, options, /*warpLanes=*/1)))
     return failure();
   return buildCpuLowerToLLVMPipeline(pm, cpuOptions);
 }

@@ -181,7 +181,8 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
                           {"chip", options.device == "cuda"
                                        ? llvm::json::Value(options.chip)
                                        : llvm::json::Value(nullptr)},
-                          {"gpu_tiled_on_cpu", options.gpuTiledOnCpu}}},
+                          {"gpu_tiled_on_cpu", options.gpuTiledOnCpu},
+                          {"tensor_cores", options.tensorCores}}},
       {"config", std::move(configValue)},
       {"options",
        llvm::json::Object{

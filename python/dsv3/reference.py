@@ -92,10 +92,20 @@ class MLPWeights:
     up: np.ndarray    # [I, D]   (w3)
     down: np.ndarray  # [D, I]   (w2)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, row_scale: Optional[np.ndarray] = None,
+                 bf16_inputs: bool = False) -> np.ndarray:
+        """row_scale ([rows]) multiplies each row's output (its routing weight). bf16_inputs: round both GEMMs'
+        inputs to bf16 as the tensor-core expert kernels do (x, and the down input times its row scale)."""
+        if bf16_inputs:
+            x = round_to_bf16(x)
         g = x @ self.gate.T
         u = x @ self.up.T
-        return (silu(g) * u) @ self.down.T
+        act = silu(g) * u
+        if row_scale is None:
+            return round_to_bf16(act) @ self.down.T if bf16_inputs else act @ self.down.T
+        if bf16_inputs:
+            return round_to_bf16(act * row_scale[:, None]) @ self.down.T
+        return (act @ self.down.T) * row_scale[:, None]
 
 
 def load_mlp(wl: WeightLoader, prefix: str, d: int, inter: int) -> MLPWeights:
@@ -170,6 +180,13 @@ def load_layer(wl: WeightLoader, cfg: ModelConfig, i: int) -> LayerWeights:
 # ----------------------------------------------------------------------------------------------------------------
 # elementwise pieces
 # ----------------------------------------------------------------------------------------------------------------
+
+def round_to_bf16(x: np.ndarray) -> np.ndarray:
+    """f32 -> nearest bf16 (ties to even), returned as f32."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
 
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
@@ -283,13 +300,15 @@ class Model:
     forward(tokens [B, S]) continues from the current position (chunked prefill is allowed here)."""
 
     def __init__(self, checkpoint: str, mla_form: str = "absorbed", dtype=np.float32,
-                 config: Optional[ModelConfig] = None):
+                 config: Optional[ModelConfig] = None, bf16_expert_inputs: bool = False):
         if mla_form not in MLA_FORMS:
             raise ValueError(f"mla_form must be one of {MLA_FORMS}, got {mla_form!r}")
         if not os.path.exists(checkpoint):
             raise ValueError(f"{checkpoint}: checkpoint directory does not exist")
         self.cfg = config if config is not None else load_config(checkpoint)
         self.mla_form = mla_form
+        # Round the MoE expert GEMMs' inputs to bf16 (the tensor-core kernels' numerics) instead of keeping f32.
+        self.bf16_expert_inputs = bf16_expert_inputs
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
         ckpt = Checkpoint(checkpoint)
@@ -419,11 +438,12 @@ class Model:
         idx, weights = route(cfg, w.gate, w.bias, x2)
         self.routing[i] = idx
         y = np.zeros_like(x2)
+        bf16 = self.bf16_expert_inputs
         for e in np.unique(idx):
             rows, slot = np.nonzero(idx == e)  # a token picks an expert at most once, so rows are unique
-            y[rows] += w.experts[e](x2[rows]) * weights[rows, slot][:, None]
+            y[rows] += w.experts[e](x2[rows], weights[rows, slot], bf16_inputs=bf16)
         if w.shared is not None:
-            y = y + w.shared(x2)
+            y = y + w.shared(x2, bf16_inputs=bf16)
         return y.reshape(shape)
 
 

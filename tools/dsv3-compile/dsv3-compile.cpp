@@ -91,6 +91,13 @@ cl::opt<bool> gpuTiledOnCpu(
              "CPU instead of the CPU kernels; tests the GPU lowering without "
              "a GPU"),
     cl::init(false), cl::cat(category));
+cl::opt<bool> tensorCores(
+    "tensor-cores",
+    cl::desc("GPU kernels (--target=cuda, --gpu-tiled-on-cpu): the grouped "
+             "expert GEMMs with bf16 weights on tensor cores (mma.sync; "
+             "their inputs rounded to bf16, f32 accumulation). "
+             "--tensor-cores=false: CUDA-core kernels in f32 (default true)"),
+    cl::init(true), cl::cat(category));
 cl::opt<int64_t> maxSeqLen(
     "max-seq-len",
     cl::desc("Positions the KV cache holds (default min(max_position_"
@@ -323,6 +330,7 @@ int main(int argc, char **argv) {
   mlir::dsv3::GpuPipelineOptions gpuOptions;
   gpuOptions.chip = chip;
   gpuOptions.threadsPerBlock = threadsPerBlock;
+  gpuOptions.tensorCores = tensorCores;
   const char *pipelineName = "dsv3-cpu-pipeline";
   mlir::LogicalResult built = mlir::failure();
   if (targetKind == TargetKind::Cuda) {
@@ -354,6 +362,8 @@ int main(int argc, char **argv) {
   mlir::dsv3::ArtifactOptions artifactOptions;
   artifactOptions.cpu = cpuName;
   artifactOptions.gpuTiledOnCpu = gpuTiledOnCpu;
+  artifactOptions.tensorCores =
+      tensorCores && (gpuTiledOnCpu || targetKind == TargetKind::Cuda);
   if (targetKind == TargetKind::Cuda) {
     artifactOptions.device = "cuda";
     artifactOptions.chip = chip;

@@ -30,7 +30,12 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     - the fused MoE ops of `dsv3-fuse-moe`: the same routing, a serial
       counting sort for the dispatch, and two grouped-expert kernels
       (parallel over active expert x column tile) for gate/up and down,
-      followed by the combine through the inverse permutation.
+      followed by the combine through the inverse permutation. With
+      `tensor-cores` (set by the GPU pipelines), the two grouped-expert
+      kernels are warp MMA tiles instead where the weights are bf16 and the
+      widths fit: the expert's rows gathered as bf16, then 16 x 8 output tiles
+      of `vector.contract` steps (bf16 operands, f32 accumulation) that
+      `dsv3-gpu-warp-mma` turns into `mma.sync` (see ExpertMma.h).
 
     Example:
     ```mlir
@@ -48,6 +53,11 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     "mlir::arith::ArithDialect", "mlir::math::MathDialect",
     "mlir::scf::SCFDialect", "mlir::vector::VectorDialect",
     "mlir::bufferization::BufferizationDialect", "mlir::memref::MemRefDialect"
+  ];
+  let options = [
+    Option<"tensorCores", "tensor-cores", "bool", /*default=*/"false",
+           "Lower the grouped expert GEMMs to warp MMA tiles (bf16 operands, "
+           "f32 accumulation) where the weights allow">
   ];
 }
 
@@ -157,15 +167,62 @@ def DSV3GpuTileParallelLoops : Pass<"dsv3-gpu-tile-parallel-loops", "func::FuncO
     static extent below `threads` is not split: its extent is the block
     size.
 
+    A loop whose body holds a `vector.contract` is warp-level code (the
+    warp MMA tiles of the grouped expert GEMMs, each iteration one warp's
+    work, run collectively by its lanes): all its dimensions become the
+    block index and the inner loop is `warp-lanes` iterations that do not
+    use their index (32 lanes, mapped to threads, for the GPU;
+    `dsv3-gpu-warp-mma` then gives each lane its part). The CPU form of the
+    tiles uses `warp-lanes=1`: the warp's work once, as vector math.
+
     This is the tiled form the GPU kernels are generated from; the
     `dsv3-gpu-tiled-on-cpu` pipeline lowers it for the CPU instead, so the
     kernels' tiling is tested against the reference without a GPU.
   }];
   let options = [
     Option<"threads", "threads", "int64_t", /*default=*/"128",
-           "Threads per block (the inner loop's extent)">
+           "Threads per block (the inner loop's extent)">,
+    Option<"warpLanes", "warp-lanes", "int64_t", /*default=*/"32",
+           "Threads of a block running a warp-level loop (32 on the GPU, 1 "
+           "for the CPU form)">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::arith::ArithDialect"];
+}
+
+def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
+  let summary = "Warp-level bf16 vector.contract tiles -> mma.sync on tensor cores";
+  let description = [{
+    Runs on GPU code (a `gpu.module`, after outlining) whose warp-level loops
+    come from `dsv3-gpu-tile-parallel-loops` (each warp of 32 lanes runs the
+    body collectively). Rewrites the warp MMA tiles of the grouped expert
+    GEMMs:
+
+        %a = arith.extf (vector.transfer_read %A[...] : vector<16x16xbf16>)
+        %b = arith.extf (vector.transfer_read %B[...] : vector<8x16xbf16>)
+        %c = vector.contract (m,k) x (n,k) -> (m,n) %a, %b, %acc
+             : vector<16x16xf32>, vector<8x16xf32> into vector<16x8xf32>
+
+    into `nvvm.mma.sync` m16n8k16 (row x col, bf16 operands, f32
+    accumulators): each lane loads its own fragments (per the PTX fragment
+    layout: lane = 4 * group + t holds rows group and group + 8, columns
+    2t, 2t + 1 (+ 8)) straight from memory, and the 16x8 accumulator becomes
+    four f32 values per lane. Loops carrying accumulators get four scalar
+    iteration arguments per accumulator instead; elementwise epilogues (SiLU,
+    products) run per lane on its four values; `vector.transfer_write` of a
+    tile becomes each lane's four stores (guarded where the write is not in
+    bounds). A contraction of any other form is an error: it would otherwise
+    be computed by every lane of the warp.
+
+    Upstream `convert-vector-to-gpu` does the same for f16 only (MLIR 22),
+    and `nvgpu.mma.sync` does not lower bf16 to NVVM there, so the NVVM op
+    is built directly.
+  }];
+  let dependentDialects = [
+    "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
+    "mlir::gpu::GPUDialect", "mlir::memref::MemRefDialect",
+    "mlir::scf::SCFDialect", "mlir::arith::ArithDialect",
+    "mlir::vector::VectorDialect"
+  ];
 }
 
 def DSV3GpuNameKernels : Pass<"dsv3-gpu-name-kernels", "ModuleOp"> {

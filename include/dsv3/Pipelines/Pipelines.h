@@ -36,6 +36,11 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
       llvm::cl::desc("Schedule of the parallel loops: static | dynamic | "
                      "guided | auto | runtime"),
       llvm::cl::init("static")};
+  PassOptions::Option<bool> tensorCores{
+      *this, "tensor-cores",
+      llvm::cl::desc("Lower the grouped expert GEMMs to warp MMA tiles (bf16 "
+                     "operands, f32 accumulation; set by the GPU pipelines)"),
+      llvm::cl::init(false)};
 };
 
 /// Stage 1: dsv3 -> linalg/tensor -> one-shot bufferization with buffer
@@ -67,6 +72,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "packed-entry-points",
       llvm::cl::desc("Add void dsv3_<entry>(void**) wrappers for the runtime"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> tensorCores{
+      *this, "tensor-cores",
+      llvm::cl::desc("Grouped expert GEMMs with bf16 weights on tensor cores "
+                     "(warp MMA tiles -> mma.sync); off: the CUDA-core "
+                     "kernels"),
+      llvm::cl::init(true)};
 };
 
 /// The GPU architectures the pipeline targets.
@@ -77,8 +88,10 @@ constexpr int64_t kMaxThreadsPerBlock = 1024;
 
 /// GPU stage 2a: buffers -> parallel loops in the kernels' tiled form (an
 /// outer loop over blocks, an inner one over the threads of a block).
+/// `warpLanes`: the threads of a warp-level loop (32; 1 for the CPU form).
 LogicalResult buildGpuLoopsPipeline(OpPassManager &pm,
-                                    const GpuPipelineOptions &options);
+                                    const GpuPipelineOptions &options,
+                                    int64_t warpLanes = 32);
 
 /// GPU stage 2b: tiled loops -> gpu.launch -> outlined kernels -> NVVM ->
 /// cubins (ptxas) embedded in the module; host code to the LLVM dialect,

@@ -39,6 +39,9 @@ struct ArtifactOptions {
   std::string chip;
   /// The GPU kernels' tiled form compiled for the CPU (a test artifact).
   bool gpuTiledOnCpu = false;
+  /// GPU kernels: the grouped expert GEMMs on tensor cores (bf16 inputs)
+  /// where the weights allow.
+  bool tensorCores = false;
 };
 
 /// Describes the artifact's interface from the imported (not yet lowered)

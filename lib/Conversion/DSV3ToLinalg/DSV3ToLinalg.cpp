@@ -728,6 +728,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
 
 struct ConvertDSV3ToLinalgPass
     : dsv3::impl::ConvertDSV3ToLinalgBase<ConvertDSV3ToLinalgPass> {
+  using ConvertDSV3ToLinalgBase::ConvertDSV3ToLinalgBase;
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     MLIRContext *context = &getContext();
@@ -738,7 +739,7 @@ struct ConvertDSV3ToLinalgPass
         op->setLoc(NameLoc::get(op->getName().getIdentifier(), op->getLoc()));
     });
     patterns.add<EmbeddingLowering, MlaLowering>(context);
-    populateMoeLoweringPatterns(patterns);
+    populateMoeLoweringPatterns(patterns, tensorCores);
     patterns.add<FunctionLowering<LinearOp>>(
         context, [](Emitter &e, LinearOp op) {
           return emitLinear(e, op.getInput(), op.getWeight(), op.getScale());

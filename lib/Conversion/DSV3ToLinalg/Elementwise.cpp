@@ -11,7 +11,11 @@ namespace dsv3 {
 namespace lowering {
 
 Value emitSilu(OpBuilder &b, Location loc, Value g) {
-  Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));
+  // A scalar or, in the warp MMA epilogue, a vector of f32.
+  TypedAttr oneAttr = b.getF32FloatAttr(1.0f);
+  if (auto vectorType = dyn_cast<VectorType>(g.getType()))
+    oneAttr = DenseElementsAttr::get(vectorType, 1.0f);
+  Value one = arith::ConstantOp::create(b, loc, oneAttr);
   Value neg = arith::NegFOp::create(b, loc, g);
   Value denom = arith::AddFOp::create(b, loc, one, math::ExpOp::create(b, loc, neg));
   return arith::DivFOp::create(b, loc, g, denom);

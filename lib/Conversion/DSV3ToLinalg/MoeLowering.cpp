@@ -13,6 +13,7 @@
 
 #include "Elementwise.h"
 #include "Emitter.h"
+#include "ExpertMma.h"
 #include "WeightStreams.h"
 
 #include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"
@@ -473,53 +474,80 @@ ExpertRows expertRowsOf(Value order, Value offsets, int64_t topK,
 }
 
 struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
-  using OpRewritePattern::OpRewritePattern;
+  MoeGateUpLowering(MLIRContext *context, bool tensorCores)
+      : OpRewritePattern(context), tensorCores(tensorCores) {}
   LogicalResult matchAndRewrite(MoeGateUpOp op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getGate(), /*interDim=*/1, op.getSharedGate(), 0);
-    Value act = emitExpertGateUp(
-        e, op.getInput(), rows,
-        WeightView{op.getGate(), op.getGateScale(), nullptr},
-        WeightView{op.getUp(), op.getUpScale(), nullptr},
-        WeightView{asOneGroup(e, op.getSharedGate()), op.getSharedGateScale(),
-                   nullptr},
-        WeightView{asOneGroup(e, op.getSharedUp()), op.getSharedUpScale(),
-                   nullptr});
+    WeightView gate{op.getGate(), op.getGateScale(), nullptr};
+    WeightView up{op.getUp(), op.getUpScale(), nullptr};
+    WeightView sharedGate{asOneGroup(e, op.getSharedGate()),
+                          op.getSharedGateScale(), nullptr};
+    WeightView sharedUp{asOneGroup(e, op.getSharedUp()),
+                        op.getSharedUpScale(), nullptr};
+    const int64_t hidden =
+        cast<RankedTensorType>(op.getInput().getType()).getDimSize(1);
+    Value act =
+        tensorCores && canUseExpertMma({&gate, &up, &sharedGate, &sharedUp},
+                                       rows.inter, hidden)
+            ? emitExpertGateUpMma(e, op.getInput(), rows, gate, up,
+                                  sharedGate, sharedUp)
+            : emitExpertGateUp(e, op.getInput(), rows, gate, up, sharedGate,
+                               sharedUp);
     if (act.getType() != op.getType())
       act = tensor::CastOp::create(e.b, e.loc, op.getType(), act);
     rewriter.replaceOp(op, act);
     return success();
   }
+
+private:
+  bool tensorCores;
 };
 
 struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
-  using OpRewritePattern::OpRewritePattern;
+  MoeDownCombineLowering(MLIRContext *context, bool tensorCores)
+      : OpRewritePattern(context), tensorCores(tensorCores) {}
   LogicalResult matchAndRewrite(MoeDownCombineOp op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getDown(), /*interDim=*/2, op.getSharedDown(), 1);
-    Value out = emitExpertDownCombine(
-        e, op.getActivations(), op.getWeights(), rows,
-        WeightView{op.getDown(), op.getDownScale(), nullptr},
-        WeightView{asOneGroup(e, op.getSharedDown()), op.getSharedDownScale(),
-                   nullptr});
+    WeightView down{op.getDown(), op.getDownScale(), nullptr};
+    WeightView sharedDown{asOneGroup(e, op.getSharedDown()),
+                          op.getSharedDownScale(), nullptr};
+    const int64_t hidden =
+        cast<RankedTensorType>(op.getDown().getType()).getDimSize(1);
+    Value out;
+    if (tensorCores &&
+        canUseExpertMma({&down, &sharedDown}, hidden, rows.inter))
+      out = emitExpertCombine(e,
+                              emitExpertDownMma(e, op.getActivations(),
+                                                op.getWeights(), rows, down,
+                                                sharedDown),
+                              op.getWeights(), rows);
+    else
+      out = emitExpertDownCombine(e, op.getActivations(), op.getWeights(),
+                                  rows, down, sharedDown);
     if (out.getType() != op.getType())
       out = tensor::CastOp::create(e.b, e.loc, op.getType(), out);
     rewriter.replaceOp(op, out);
     return success();
   }
+
+private:
+  bool tensorCores;
 };
 
 } // namespace
 
 void mlir::dsv3::lowering::populateMoeLoweringPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<MoeLowering, MoeRouteLowering, MoeDispatchLowering,
-               MoeGateUpLowering, MoeDownCombineLowering>(
+    RewritePatternSet &patterns, bool tensorCores) {
+  patterns.add<MoeLowering, MoeRouteLowering, MoeDispatchLowering>(
       patterns.getContext());
+  patterns.add<MoeGateUpLowering, MoeDownCombineLowering>(
+      patterns.getContext(), tensorCores);
 }

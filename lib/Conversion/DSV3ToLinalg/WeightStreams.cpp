@@ -411,8 +411,6 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
 // Grouped expert GEMMs
 //===----------------------------------------------------------------------===//
 
-namespace {
-
 /// The groups that have rows, in order: the routed experts at least one
 /// pair chose, then the shared slots. Returns (ids i64 [E + S], count);
 /// id g >= E is shared slot g - E. One thread: E is a few hundred at most.
@@ -456,25 +454,16 @@ std::pair<Value, Value> emitActiveGroups(Emitter &e, const ExpertRows &rows) {
   return {list, count};
 }
 
-/// One group's block of a grouped expert GEMM, as the kernels see it.
-struct ExpertBlock {
-  bool shared;     // a shared-expert slot (else a routed expert)
-  Value group;     // the matrix of the weight view it reads
-  Value slotStart; // first stored row (gate/up) or column (down) of its slot
-  Value lo;        // its rows of the activations: [lo, hi)
-  Value col0;      // first output column of the tile
-};
-
-using ExpertBlockBody =
-    function_ref<Value(OpBuilder &, Location, const ExpertBlock &, Value)>;
-
 /// A fresh [P + S * N, width] result computed block by block: a parallel
 /// loop over (active group, column tile), expert-major, so that a thread
 /// streams one expert's rows tile after tile (and prefetches the next tile)
-/// like the row-dots kernel. `body` fills the block [hi - lo, tileCols] of
-/// one group and tile.
+/// like the row-dots kernel. With `rowTile` > 0 a group's rows are split in
+/// tiles of that many too (a third loop dimension of ceil(N / rowTile)
+/// tiles; a tile past the group's rows gets an empty block). `body` fills
+/// the block [rows of the tile, tileCols] of one group and tile.
 Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
-                       int64_t width, int64_t tileCols, ExpertBlockBody body) {
+                       int64_t width, int64_t tileCols, ExpertBlockBody body,
+                       int64_t rowTile) {
   Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
   Value numRows = arith::AddIOp::create(
       e.b, e.loc, numPairs,
@@ -483,13 +472,19 @@ Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
   Value init = e.empty({numRows, e.b.getIndexAttr(width)});
   Value active, numActive;
   std::tie(active, numActive) = emitActiveGroups(e, rows);
+  SmallVector<OpFoldResult> extents{numActive};
+  if (rowTile > 0)
+    extents.push_back(
+        arith::CeilDivUIOp::create(e.b, e.loc, numTokens, e.index(rowTile))
+            .getResult());
+  extents.push_back(e.b.getIndexAttr(width / tileCols));
   auto forall = scf::ForallOp::create(
-      e.b, e.loc,
-      ArrayRef<OpFoldResult>{numActive, e.b.getIndexAttr(width / tileCols)},
-      ValueRange{init}, std::nullopt,
+      e.b, e.loc, extents, ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        const unsigned numIvs = extents.size();
+        Value out = ivsAndOuts[numIvs];
         Value g = extractIndex(b, loc, active, ivsAndOuts[0]);
-        Value col0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
+        Value col0 = arith::MulIOp::create(b, loc, ivsAndOuts[numIvs - 1],
                                            indexConst(b, loc, tileCols));
         Value experts = indexConst(b, loc, rows.experts);
         Value isShared =
@@ -513,13 +508,23 @@ Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
                          arith::AddIOp::create(b, loc, routedG,
                                                indexConst(b, loc, 1))));
         Value count = arith::SubIOp::create(b, loc, hi, lo);
+        if (rowTile > 0) {
+          // This tile's rows: [lo + t * rowTile, ...) clamped to [0, rowTile].
+          Value skip = arith::MulIOp::create(b, loc, ivsAndOuts[1],
+                                             indexConst(b, loc, rowTile));
+          Value skipped = arith::MinUIOp::create(b, loc, skip, count);
+          Value left = arith::SubIOp::create(b, loc, count, skipped);
+          count = arith::MinUIOp::create(b, loc, left,
+                                         indexConst(b, loc, rowTile));
+          lo = arith::AddIOp::create(b, loc, lo, skipped);
+        }
         SmallVector<OpFoldResult> offsets{lo, col0};
         SmallVector<OpFoldResult> sizes{count, b.getIndexAttr(tileCols)};
         SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
         auto blockType = RankedTensorType::get(
             {ShapedType::kDynamic, tileCols}, b.getF32Type());
-        Value block = tensor::ExtractSliceOp::create(
-            b, loc, blockType, ivsAndOuts[2], offsets, sizes, strides);
+        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
+                                                     offsets, sizes, strides);
         auto routedBlock = [&](OpBuilder &b1, Location l1) {
           ExpertBlock routed{false, routedG, indexConst(b1, l1, 0), lo, col0};
           return body(b1, l1, routed, block);
@@ -546,11 +551,13 @@ Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());
-        tensor::ParallelInsertSliceOp::create(b, loc, done, ivsAndOuts[2],
-                                              offsets, sizes, strides);
+        tensor::ParallelInsertSliceOp::create(b, loc, done, out, offsets,
+                                              sizes, strides);
       });
   return forall.getResult(0);
 }
+
+namespace {
 
 /// Loops r over the block's rows, threading the block through `body`.
 Value forEachBlockRow(
@@ -704,6 +711,16 @@ Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
             });
       });
 
+  return emitExpertCombine(e, perRow, weights, rows);
+}
+
+/// The combine adds every token's rows in slot order (through the inverse
+/// of the permutation): deterministic, no atomics.
+Value emitExpertCombine(Emitter &e, Value perRow, Value weights,
+                        const ExpertRows &rows) {
+  const int64_t hidden =
+      cast<RankedTensorType>(perRow.getType()).getDimSize(1);
+  Value numTokens = tensor::DimOp::create(e.b, e.loc, weights, 0);
   // rowOf[p] = the row of pair p (the inverse of the permutation).
   Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
   Type i64 = e.b.getI64Type();

@@ -62,6 +62,31 @@ struct ExpertRows {
   int64_t inter = 0;
 };
 
+/// One group's block of a grouped expert GEMM, as the kernels see it.
+struct ExpertBlock {
+  bool shared;     // a shared-expert slot (else a routed expert)
+  Value group;     // the matrix of the weight view it reads
+  Value slotStart; // first stored row (gate/up) or column (down) of its slot
+  Value lo;        // its rows of the activations: [lo, lo + block rows)
+  Value col0;      // first output column of the tile
+};
+
+using ExpertBlockBody =
+    function_ref<Value(OpBuilder &, Location, const ExpertBlock &, Value)>;
+
+/// The groups that have rows, in order: the routed experts at least one
+/// pair chose, then the shared slots. Returns (ids i64 [E + S], count).
+std::pair<Value, Value> emitActiveGroups(Emitter &e, const ExpertRows &rows);
+
+/// A fresh [P + S * N, width] f32 result of a grouped expert GEMM, filled
+/// by a parallel loop over (active group, [row tile,] column tile): `body`
+/// returns the block it was given ([rows, tileCols], a slice of the result)
+/// filled. rowTile 0: all of a group's rows in one block; else tiles of
+/// rowTile rows (a tile past the group's rows gets an empty block).
+Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
+                       int64_t width, int64_t tileCols, ExpertBlockBody body,
+                       int64_t rowTile = 0);
+
 /// act[r, i] = silu(x[token(r)] . gate_g(r)[i]) * (x[token(r)] . up_g(r)[i])
 /// for every row r of `rows`. gate/up are [experts, I, D] views; sharedGate
 /// and sharedUp (null view without shared experts) [1, S * I, D].
@@ -76,6 +101,12 @@ Value emitExpertGateUp(Emitter &e, Value x, const ExpertRows &rows,
 Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
                             const ExpertRows &rows, const WeightView &down,
                             const WeightView &sharedDown);
+
+/// out[n, d] = sum of perRow[r, d] over the rows r of token n (its pairs
+/// and its shared slots): the combine of emitExpertDownCombine, for per-row
+/// products [P + S * N, D] computed elsewhere.
+Value emitExpertCombine(Emitter &e, Value perRow, Value weights,
+                        const ExpertRows &rows);
 
 } // namespace lowering
 } // namespace dsv3

@@ -53,8 +53,11 @@ struct GpuDeviceBuffersPass
           toDeviceDealloc(dealloc);
         else if (auto load = dyn_cast<memref::LoadOp>(op))
           stageToHost(load);
-        else if (auto global = dyn_cast<memref::GetGlobalOp>(op))
-          sinkIntoKernels(global);
+        else if (isa<memref::GetGlobalOp>(op))
+          sinkIntoKernels(op);
+        else if (auto constant = dyn_cast<arith::ConstantOp>(op);
+                 constant && isa<VectorType>(constant.getType()))
+          sinkIntoKernels(op);
       }
       if (failed(verifyNoHostAccess(func)))
         return signalPassFailure();
@@ -109,8 +112,10 @@ struct GpuDeviceBuffersPass
 
   /// A host pointer to a constant means nothing to a kernel: each kernel
   /// gets its own memref.get_global, and gpu-kernel-outlining copies the
-  /// global into the GPU module.
-  void sinkIntoKernels(memref::GetGlobalOp global) {
+  /// global into the GPU module. A vector constant (the warp tiles' zero
+  /// accumulator) is re-created in each kernel too rather than passed as a
+  /// kernel argument, so dsv3-gpu-warp-mma sees the constant.
+  void sinkIntoKernels(Operation *global) {
     SmallVector<gpu::LaunchOp> launches;
     for (Operation *user : global->getUsers()) {
       auto launch = user->getParentOfType<gpu::LaunchOp>();
@@ -120,13 +125,13 @@ struct GpuDeviceBuffersPass
     for (gpu::LaunchOp launch : launches) {
       OpBuilder b = OpBuilder::atBlockBegin(&launch.getBody().front());
       Operation *copy = b.clone(*global);
-      global.getResult().replaceUsesWithIf(
+      global->getResult(0).replaceUsesWithIf(
           copy->getResult(0), [&](OpOperand &use) {
             return launch->isProperAncestor(use.getOwner());
           });
     }
-    if (global.use_empty())
-      global.erase();
+    if (global->use_empty())
+      global->erase();
   }
 
   /// What is left on the host must not read or write a device buffer;

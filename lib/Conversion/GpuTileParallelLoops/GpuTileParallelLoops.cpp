@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
 
@@ -56,9 +57,9 @@ struct GpuTileParallelLoopsPass
   using DSV3GpuTileParallelLoopsBase::DSV3GpuTileParallelLoopsBase;
 
   void runOnOperation() override {
-    if (threads < 1) {
-      getOperation().emitError("dsv3-gpu-tile-parallel-loops: threads must "
-                               "be at least 1");
+    if (threads < 1 || warpLanes < 1) {
+      getOperation().emitError("dsv3-gpu-tile-parallel-loops: threads and "
+                               "warp-lanes must be at least 1");
       return signalPassFailure();
     }
     SmallVector<scf::ParallelOp> outermost;
@@ -80,7 +81,12 @@ struct GpuTileParallelLoopsPass
       // Innermost first, so each one's body holds no parallel loop left.
       for (scf::ParallelOp inner : llvm::reverse(nested))
         sequentialize(inner);
-      tile(loop);
+      bool warpLevel = loop.getBody()
+                           ->walk([](vector::ContractionOp) {
+                             return WalkResult::interrupt();
+                           })
+                           .wasInterrupted();
+      tile(loop, warpLevel);
     }
   }
 
@@ -92,14 +98,16 @@ struct GpuTileParallelLoopsPass
   /// (2^31 - 1) no loop reaches, where y and z stop at 65535 and dims past
   /// the third would run sequentially. The tile index varies fastest, so
   /// neighbouring blocks work on neighbouring columns.
-  void tile(scf::ParallelOp loop) {
+  /// A warp-level loop: every dimension in the block index (tiles of 1)
+  /// and an inner loop of warp-lanes iterations running the whole body.
+  void tile(scf::ParallelOp loop, bool warpLevel) {
     unsigned last = loop.getNumLoops() - 1;
-    int64_t tileSize = threads;
+    int64_t tileSize = warpLevel ? 1 : threads;
     std::optional<int64_t> lb = getConstantIntValue(loop.getLowerBound()[last]);
     std::optional<int64_t> ub = getConstantIntValue(loop.getUpperBound()[last]);
     std::optional<int64_t> step = getConstantIntValue(loop.getStep()[last]);
     bool staticExtent = lb && ub && step && *step > 0;
-    if (staticExtent) {
+    if (staticExtent && !warpLevel) {
       int64_t extent = (*ub - *lb + *step - 1) / *step;
       tileSize = std::max<int64_t>(1, std::min<int64_t>(tileSize, extent));
     }
@@ -145,22 +153,28 @@ struct GpuTileParallelLoopsPass
       ivs.push_back(scaled(d, indices[d], loop.getStep()[d]));
     Value tileBase = scaled(last, indices[last], tileStride);
 
+    Value lanes = warpLevel ? arith::ConstantIndexOp::create(b, loc, warpLanes)
+                            : tileValue;
     auto inner = scf::ParallelOp::create(b, loc, ValueRange{zero},
-                                         ValueRange{tileValue},
-                                         ValueRange{one});
+                                         ValueRange{lanes}, ValueRange{one});
     b.setInsertionPoint(inner.getBody()->getTerminator());
-    Value offset = arith::MulIOp::create(b, loc, inner.getInductionVars()[0],
-                                         loop.getStep()[last]);
-    Value index = arith::AddIOp::create(b, loc, tileBase, offset);
-    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                          index, loop.getUpperBound()[last]);
-    auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
+    Value index = tileBase;
+    Operation *insertBefore = inner.getBody()->getTerminator();
+    if (!warpLevel) {
+      Value offset = arith::MulIOp::create(
+          b, loc, inner.getInductionVars()[0], loop.getStep()[last]);
+      index = arith::AddIOp::create(b, loc, tileBase, offset);
+      Value inRange = arith::CmpIOp::create(
+          b, loc, arith::CmpIPredicate::slt, index, loop.getUpperBound()[last]);
+      auto guard =
+          scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
+      insertBefore = guard.thenBlock()->getTerminator();
+    }
 
     Block *body = loop.getBody();
     for (unsigned d = 0; d < last; ++d)
       body->getArgument(d).replaceAllUsesWith(ivs[d]);
     body->getArgument(last).replaceAllUsesWith(index);
-    Operation *insertBefore = guard.thenBlock()->getTerminator();
     for (Operation &op : llvm::make_early_inc_range(body->without_terminator()))
       op.moveBefore(insertBefore);
     loop.erase();

@@ -1,0 +1,435 @@
+//===- GpuWarpMma.cpp - warp vector.contract tiles -> nvvm.mma.sync -------===//
+//
+// The warp MMA tiles of the grouped expert GEMMs (lib/Conversion/
+// DSV3ToLinalg/ExpertMma.h) are written as whole-warp vector operations so
+// that the same IR runs on the CPU. On the GPU each lane holds only its part
+// of a 16x8 accumulator (the mma.sync fragment layout), so the tiles are
+// "distributed": every warp-level value of the accumulator type becomes four
+// f32 values per lane, computed from the values it was made of.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Conversion/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Matchers.h"
+
+namespace mlir {
+namespace dsv3 {
+#define GEN_PASS_DEF_DSV3GPUWARPMMA
+#include "dsv3/Conversion/Passes.h.inc"
+} // namespace dsv3
+} // namespace mlir
+
+using namespace mlir;
+
+namespace {
+
+/// The m16n8k16 tile: A [16 x 16], B [8 (n) x 16 (k)], C [16 x 8].
+constexpr int64_t kRows = 16, kCols = 8, kDepth = 16;
+/// The values of a C fragment each lane holds.
+constexpr unsigned kFragment = 4;
+
+using Fragment = SmallVector<Value, kFragment>;
+
+bool isAccumulatorType(Type type) {
+  auto vectorType = dyn_cast<VectorType>(type);
+  return vectorType && vectorType.getShape() == ArrayRef<int64_t>{kRows, kCols} &&
+         vectorType.getElementType().isF32();
+}
+
+/// Where lane `lane` keeps things: group = lane / 4 (a row), t = lane % 4
+/// (a pair of columns).
+struct LaneCoordinates {
+  Value group, pair; // pair = 2 * t
+
+  static LaneCoordinates of(OpBuilder &b, Location loc) {
+    Value lane = gpu::LaneIdOp::create(b, loc, IntegerAttr());
+    Value four = arith::ConstantIndexOp::create(b, loc, 4);
+    Value t = arith::RemUIOp::create(b, loc, lane, four);
+    return {arith::DivUIOp::create(b, loc, lane, four),
+            arith::AddIOp::create(b, loc, t, t)};
+  }
+  /// Row and column of element i of a C fragment: (g, 2t), (g, 2t + 1),
+  /// (g + 8, 2t), (g + 8, 2t + 1).
+  std::pair<Value, Value> accumulatorElement(OpBuilder &b, Location loc,
+                                             unsigned i) const {
+    return {offset(b, loc, group, (i / 2) * 8), offset(b, loc, pair, i % 2)};
+  }
+  static Value offset(OpBuilder &b, Location loc, Value v, int64_t by) {
+    if (by == 0)
+      return v;
+    return arith::AddIOp::create(b, loc, v,
+                                 arith::ConstantIndexOp::create(b, loc, by));
+  }
+};
+
+/// A 2-D tile read from memory: `read` with its two vector dimensions on
+/// memref dimensions dims[0] (rows) and dims[1] (columns).
+struct TileRead {
+  mutable vector::TransferReadOp read;
+  unsigned dims[2];
+
+  /// extf(transfer_read) of bf16, in bounds, unmasked, on a memref.
+  static std::optional<TileRead> match(Value operand, ArrayRef<int64_t> shape) {
+    auto ext = operand.getDefiningOp<arith::ExtFOp>();
+    if (!ext)
+      return std::nullopt;
+    auto read = ext.getIn().getDefiningOp<vector::TransferReadOp>();
+    if (!read || read.getMask() || !isa<MemRefType>(read.getBase().getType()))
+      return std::nullopt;
+    VectorType type = read.getVectorType();
+    if (type.getShape() != shape || !type.getElementType().isBF16())
+      return std::nullopt;
+    if (llvm::any_of(read.getInBoundsValues(), [](bool b) { return !b; }))
+      return std::nullopt;
+    AffineMap map = read.getPermutationMap();
+    if (map.getNumResults() != 2 || !map.isProjectedPermutation())
+      return std::nullopt;
+    TileRead tile{read, {map.getDimPosition(0), map.getDimPosition(1)}};
+    return tile;
+  }
+
+  /// Two consecutive bf16 of row `row`, columns col, col + 1 (tile
+  /// coordinates), packed into the i32 register mma.sync takes.
+  Value loadPair(OpBuilder &b, Location loc, Value row, Value col) const {
+    SmallVector<Value> indices(read.getIndices());
+    indices[dims[0]] = arith::AddIOp::create(b, loc, indices[dims[0]], row);
+    Value base = indices[dims[1]];
+    SmallVector<Value> elements;
+    for (int64_t j = 0; j < 2; ++j) {
+      indices[dims[1]] = arith::AddIOp::create(
+          b, loc, base,
+          LaneCoordinates::offset(b, loc, col, j));
+      elements.push_back(
+          memref::LoadOp::create(b, loc, read.getBase(), indices));
+    }
+    Value pairVector = vector::FromElementsOp::create(
+        b, loc, VectorType::get({2}, b.getBF16Type()), elements);
+    Value asInt = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getI32Type()), pairVector);
+    return vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0});
+  }
+};
+
+bool isWarpContraction(vector::ContractionOp op) {
+  if (op.getKind() != vector::CombiningKind::ADD ||
+      !isAccumulatorType(op.getAccType()))
+    return false;
+  MLIRContext *ctx = op.getContext();
+  AffineExpr m = getAffineDimExpr(0, ctx), n = getAffineDimExpr(1, ctx),
+             k = getAffineDimExpr(2, ctx);
+  SmallVector<AffineMap> expected{AffineMap::get(3, 0, {m, k}, ctx),
+                                  AffineMap::get(3, 0, {n, k}, ctx),
+                                  AffineMap::get(3, 0, {m, n}, ctx)};
+  return op.getIndexingMapsArray() == expected;
+}
+
+struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
+  DenseMap<Value, Fragment> fragments;
+  bool failedToDistribute = false;
+
+  void runOnOperation() override {
+    Operation *root = getOperation();
+    // 1. Loops carrying accumulators carry four f32 per accumulator.
+    SmallVector<scf::ForOp> loops;
+    root->walk([&](scf::ForOp loop) { // post-order: inner loops first
+      if (llvm::any_of(loop.getInitArgs(), [](Value v) {
+            return isAccumulatorType(v.getType());
+          }))
+        loops.push_back(loop);
+    });
+    for (scf::ForOp loop : loops)
+      distributeLoop(loop);
+
+    // 2. Where a warp value leaves the warp code (a write, a loop's yield),
+    //    each lane takes its fragment.
+    SmallVector<Operation *> sinks;
+    root->walk([&](Operation *op) {
+      if (auto write = dyn_cast<vector::TransferWriteOp>(op)) {
+        if (isAccumulatorType(write.getVectorType()))
+          sinks.push_back(op);
+      } else if (auto cast = dyn_cast<UnrealizedConversionCastOp>(op)) {
+        if (cast.getInputs().size() == 1 &&
+            isAccumulatorType(cast.getInputs()[0].getType()))
+          sinks.push_back(op);
+      }
+    });
+    for (Operation *sink : sinks) {
+      if (auto write = dyn_cast<vector::TransferWriteOp>(sink)) {
+        if (failed(distributeWrite(write)))
+          return signalPassFailure();
+        continue;
+      }
+      auto split = cast<UnrealizedConversionCastOp>(sink);
+      Fragment f = fragmentOf(split.getInputs()[0]);
+      split.replaceAllUsesWith(ValueRange(f));
+      split.erase();
+    }
+    if (failedToDistribute)
+      return signalPassFailure();
+
+    // 3. The warp-level ops are now unused.
+    eraseDeadWarpOps(root);
+    WalkResult left = root->walk([](vector::ContractionOp op) {
+      op.emitOpError("dsv3-gpu-warp-mma: not a warp MMA tile (expected "
+                     "extf(bf16 16x16 read) x extf(bf16 8x16 read) -> 16x8 "
+                     "f32, maps (m,k), (n,k), (m,n)), and a contraction in "
+                     "GPU code would run on every lane");
+      return WalkResult::interrupt();
+    });
+    if (left.wasInterrupted())
+      signalPassFailure();
+  }
+
+  /// scf.for with vector<16x8xf32> iteration arguments -> the same loop with
+  /// four f32 per such argument. The body still sees a warp value (a 4 -> 1
+  /// cast), and yields one (a 1 -> 4 cast); both casts are resolved by
+  /// fragmentOf.
+  void distributeLoop(scf::ForOp loop) {
+    OpBuilder b(loop);
+    Location loc = loop.getLoc();
+    Type f32 = b.getF32Type();
+    SmallVector<Type> fragmentTypes(kFragment, f32);
+    auto toFragment = [&](Value v) {
+      return UnrealizedConversionCastOp::create(b, loc, fragmentTypes, v)
+          .getResults();
+    };
+    SmallVector<Value> inits;
+    for (Value init : loop.getInitArgs()) {
+      if (isAccumulatorType(init.getType()))
+        llvm::append_range(inits, toFragment(init));
+      else
+        inits.push_back(init);
+    }
+    auto newLoop = scf::ForOp::create(b, loc, loop.getLowerBound(),
+                                      loop.getUpperBound(), loop.getStep(),
+                                      inits);
+    Block *oldBody = loop.getBody(), *newBody = newLoop.getBody();
+    if (!newBody->empty())
+      newBody->getTerminator()->erase();
+    b.setInsertionPointToStart(newBody);
+    oldBody->getArgument(0).replaceAllUsesWith(newLoop.getInductionVar());
+    unsigned next = 1;
+    for (BlockArgument arg : oldBody->getArguments().drop_front()) {
+      if (isAccumulatorType(arg.getType())) {
+        ValueRange parts = newBody->getArguments().slice(next, kFragment);
+        arg.replaceAllUsesWith(
+            UnrealizedConversionCastOp::create(b, loc, arg.getType(), parts)
+                .getResult(0));
+        next += kFragment;
+      } else {
+        arg.replaceAllUsesWith(newBody->getArgument(next++));
+      }
+    }
+    newBody->getOperations().splice(newBody->end(), oldBody->getOperations());
+    auto yield = cast<scf::YieldOp>(newBody->getTerminator());
+    b.setInsertionPoint(yield);
+    SmallVector<Value> yielded;
+    for (Value v : yield.getOperands()) {
+      if (isAccumulatorType(v.getType()))
+        llvm::append_range(yielded, toFragment(v));
+      else
+        yielded.push_back(v);
+    }
+    yield->setOperands(yielded);
+
+    b.setInsertionPointAfter(newLoop);
+    next = 0;
+    for (Value result : loop.getResults()) {
+      if (isAccumulatorType(result.getType())) {
+        ValueRange parts = newLoop.getResults().slice(next, kFragment);
+        result.replaceAllUsesWith(
+            UnrealizedConversionCastOp::create(b, loc, result.getType(), parts)
+                .getResult(0));
+        next += kFragment;
+      } else {
+        result.replaceAllUsesWith(newLoop.getResult(next++));
+      }
+    }
+    loop.erase();
+  }
+
+  /// This lane's four values of the warp value `v`, built right after `v`.
+  Fragment fragmentOf(Value v) {
+    auto it = fragments.find(v);
+    if (it != fragments.end())
+      return it->second;
+    OpBuilder b(v.getContext());
+    if (Operation *def = v.getDefiningOp())
+      b.setInsertionPointAfter(def);
+    else
+      b.setInsertionPointToStart(cast<BlockArgument>(v).getOwner());
+    Location loc = v.getLoc();
+    Fragment f = buildFragment(b, loc, v);
+    fragments[v] = f;
+    return f;
+  }
+
+  Fragment buildFragment(OpBuilder &b, Location loc, Value v) {
+    Operation *def = v.getDefiningOp();
+    // A loop argument or result: its four parts.
+    if (auto cast = dyn_cast_or_null<UnrealizedConversionCastOp>(def)) {
+      if (cast.getInputs().size() == kFragment)
+        return Fragment(cast.getInputs());
+    }
+    // A splat constant: the same scalar.
+    DenseElementsAttr splat;
+    if (def && matchPattern(def, m_Constant(&splat)) && splat.isSplat()) {
+      Value scalar = arith::ConstantOp::create(
+          b, loc, cast<TypedAttr>(splat.getSplatValue<Attribute>()));
+      return Fragment(kFragment, scalar);
+    }
+    if (auto contract = dyn_cast_or_null<vector::ContractionOp>(def)) {
+      if (std::optional<Fragment> f = buildMma(b, loc, contract))
+        return *f;
+    }
+    // Elementwise arithmetic (the epilogue): per value.
+    if (def && def->hasTrait<OpTrait::Elementwise>() &&
+        def->getNumResults() == 1 && def->getNumRegions() == 0 &&
+        llvm::all_of(def->getOperandTypes(), isAccumulatorType)) {
+      SmallVector<Fragment> operands;
+      for (Value operand : def->getOperands())
+        operands.push_back(fragmentOf(operand));
+      b.setInsertionPointAfter(def);
+      Fragment f;
+      for (unsigned i = 0; i < kFragment; ++i) {
+        OperationState state(loc, def->getName());
+        for (const Fragment &operand : operands)
+          state.addOperands(operand[i]);
+        state.addTypes(b.getF32Type());
+        state.addAttributes(def->getAttrs());
+        f.push_back(b.create(state)->getResult(0));
+      }
+      return f;
+    }
+    // Anything else (a kernel argument, a load of a whole tile) has no
+    // per-lane form here: fail rather than leave a warp value in the kernel.
+    (def ? def->emitOpError() : emitError(loc))
+        << "dsv3-gpu-warp-mma: cannot give each lane its part of this "
+           "warp tile (expected a loop argument, a splat constant, a "
+           "contraction or elementwise arithmetic of those)";
+    failedToDistribute = true;
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+    return Fragment(kFragment, zero);
+  }
+
+  /// contract(extf(A), extf(B), C) -> nvvm.mma.sync m16n8k16.
+  std::optional<Fragment> buildMma(OpBuilder &b, Location loc,
+                                   vector::ContractionOp contract) {
+    if (!isWarpContraction(contract))
+      return std::nullopt;
+    std::optional<TileRead> a = TileRead::match(contract.getLhs(),
+                                                {kRows, kDepth});
+    std::optional<TileRead> bt = TileRead::match(contract.getRhs(),
+                                                 {kCols, kDepth});
+    if (!a || !bt)
+      return std::nullopt;
+    Fragment c = fragmentOf(contract.getAcc());
+    b.setInsertionPoint(contract);
+    LaneCoordinates lane = LaneCoordinates::of(b, loc);
+    Value group8 = LaneCoordinates::offset(b, loc, lane.group, 8);
+    Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
+    // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
+    SmallVector<Value> aRegs{a->loadPair(b, loc, lane.group, lane.pair),
+                             a->loadPair(b, loc, group8, lane.pair),
+                             a->loadPair(b, loc, lane.group, pair8),
+                             a->loadPair(b, loc, group8, pair8)};
+    // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair.
+    SmallVector<Value> bRegs{bt->loadPair(b, loc, lane.group, lane.pair),
+                             bt->loadPair(b, loc, lane.group, pair8)};
+    Type f32 = b.getF32Type();
+    auto resultType = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), SmallVector<Type>(kFragment, f32));
+    Value mma = NVVM::MmaOp::create(
+        b, loc, resultType, aRegs, bRegs, c, {kRows, kCols, kDepth},
+        std::nullopt, std::nullopt,
+        std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
+                                      NVVM::MMATypes::bf16},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    Fragment d;
+    for (unsigned i = 0; i < kFragment; ++i)
+      d.push_back(LLVM::ExtractValueOp::create(b, loc, mma, i));
+    return d;
+  }
+
+  /// A tile written to memory: each lane stores its four values, the rows
+  /// or columns past a dimension that is not in bounds skipped.
+  LogicalResult distributeWrite(vector::TransferWriteOp write) {
+    auto memrefType = dyn_cast<MemRefType>(write.getBase().getType());
+    AffineMap map = write.getPermutationMap();
+    if (!memrefType || write.getMask() || map.getNumResults() != 2 ||
+        !map.isProjectedPermutation())
+      return write.emitOpError("dsv3-gpu-warp-mma: expected an unmasked "
+                               "2-D write of a warp tile to a memref");
+    Fragment f = fragmentOf(write.getVector());
+    OpBuilder b(write);
+    Location loc = write.getLoc();
+    LaneCoordinates lane = LaneCoordinates::of(b, loc);
+    unsigned dims[2] = {map.getDimPosition(0), map.getDimPosition(1)};
+    SmallVector<bool> inBounds = write.getInBoundsValues();
+    for (unsigned i = 0; i < kFragment; ++i) {
+      auto [row, col] = lane.accumulatorElement(b, loc, i);
+      SmallVector<Value> indices(write.getIndices());
+      Value cond;
+      Value offsets[2] = {row, col};
+      for (unsigned d = 0; d < 2; ++d) {
+        indices[dims[d]] =
+            arith::AddIOp::create(b, loc, indices[dims[d]], offsets[d]);
+        if (inBounds[d])
+          continue;
+        Value size = memref::DimOp::create(b, loc, write.getBase(), dims[d]);
+        Value inside = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ult, indices[dims[d]], size);
+        cond = cond ? arith::AndIOp::create(b, loc, cond, inside) : inside;
+      }
+      if (!cond) {
+        memref::StoreOp::create(b, loc, f[i], write.getBase(), indices);
+        continue;
+      }
+      auto guard = scf::IfOp::create(b, loc, cond, /*withElseRegion=*/false);
+      OpBuilder inThen = guard.getThenBodyBuilder();
+      memref::StoreOp::create(inThen, loc, f[i], write.getBase(), indices);
+    }
+    write.erase();
+    return success();
+  }
+
+  /// Erases the warp-level ops left without users (contractions, their
+  /// reads, extensions, casts, epilogue arithmetic), innermost uses first.
+  void eraseDeadWarpOps(Operation *root) {
+    bool erased = true;
+    while (erased) {
+      erased = false;
+      SmallVector<Operation *> dead;
+      root->walk([&](Operation *op) {
+        if (!op->use_empty() || op->getNumResults() == 0 ||
+            op->getNumRegions() != 0)
+          return;
+        bool warpOp =
+            isa<vector::ContractionOp, vector::TransferReadOp,
+                UnrealizedConversionCastOp>(op) ||
+            llvm::any_of(op->getResultTypes(),
+                         [](Type t) { return isa<VectorType>(t); });
+        if (warpOp && (isa<vector::TransferReadOp>(op) ||
+                       isa<UnrealizedConversionCastOp>(op) ||
+                       isMemoryEffectFree(op)))
+          dead.push_back(op);
+      });
+      for (Operation *op : dead) {
+        op->erase();
+        erased = true;
+      }
+    }
+  }
+};
+
+} // namespace
