@@ -9,22 +9,42 @@ GPU kernels, so this checks their tiling, guards and glue against the independen
 - the numpy reference on configs that stress the tiling: FP8 block scales, odd head counts, v_head_dim !=
   qk_nope_head_dim, softmax routing without groups, and batch 2 with unequal prompts;
 - block sizes that do not divide the loop extents (threads-per-block 7 and 1000), so the bounds guards matter.
+
+Those run the CUDA-core kernels (--tensor-cores=false: f32 throughout, so the 1e-4 tolerance holds). The tensor-core
+form of the grouped expert GEMMs (warp MMA tiles: the expert rows gathered as bf16, 16x8 tiles of bf16 x bf16 -> f32
+steps, which the GPU runs as mma.sync) is checked on its own: against the golden logits and against the numpy
+reference with the same bf16 rounding of the expert inputs, within BF16_TOLERANCE, on prompts long enough that an
+expert's rows span several 16-row tiles and shared-expert slots sit after the routed rows.
 """
 
+import json
+import os
+
+import numpy as np
 import pytest
 
 from conftest import GOLDEN_CASES, load_golden
 from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artifact, reference_runs,  # noqa: F401
                                  run_artifact)
 
-TILED = "--gpu-tiled-on-cpu"
+TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false")
+TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA tiles where the weights allow
+# bf16 inputs to the expert GEMMs (8 significant bits) put the logits ~3e-3 * max|logit| from the f32 golden ones on
+# these models, and bf16 rounding decisions flip between any two implementations, so the bf16 reference is no
+# closer than that either; a wrong tile (rows, columns, a missing k step) is off by far more.
+BF16_TOLERANCE = 1e-2
+
+
+def assert_close_bf16(got, want):
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    assert rel <= BF16_TOLERANCE, f"max |dlogit| / max |logit| = {rel:.3e}"
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 @pytest.mark.parametrize("fusion", ["all", "none", "latent", "moe", "all --naive-prefill-from=2"])
 def test_golden(case, fusion, tmp_path):
     ckpt, golden, want = load_golden(case)
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", TILED, *f"--fusion={fusion}".split())
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TILED, *f"--fusion={fusion}".split())
     tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)
     assert tokens[0] == golden["greedy_tokens"][:golden["max_new_tokens"]]
     assert_close(got, want)
@@ -33,7 +53,7 @@ def test_golden(case, fusion, tmp_path):
 @pytest.mark.parametrize("name", ["fp8", "odd-heads", "v-ne-nope", "softmax-no-groups"])
 def test_matches_reference(name, variant_checkpoints, reference_runs, tmp_path):
     ckpt = variant_checkpoints[name]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", TILED)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TILED)
     want, greedy = reference_runs(ckpt, PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
@@ -43,7 +63,7 @@ def test_matches_reference(name, variant_checkpoints, reference_runs, tmp_path):
 @pytest.mark.parametrize("threads", ["7", "1000"])
 def test_block_sizes_that_do_not_divide_the_loops(threads, variant_checkpoints, reference_runs, tmp_path):
     ckpt = variant_checkpoints["sigmoid-groups-bias"]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", TILED, "--threads-per-block", threads)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TILED, "--threads-per-block", threads)
     want, greedy = reference_runs(ckpt, PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
@@ -52,9 +72,37 @@ def test_block_sizes_that_do_not_divide_the_loops(threads, variant_checkpoints, 
 
 def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_path):
     ckpt = variant_checkpoints["sigmoid-groups-bias"]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", TILED, "--max-batch", "2")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TILED, "--max-batch", "2")
     prompts = [PROMPT, PROMPT[:37][::-1]]
     tokens, _ = run_artifact(artifact, ckpt, prompts, NEW_TOKENS, tmp_path, logits=False)
     for prompt, generated in zip(prompts, tokens):
         _, greedy = reference_runs(ckpt, prompt, NEW_TOKENS)
         assert generated == greedy[:NEW_TOKENS]
+
+
+@pytest.mark.parametrize("case", GOLDEN_CASES)
+def test_tensor_core_tiles_reproduce_golden(case, tmp_path):
+    ckpt, golden, want = load_golden(case)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES)
+    with open(os.path.join(artifact, "manifest.json")) as f:
+        assert json.load(f)["target"]["tensor_cores"] is True
+    tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)
+    assert tokens[0] == golden["greedy_tokens"][:golden["max_new_tokens"]]
+    assert_close_bf16(got, want)
+
+
+@pytest.mark.parametrize("name", ["sigmoid-groups-bias", "softmax-no-groups"])
+def test_tensor_core_tiles_match_bf16_reference(name, variant_checkpoints, tmp_path):
+    """60 tokens: 8 experts x top-3 gives ~22 rows per expert (two row tiles), the shared slots 60 rows each (four);
+    softmax-no-groups has two shared slots."""
+    from dsv3.reference import Model, greedy_logits
+    ckpt = variant_checkpoints[name]
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES)
+    want, greedy = greedy_logits(Model(ckpt, bf16_expert_inputs=True), PROMPT, NEW_TOKENS)
+    tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
+    assert tokens[0] == greedy[:NEW_TOKENS]
+    assert_close_bf16(got, want)
+    # The tiles are what changed the numbers: the same model without tensor cores is f32 and much closer to the
+    # f32 reference than this one is to it.
+    want_f32, _ = greedy_logits(Model(ckpt), PROMPT, NEW_TOKENS)
+    assert np.abs(got - want_f32).max() / np.abs(want_f32).max() > 1e-4

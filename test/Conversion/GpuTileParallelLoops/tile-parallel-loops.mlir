@@ -81,3 +81,34 @@ func.func @reduction(%n: index) -> f32 {
   }
   return %r : f32
 }
+
+// -----
+
+// A loop holding a vector.contract is warp-level code: every dimension goes
+// into the block index (no column tiling) and the block is one warp of 32
+// lanes that all run the whole body, without a guard.
+
+// CHECK-LABEL: func.func @warp_tiles
+// CHECK: scf.parallel (%[[B:.*]]) =
+// CHECK: %[[C32:.*]] = arith.constant 32 : index
+// CHECK-NEXT: scf.parallel (%{{.*}}) = (%{{.*}}) to (%[[C32]])
+// CHECK-NOT: scf.if
+// CHECK: vector.contract
+#mk = affine_map<(m, n, k) -> (m, k)>
+#nk = affine_map<(m, n, k) -> (n, k)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+func.func @warp_tiles(%a: memref<?x16xf32>, %b: memref<?x16xf32>, %c: memref<?x?xf32>, %tiles: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %pad = arith.constant 0.0 : f32
+  %zero = arith.constant dense<0.0> : vector<16x8xf32>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%tiles, %c2) step (%c1, %c1) {
+    %va = vector.transfer_read %a[%i, %c0], %pad {in_bounds = [true, true]} : memref<?x16xf32>, vector<16x16xf32>
+    %vb = vector.transfer_read %b[%j, %c0], %pad {in_bounds = [true, true]} : memref<?x16xf32>, vector<8x16xf32>
+    %r = vector.contract {indexing_maps = [#mk, #nk, #mn], iterator_types = ["parallel", "parallel", "reduction"], kind = #vector.kind<add>} %va, %vb, %zero : vector<16x16xf32>, vector<8x16xf32> into vector<16x8xf32>
+    vector.transfer_write %r, %c[%i, %j] {in_bounds = [false, true]} : vector<16x8xf32>, memref<?x?xf32>
+    scf.reduce
+  }
+  return
+}
