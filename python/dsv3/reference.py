@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import ModelConfig, load_config, yarn_get_mscale
-from .safetensors_io import Checkpoint, decode
+from .safetensors_io import Checkpoint, bf16_to_f32, decode, f32_to_bf16
 
 MLA_FORMS = ("absorbed", "naive")
 
@@ -93,17 +93,17 @@ class MLPWeights:
     down: np.ndarray  # [D, I]   (w2)
 
     def __call__(self, x: np.ndarray, row_scale: Optional[np.ndarray] = None,
-                 bf16_inputs: bool = False) -> np.ndarray:
-        """row_scale ([rows]) multiplies each row's output (its routing weight). bf16_inputs: round both GEMMs'
-        inputs to bf16 as the tensor-core expert kernels do (x, and the down input times its row scale)."""
-        if bf16_inputs:
+                 bf16_inputs: Tuple[bool, bool] = (False, False)) -> np.ndarray:
+        """row_scale ([rows]) multiplies each row's output (its routing weight). bf16_inputs: round the inputs of
+        (gate/up, down) to bf16 as the tensor-core expert kernels do (x; the down input times its row scale)."""
+        if bf16_inputs[0]:
             x = round_to_bf16(x)
         g = x @ self.gate.T
         u = x @ self.up.T
         act = silu(g) * u
         if row_scale is None:
-            return round_to_bf16(act) @ self.down.T if bf16_inputs else act @ self.down.T
-        if bf16_inputs:
+            return (round_to_bf16(act) if bf16_inputs[1] else act) @ self.down.T
+        if bf16_inputs[1]:
             return round_to_bf16(act * row_scale[:, None]) @ self.down.T
         return (act @ self.down.T) * row_scale[:, None]
 
@@ -183,9 +183,7 @@ def load_layer(wl: WeightLoader, cfg: ModelConfig, i: int) -> LayerWeights:
 
 def round_to_bf16(x: np.ndarray) -> np.ndarray:
     """f32 -> nearest bf16 (ties to even), returned as f32."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
-    return rounded.view(np.float32)
+    return bf16_to_f32(f32_to_bf16(x)).reshape(np.shape(x))
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -300,15 +298,16 @@ class Model:
     forward(tokens [B, S]) continues from the current position (chunked prefill is allowed here)."""
 
     def __init__(self, checkpoint: str, mla_form: str = "absorbed", dtype=np.float32,
-                 config: Optional[ModelConfig] = None, bf16_expert_inputs: bool = False):
+                 config: Optional[ModelConfig] = None, bf16_tensor_core_inputs: bool = False):
         if mla_form not in MLA_FORMS:
             raise ValueError(f"mla_form must be one of {MLA_FORMS}, got {mla_form!r}")
         if not os.path.exists(checkpoint):
             raise ValueError(f"{checkpoint}: checkpoint directory does not exist")
         self.cfg = config if config is not None else load_config(checkpoint)
         self.mla_form = mla_form
-        # Round the MoE expert GEMMs' inputs to bf16 (the tensor-core kernels' numerics) instead of keeping f32.
-        self.bf16_expert_inputs = bf16_expert_inputs
+        # Round what the GPU's tensor-core kernels take as bf16 (the MoE expert GEMMs' inputs; q, the latent cache
+        # and the probabilities of absorbed attention) instead of keeping f32: their numerics, for comparisons.
+        self.bf16_tensor_core_inputs = bf16_tensor_core_inputs
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
         ckpt = Checkpoint(checkpoint)
@@ -322,6 +321,19 @@ class Model:
         self.final_norm = wl.get("model.norm.weight", (D,))
         # MTP layers (model.layers.<num_hidden_layers>.*) are never read.
         self.layers = [load_layer(wl, cfg, i) for i in range(cfg.num_hidden_layers)]
+        # Which expert GEMMs the compiler puts on tensor cores (gate/up, down): bf16 weights (routed and shared)
+        # whose output width is a multiple of 8 and depth of 16 (lib/Conversion/DSV3ToLinalg/WarpMma.h).
+        self.expert_tiles = (False, False)
+        moe_layers = [i for i in range(cfg.num_hidden_layers) if cfg.is_moe_layer(i)]
+        if moe_layers:
+            m = f"model.layers.{moe_layers[0]}.mlp."
+            names = [m + "experts.0."] + ([m + "shared_experts."] if cfg.n_shared_experts else [])
+
+            def bf16(proj):
+                return all(ckpt.info(n + proj + ".weight").dtype == "BF16" for n in names)
+            I = cfg.moe_intermediate_size
+            self.expert_tiles = (bf16("gate_proj") and bf16("up_proj") and I % 8 == 0 and D % 16 == 0,
+                                 bf16("down_proj") and D % 8 == 0 and I % 16 == 0)
         self.softmax_scale = cfg.softmax_scale
         self.batch = 0
         self.pos = 0
@@ -411,11 +423,12 @@ class Model:
             pe = cache_b.append(k_pe)                                # [B, T, dr]
             # Absorb W_UK into the query: q_lat[b,h,s,:] = q_nope[b,s,h,:] @ Wk[h]
             q_lat = np.matmul(q_nope.transpose(0, 2, 1, 3), wkv_b[:, :dn, :])          # [B, H, S, C]
-            scores = (np.matmul(q_lat, lat[:, None].transpose(0, 1, 3, 2))
-                      + np.matmul(q_pe.transpose(0, 2, 1, 3), pe[:, None].transpose(0, 1, 3, 2)))
+            rq = rk = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
+            scores = (np.matmul(rq(q_lat), rk(lat)[:, None].transpose(0, 1, 3, 2))
+                      + np.matmul(rq(q_pe.transpose(0, 2, 1, 3)), rk(pe)[:, None].transpose(0, 1, 3, 2)))
             scores = scores * self.softmax_scale                                        # [B, H, S, T]
             p = softmax(np.where(keep, scores, -np.inf))
-            o_lat = np.matmul(p, lat[:, None])                                          # [B, H, S, C]
+            o_lat = np.matmul(rq(p), rk(lat)[:, None])                                  # [B, H, S, C]
             # Absorb W_UV into the output: o[b,h,s,:] = o_lat @ Wv[h]^T
             o = np.matmul(o_lat, wkv_b[:, dn:, :].transpose(0, 2, 1))                   # [B, H, S, dv]
         else:
@@ -438,7 +451,7 @@ class Model:
         idx, weights = route(cfg, w.gate, w.bias, x2)
         self.routing[i] = idx
         y = np.zeros_like(x2)
-        bf16 = self.bf16_expert_inputs
+        bf16 = self.expert_tiles if self.bf16_tensor_core_inputs else (False, False)
         for e in np.unique(idx):
             rows, slot = np.nonzero(idx == e)  # a token picks an expert at most once, so rows are unique
             y[rows] += w.experts[e](x2[rows], weights[rows, slot], bf16_inputs=bf16)

@@ -11,10 +11,12 @@ GPU kernels, so this checks their tiling, guards and glue against the independen
 - block sizes that do not divide the loop extents (threads-per-block 7 and 1000), so the bounds guards matter.
 
 Those run the CUDA-core kernels (--tensor-cores=false: f32 throughout, so the 1e-4 tolerance holds). The tensor-core
-form of the grouped expert GEMMs (warp MMA tiles: the expert rows gathered as bf16, 16x8 tiles of bf16 x bf16 -> f32
-steps, which the GPU runs as mma.sync) is checked on its own: against the golden logits and against the numpy
-reference with the same bf16 rounding of the expert inputs, within BF16_TOLERANCE, on prompts long enough that an
-expert's rows span several 16-row tiles and shared-expert slots sit after the routed rows.
+kernels (warp MMA tiles with bf16 operands and f32 accumulation, which the GPU runs as mma.sync: the grouped expert
+GEMMs, on the expert rows gathered as bf16, and the absorbed attention's q . cache and P . latent products) are
+checked on their own: against the numpy reference that rounds the same operands to bf16
+(Model(bf16_tensor_core_inputs=True); usually within 1e-6, see the test), on 60-token prompts (an expert's rows span several 16-row
+tiles, shared slots sit after the routed rows, the heads and positions fill partial tiles), and against the golden
+logits within BF16_TOLERANCE.
 """
 
 import json
@@ -24,14 +26,12 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN_CASES, load_golden
-from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artifact, reference_runs,  # noqa: F401
-                                 run_artifact)
+from test_compiled_model import (NEW_TOKENS, PROMPT, TOLERANCE, assert_close, compile_artifact,  # noqa: F401
+                                 reference_runs, run_artifact)
 
 TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false")
 TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA tiles where the weights allow
-# bf16 inputs to the expert GEMMs (8 significant bits) put the logits ~3e-3 * max|logit| from the f32 golden ones on
-# these models, and bf16 rounding decisions flip between any two implementations, so the bf16 reference is no
-# closer than that either; a wrong tile (rows, columns, a missing k step) is off by far more.
+# bf16 operands put the logits ~3e-3..8e-3 * max|logit| from the f32 golden ones on these models.
 BF16_TOLERANCE = 1e-2
 
 
@@ -91,18 +91,24 @@ def test_tensor_core_tiles_reproduce_golden(case, tmp_path):
     assert_close_bf16(got, want)
 
 
-@pytest.mark.parametrize("name", ["sigmoid-groups-bias", "softmax-no-groups"])
+@pytest.mark.parametrize("name", ["sigmoid-groups-bias", "softmax-no-groups", "fp8", "odd-heads"])
 def test_tensor_core_tiles_match_bf16_reference(name, variant_checkpoints, tmp_path):
     """60 tokens: 8 experts x top-3 gives ~22 rows per expert (two row tiles), the shared slots 60 rows each (four);
-    softmax-no-groups has two shared slots."""
+    softmax-no-groups has two shared slots; fp8 keeps its expert GEMMs on CUDA cores (FP8 weights) while its
+    attention uses the tiles; odd-heads fills partial 16-row tiles of heads."""
     from dsv3.reference import Model, greedy_logits
     ckpt = variant_checkpoints[name]
     artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES)
-    want, greedy = greedy_logits(Model(ckpt, bf16_expert_inputs=True), PROMPT, NEW_TOKENS)
+    want, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True), PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
-    assert_close_bf16(got, want)
-    # The tiles are what changed the numbers: the same model without tensor cores is f32 and much closer to the
-    # f32 reference than this one is to it.
     want_f32, _ = greedy_logits(Model(ckpt), PROMPT, NEW_TOKENS)
-    assert np.abs(got - want_f32).max() / np.abs(want_f32).max() > 1e-4
+    rel = np.abs(got - want).max() / np.abs(want).max()
+    rel_f32 = np.abs(got - want_f32).max() / np.abs(want_f32).max()
+    # The rounding is really there: the f32 reference is ~3e-3 away.
+    assert rel_f32 > 1e-3, rel_f32
+    # The same operands rounded the same way agree to ~1e-7 (sigmoid-groups-bias, fp8, odd-heads). But a value
+    # within ~1e-7 of a bf16 rounding midpoint rounds differently in two implementations and the difference grows
+    # through the layers (softmax-no-groups at its seed: 1.9e-3 against 2.4e-3 from the f32 reference): then allow
+    # the bf16 tolerance, still closer to the bf16-rounding reference than to the f32 one.
+    assert rel <= TOLERANCE or (rel <= BF16_TOLERANCE and rel < rel_f32), (rel, rel_f32)

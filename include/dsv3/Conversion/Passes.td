@@ -30,12 +30,15 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     - the fused MoE ops of `dsv3-fuse-moe`: the same routing, a serial
       counting sort for the dispatch, and two grouped-expert kernels
       (parallel over active expert x column tile) for gate/up and down,
-      followed by the combine through the inverse permutation. With
-      `tensor-cores` (set by the GPU pipelines), the two grouped-expert
-      kernels are warp MMA tiles instead where the weights are bf16 and the
-      widths fit: the expert's rows gathered as bf16, then 16 x 8 output tiles
-      of `vector.contract` steps (bf16 operands, f32 accumulation) that
-      `dsv3-gpu-warp-mma` turns into `mma.sync` (see ExpertMma.h).
+      followed by the combine through the inverse permutation.
+
+    With `tensor-cores` (set by the GPU pipelines), GEMMs become warp MMA
+    tiles: 16 x 8 output tiles of `vector.contract` steps with bf16 operands
+    and f32 accumulation, which `dsv3-gpu-warp-mma` turns into `mma.sync`
+    (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
+    kernels where the weights are bf16 and the widths fit (each expert's
+    rows gathered as bf16 first), and the absorbed attention's q . cache and
+    P . latent products with the query heads as the M dimension.
 
     Example:
     ```mlir

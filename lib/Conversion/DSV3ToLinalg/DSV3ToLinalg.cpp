@@ -18,6 +18,7 @@
 #include "Elementwise.h"
 #include "Emitter.h"
 #include "MoeLowering.h"
+#include "WarpMma.h"
 #include "WeightStreams.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -458,7 +459,11 @@ Value emitConcatLast(Emitter &e, Value a, Value bv) {
 }
 
 struct MlaLowering : OpRewritePattern<MlaOp> {
-  using OpRewritePattern::OpRewritePattern;
+  /// tensorCores: the absorbed attention's two products as warp MMA tiles.
+  MlaLowering(MLIRContext *context, bool tensorCores)
+      : OpRewritePattern(context), tensorCores(tensorCores) {}
+  bool tensorCores;
+
   LogicalResult matchAndRewrite(MlaOp op,
                                 PatternRewriter &rewriter) const override {
     Emitter e{rewriter, op.getLoc()};
@@ -664,15 +669,23 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                 });
             linalg::YieldOp::create(b, loc, ValueRange{v});
           });
-      // scores[b, (s,h), t] = qcat[b, (s,h), :] . cache[b, t, :]
-      Value scores3 = emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
+      // scores[b, (s,h), t] = qcat[b, (s,h), :] . cache[b, t, :]; on tensor
+      // cores with the S*H query rows as M (bf16 operands, f32 scores).
+      Value scores3 =
+          tensorCores
+              ? emitBatchedWarpGemm(e, qCat, prefix, /*nDim=*/1, /*kDim=*/2)
+              : emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
       Value scores = emitReshape(e, scores3, {{0}, {1, 2}, {3}},
                                  {idx(batch), seqLen, idx(heads), used});
       Value probs = emitCausalSoftmax(e, scores, positions, scale);
       Value probs3 = emitReshape(e, probs, {{0}, {1, 2}, {3}},
                                  {idx(batch), rowsPerBatch, used});
       // o_lat[b, (s,h), c] = sum_t P[b, (s,h), t] * latent[b, t, c]
-      Value oLat = emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
+      Value oLat =
+          tensorCores
+              ? emitBatchedWarpGemm(e, probs3, prefixLatent, /*nDim=*/2,
+                                    /*kDim=*/1)
+              : emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
       Value oLat4 = emitReshape(e, oLat, {{0}, {1, 2}, {3}},
                                 {idx(batch), seqLen, idx(heads), idx(kvRank)});
       Value oLatT = emitReshape(e, emitTranspose(e, oLat4, {2, 0, 1, 3}),
@@ -738,7 +751,8 @@ struct ConvertDSV3ToLinalgPass
       if (isa<DSV3Dialect>(op->getDialect()))
         op->setLoc(NameLoc::get(op->getName().getIdentifier(), op->getLoc()));
     });
-    patterns.add<EmbeddingLowering, MlaLowering>(context);
+    patterns.add<EmbeddingLowering>(context);
+    patterns.add<MlaLowering>(context, tensorCores);
     populateMoeLoweringPatterns(patterns, tensorCores);
     patterns.add<FunctionLowering<LinearOp>>(
         context, [](Emitter &e, LinearOp op) {

@@ -13,7 +13,7 @@
 
 #include "Elementwise.h"
 #include "Emitter.h"
-#include "ExpertMma.h"
+#include "WarpMma.h"
 #include "WeightStreams.h"
 
 #include "dsv3/Dialect/DSV3/IR/DSV3Ops.h"

@@ -71,46 +71,84 @@ struct LaneCoordinates {
   }
 };
 
-/// A 2-D tile read from memory: `read` with its two vector dimensions on
-/// memref dimensions dims[0] (rows) and dims[1] (columns).
+/// A 2-D operand tile read from memory: `read` with its two vector
+/// dimensions on memref dimensions dims[0] (rows) and dims[1] (columns),
+/// bf16 in memory, or f32 rounded to bf16 (`rounded`).
 struct TileRead {
   mutable vector::TransferReadOp read;
   unsigned dims[2];
+  bool rounded;
 
-  /// extf(transfer_read) of bf16, in bounds, unmasked, on a memref.
+  /// extf(transfer_read bf16) or extf(truncf(transfer_read f32)), unmasked,
+  /// on a memref; a dimension that is not in bounds reads zeros past its end.
   static std::optional<TileRead> match(Value operand, ArrayRef<int64_t> shape) {
     auto ext = operand.getDefiningOp<arith::ExtFOp>();
     if (!ext)
       return std::nullopt;
-    auto read = ext.getIn().getDefiningOp<vector::TransferReadOp>();
+    Value narrow = ext.getIn();
+    bool rounded = false;
+    if (auto trunc = narrow.getDefiningOp<arith::TruncFOp>()) {
+      narrow = trunc.getIn();
+      rounded = true;
+    }
+    auto read = narrow.getDefiningOp<vector::TransferReadOp>();
     if (!read || read.getMask() || !isa<MemRefType>(read.getBase().getType()))
       return std::nullopt;
     VectorType type = read.getVectorType();
-    if (type.getShape() != shape || !type.getElementType().isBF16())
+    Type element = type.getElementType();
+    if (type.getShape() != shape ||
+        !(rounded ? element.isF32() : element.isBF16()))
       return std::nullopt;
-    if (llvm::any_of(read.getInBoundsValues(), [](bool b) { return !b; }))
+    if (!cast<VectorType>(ext.getIn().getType()).getElementType().isBF16())
       return std::nullopt;
     AffineMap map = read.getPermutationMap();
     if (map.getNumResults() != 2 || !map.isProjectedPermutation())
       return std::nullopt;
-    TileRead tile{read, {map.getDimPosition(0), map.getDimPosition(1)}};
+    TileRead tile{read, {map.getDimPosition(0), map.getDimPosition(1)},
+                  rounded};
     return tile;
+  }
+
+  /// Element (row, col) of the tile (tile coordinates) as bf16: the read's
+  /// padding past the end of a dimension that is not in bounds (the load
+  /// itself clamped to stay inside).
+  Value loadElement(OpBuilder &b, Location loc, Value row, Value col) const {
+    SmallVector<Value> indices(read.getIndices());
+    Value offsets[2] = {row, col};
+    Value inside;
+    SmallVector<bool> inBounds = read.getInBoundsValues();
+    for (unsigned d = 0; d < 2; ++d) {
+      Value index =
+          arith::AddIOp::create(b, loc, indices[dims[d]], offsets[d]);
+      if (!inBounds[d]) {
+        Value size = memref::DimOp::create(b, loc, read.getBase(), dims[d]);
+        Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         index, size);
+        inside = inside ? arith::AndIOp::create(b, loc, inside, ok) : ok;
+        Value one = arith::ConstantIndexOp::create(b, loc, 1);
+        Value last = arith::SubIOp::create(
+            b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
+        index = arith::MinUIOp::create(b, loc, index, last);
+      }
+      indices[dims[d]] = index;
+    }
+    Value v = memref::LoadOp::create(b, loc, read.getBase(), indices);
+    if (rounded)
+      v = arith::TruncFOp::create(b, loc, b.getBF16Type(), v);
+    if (!inside)
+      return v;
+    Value pad = read.getPadding();
+    if (rounded)
+      pad = arith::TruncFOp::create(b, loc, b.getBF16Type(), pad);
+    return arith::SelectOp::create(b, loc, inside, v, pad);
   }
 
   /// Two consecutive bf16 of row `row`, columns col, col + 1 (tile
   /// coordinates), packed into the i32 register mma.sync takes.
   Value loadPair(OpBuilder &b, Location loc, Value row, Value col) const {
-    SmallVector<Value> indices(read.getIndices());
-    indices[dims[0]] = arith::AddIOp::create(b, loc, indices[dims[0]], row);
-    Value base = indices[dims[1]];
-    SmallVector<Value> elements;
-    for (int64_t j = 0; j < 2; ++j) {
-      indices[dims[1]] = arith::AddIOp::create(
-          b, loc, base,
-          LaneCoordinates::offset(b, loc, col, j));
-      elements.push_back(
-          memref::LoadOp::create(b, loc, read.getBase(), indices));
-    }
+    SmallVector<Value> elements{
+        loadElement(b, loc, row, col),
+        loadElement(b, loc, row, LaneCoordinates::offset(b, loc, col, 1))};
     Value pairVector = vector::FromElementsOp::create(
         b, loc, VectorType::get({2}, b.getBF16Type()), elements);
     Value asInt = vector::BitCastOp::create(
@@ -137,6 +175,10 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   bool failedToDistribute = false;
 
   void runOnOperation() override {
+    // The pass object serves every gpu.module: values of an earlier one
+    // are gone (and their addresses reused).
+    fragments.clear();
+    failedToDistribute = false;
     Operation *root = getOperation();
     // 1. Loops carrying accumulators carry four f32 per accumulator.
     SmallVector<scf::ForOp> loops;
@@ -181,8 +223,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     WalkResult left = root->walk([](vector::ContractionOp op) {
       op.emitOpError("dsv3-gpu-warp-mma: not a warp MMA tile (expected "
                      "extf(bf16 16x16 read) x extf(bf16 8x16 read) -> 16x8 "
-                     "f32, maps (m,k), (n,k), (m,n)), and a contraction in "
-                     "GPU code would run on every lane");
+                     "f32, maps (m,k), (n,k), (m,n); an f32 read rounded by "
+                     "truncf counts as bf16), and a contraction in GPU code "
+                     "would run on every lane");
       return WalkResult::interrupt();
     });
     if (left.wasInterrupted())

@@ -90,3 +90,49 @@ gpu.module @kernels {
     gpu.return
   }
 }
+
+// -----
+
+// The attention form: f32 operands rounded to bf16 in the tile (truncf),
+// reads that are not in bounds (a partial tile of heads or positions) and B
+// read transposed from a [t, c] cache (o_lat = P . latent). Each element is
+// loaded at a clamped index, rounded, and replaced by the padding past the
+// end; the write of the partial tile is guarded on both dimensions.
+
+// CHECK-LABEL: gpu.func @attention_tile
+// CHECK: scf.for
+// CHECK: memref.dim %{{.*}}, %c1
+// CHECK: arith.minui
+// CHECK: %[[V:.*]] = memref.load %{{.*}} : memref<1x?x64xf32>
+// CHECK: %[[R:.*]] = arith.truncf %[[V]] : f32 to bf16
+// CHECK: arith.select %{{.*}}, %[[R]], %{{.*}} : bf16
+// CHECK: nvvm.mma.sync
+// CHECK: scf.if
+// CHECK: memref.store
+// CHECK-NOT: vector.contract
+#mk = affine_map<(m, n, k) -> (m, k)>
+#nk = affine_map<(m, n, k) -> (n, k)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+#rows = affine_map<(b, m, k) -> (m, k)>
+#transposed = affine_map<(b, t, c) -> (c, t)>
+gpu.module @kernels {
+  gpu.func @attention_tile(%p: memref<1x?x64xf32>, %cache: memref<1x?x32xf32>, %out: memref<?x?xf32>,
+                           %m0: index, %n0: index, %used: index) kernel {
+    %c0 = arith.constant 0 : index
+    %c16 = arith.constant 16 : index
+    %pad = arith.constant 0.0 : f32
+    %zero = arith.constant dense<0.0> : vector<16x8xf32>
+    %acc = scf.for %k = %c0 to %used step %c16 iter_args(%a = %zero) -> (vector<16x8xf32>) {
+      %ra = vector.transfer_read %p[%c0, %m0, %k], %pad {permutation_map = #rows} : memref<1x?x64xf32>, vector<16x16xf32>
+      %ta = arith.truncf %ra : vector<16x16xf32> to vector<16x16xbf16>
+      %va = arith.extf %ta : vector<16x16xbf16> to vector<16x16xf32>
+      %rb = vector.transfer_read %cache[%c0, %k, %n0], %pad {permutation_map = #transposed} : memref<1x?x32xf32>, vector<8x16xf32>
+      %tb = arith.truncf %rb : vector<8x16xf32> to vector<8x16xbf16>
+      %vb = arith.extf %tb : vector<8x16xbf16> to vector<8x16xf32>
+      %n = vector.contract {indexing_maps = [#mk, #nk, #mn], iterator_types = ["parallel", "parallel", "reduction"], kind = #vector.kind<add>} %va, %vb, %a : vector<16x16xf32>, vector<8x16xf32> into vector<16x8xf32>
+      scf.yield %n : vector<16x8xf32>
+    }
+    vector.transfer_write %acc, %out[%c0, %c0] : vector<16x8xf32>, memref<?x?xf32>
+    gpu.return
+  }
+}

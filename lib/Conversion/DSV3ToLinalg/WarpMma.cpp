@@ -1,13 +1,14 @@
-//===- ExpertMma.cpp - Grouped expert GEMMs as warp MMA tiles -------------===//
+//===- WarpMma.cpp - GEMMs as warp MMA tiles (tensor cores) ---------------===//
 //
-// See ExpertMma.h.
+// See WarpMma.h.
 //
 //===----------------------------------------------------------------------===//
 
-#include "ExpertMma.h"
+#include "WarpMma.h"
 
 #include "Elementwise.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -84,28 +85,43 @@ Value tokenOfRow(OpBuilder &b, Location loc, const ExpertRows &rows, Value r,
   return arith::SelectOp::create(b, loc, routed, routedToken, sharedToken);
 }
 
-/// extf(read of a [rows, 16] bf16 tile at (i, j) of a 2-D matrix).
-Value readTileA(OpBuilder &b, Location loc, Value matrix, Value i, Value j) {
-  Value pad = arith::ConstantOp::create(b, loc, b.getZeroAttr(b.getBF16Type()));
-  Value raw = vector::TransferReadOp::create(
-      b, loc, VectorType::get({kMmaRows, kMmaDepth}, b.getBF16Type()), matrix,
-      ValueRange{i, j}, pad, ArrayRef<bool>{true, true});
+/// A [rows x 16] operand tile of `source` (bf16 or f32, any rank) at
+/// `indices`, the tile's rows on source dim rowDim and its columns on colDim:
+/// read (masked past the source's end unless inBounds), rounded to bf16 if
+/// the source is f32, and widened back to f32 (exactly). This
+/// extf(truncf?(transfer_read)) form is what dsv3-gpu-warp-mma loads into
+/// mma.sync fragments.
+Value readBf16Tile(OpBuilder &b, Location loc, Value source,
+                   ValueRange indices, unsigned rowDim, unsigned colDim,
+                   int64_t rows, bool inBounds) {
+  auto sourceType = cast<ShapedType>(source.getType());
+  Type element = sourceType.getElementType();
+  Value pad = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
+  AffineMap map = AffineMap::get(
+      sourceType.getRank(), 0,
+      {b.getAffineDimExpr(rowDim), b.getAffineDimExpr(colDim)},
+      b.getContext());
+  Value tile = vector::TransferReadOp::create(
+      b, loc, VectorType::get({rows, kMmaDepth}, element), source, indices,
+      pad, map, ArrayRef<bool>{inBounds, inBounds});
+  if (!element.isBF16())
+    tile = arith::TruncFOp::create(
+        b, loc, VectorType::get({rows, kMmaDepth}, b.getBF16Type()), tile);
   return arith::ExtFOp::create(
-      b, loc, VectorType::get({kMmaRows, kMmaDepth}, b.getF32Type()), raw);
+      b, loc, VectorType::get({rows, kMmaDepth}, b.getF32Type()), tile);
 }
 
-/// extf(read of the [8 rows (n), 16 (k)] bf16 tile at (group, n, k) of a
-/// weight view [G, N, K]).
+/// The in-bounds A tile at (i, j) of a 2-D bf16 matrix.
+Value readTileA(OpBuilder &b, Location loc, Value matrix, Value i, Value j) {
+  return readBf16Tile(b, loc, matrix, ValueRange{i, j}, 0, 1, kMmaRows,
+                      /*inBounds=*/true);
+}
+
+/// The in-bounds B tile at (group, n, k) of a weight view [G, N, K].
 Value readTileB(OpBuilder &b, Location loc, Value view, Value group, Value n,
                 Value k) {
-  Value pad = arith::ConstantOp::create(b, loc, b.getZeroAttr(b.getBF16Type()));
-  AffineMap lastTwo = AffineMap::get(
-      3, 0, {b.getAffineDimExpr(1), b.getAffineDimExpr(2)}, b.getContext());
-  Value raw = vector::TransferReadOp::create(
-      b, loc, VectorType::get({kMmaCols, kMmaDepth}, b.getBF16Type()), view,
-      ValueRange{group, n, k}, pad, lastTwo, ArrayRef<bool>{true, true});
-  return arith::ExtFOp::create(
-      b, loc, VectorType::get({kMmaCols, kMmaDepth}, b.getF32Type()), raw);
+  return readBf16Tile(b, loc, view, ValueRange{group, n, k}, 1, 2, kMmaCols,
+                      /*inBounds=*/true);
 }
 
 /// acc[m, n] += sum_k a[m, k] * b[n, k]: the warp-level operation.
@@ -126,14 +142,15 @@ Value mmaStep(OpBuilder &b, Location loc, Value a, Value bt, Value acc) {
 /// The tiles' loop: for k in [0, depth) step 16, each accumulator i gets
 /// A(k) . B_i(k); returns the accumulators.
 SmallVector<Value> emitTileLoop(
-    OpBuilder &b, Location loc, int64_t depth, unsigned numAcc,
+    OpBuilder &b, Location loc, OpFoldResult depth, unsigned numAcc,
     function_ref<Value(OpBuilder &, Location, Value k)> readA,
     function_ref<Value(OpBuilder &, Location, unsigned i, Value k)> readB) {
   auto accType = VectorType::get({kMmaRows, kMmaCols}, b.getF32Type());
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(accType, 0.0f));
   auto loop = scf::ForOp::create(
-      b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
+      b, loc, indexConst(b, loc, 0),
+      getValueOrCreateConstantIndexOp(b, loc, depth),
       indexConst(b, loc, kMmaDepth), SmallVector<Value>(numAcc, zero),
       [&](OpBuilder &b1, Location l1, Value k, ValueRange accs) {
         Value a = readA(b1, l1, k);
@@ -202,7 +219,7 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
         Value n0 = arith::AddIOp::create(b, loc, blk.slotStart, blk.col0);
         return fillTile(b, loc, block, [&](OpBuilder &b1, Location l1) {
           SmallVector<Value> acc = emitTileLoop(
-              b1, l1, hidden, 2,
+              b1, l1, b1.getIndexAttr(hidden), 2,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k);
               },
@@ -252,7 +269,7 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
         const WeightView &w = blk.shared ? sharedDown : down;
         return fillTile(b, loc, block, [&](OpBuilder &b1, Location l1) {
           return emitTileLoop(
-              b1, l1, rows.inter, 1,
+              b1, l1, b1.getIndexAttr(rows.inter), 1,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k);
               },
@@ -264,6 +281,70 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
         });
       },
       kMmaRows);
+}
+
+Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
+                          unsigned kDim) {
+  OpFoldResult groups = e.dim(a, 0), m = e.dim(a, 1), depth = e.dim(a, 2);
+  OpFoldResult n = e.dim(bSource, nDim);
+  Value init = e.empty({groups, m, n});
+  auto tiles = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
+    return arith::CeilDivUIOp::create(
+               e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
+               e.index(tile))
+        .getResult();
+  };
+  auto forall = scf::ForallOp::create(
+      e.b, e.loc,
+      ArrayRef<OpFoldResult>{groups, tiles(m, kMmaRows), tiles(n, kMmaCols)},
+      ValueRange{init}, std::nullopt,
+      [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        Value g = ivsAndOuts[0], out = ivsAndOuts[3];
+        Value m0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
+                                         indexConst(b, loc, kMmaRows));
+        Value n0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
+                                         indexConst(b, loc, kMmaCols));
+        // The tile's slice of the output: the rows and columns that exist.
+        auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
+          Value rest = arith::SubIOp::create(
+              b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
+          return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile))
+              .getResult();
+        };
+        SmallVector<OpFoldResult> offsets{g, m0, n0};
+        SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
+                                        left(m, m0, kMmaRows),
+                                        left(n, n0, kMmaCols)};
+        SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+        auto blockType = RankedTensorType::get(
+            {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
+        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
+                                                     offsets, sizes, strides);
+        Value acc = emitTileLoop(
+            b, loc, depth, 1,
+            [&](OpBuilder &b1, Location l1, Value k) {
+              return readBf16Tile(b1, l1, a, ValueRange{g, m0, k}, 1, 2,
+                                  kMmaRows, /*inBounds=*/false);
+            },
+            [&](OpBuilder &b1, Location l1, unsigned, Value k) {
+              SmallVector<Value> at{g, g, g};
+              at[nDim] = n0;
+              at[kDim] = k;
+              return readBf16Tile(b1, l1, bSource, at, nDim, kDim, kMmaCols,
+                                  /*inBounds=*/false);
+            })[0];
+        Value zero = indexConst(b, loc, 0);
+        Value written = vector::TransferWriteOp::create(
+                            b, loc, acc, block, ValueRange{zero, zero},
+                            ArrayRef<bool>{false, false})
+                            .getResult();
+        auto inParallel = scf::InParallelOp::create(b, loc);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(inParallel.getBody());
+        tensor::ParallelInsertSliceOp::create(b, loc, written, out, offsets,
+                                              sizes, strides);
+      });
+  return forall.getResult(0);
 }
 
 } // namespace lowering

@@ -1,0 +1,68 @@
+//===- WarpMma.h - GEMMs as warp MMA tiles (tensor cores) ------*- C++ -*-===//
+//
+// The tensor-core forms chosen by convert-dsv3-to-linalg{tensor-cores} (the
+// GPU pipelines set it): GEMMs written as loops over 16 x 8 output tiles, each
+// one warp's work, whose K loop is
+//     vector.contract(extf(bf16 A[16x16]), extf(bf16 B[8x16]), C[16x8 f32])
+// on transfer reads straight from memory (an f32 operand is rounded to bf16
+// in the tile: truncf then extf). dsv3-gpu-warp-mma turns that into
+// mma.sync.m16n8k16 (bf16 in, f32 accumulate) with each lane's fragments
+// loaded from memory; on the CPU (dsv3-gpu-tiled-on-cpu) it is plain vector
+// math, so the tiles, their indices, masks and epilogues are tested there.
+//
+// Two users:
+//   - the grouped expert GEMMs (dsv3.moe_gate_up, dsv3.moe_down_combine):
+//     each expert's rows gathered once into a bf16 matrix [rows + 16, K]
+//     (the token's activations; for down, times the pair's routing weight),
+//     then a loop over (active group, 16-row tile, 8-column tile) with the
+//     SiLU * up epilogue for gate/up;
+//   - the absorbed MLA attention on the latent cache: scores = q_cat .
+//     cache^T and o_lat = P . cache_latent, batched over sequences, with
+//     the heads (x query positions) as the M dimension, as FlashMLA does, so
+//     that decode runs on tensor cores too.
+//
+// Private to lib/Conversion/DSV3ToLinalg.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef DSV3_LIB_CONVERSION_DSV3TOLINALG_WARPMMA_H
+#define DSV3_LIB_CONVERSION_DSV3TOLINALG_WARPMMA_H
+
+#include "WeightStreams.h"
+
+namespace mlir {
+namespace dsv3 {
+namespace lowering {
+
+/// The warp tile of one mma.sync: rows x columns x depth.
+constexpr int64_t kMmaRows = 16, kMmaCols = 8, kMmaDepth = 16;
+
+/// Whether a grouped expert GEMM with these weights (views [G, N, K] of
+/// stored matrices) can use the warp MMA kernels: bf16 weights without block
+/// scales, N a multiple of the tile's columns and K of its depth.
+bool canUseExpertMma(ArrayRef<const WeightView *> weights, int64_t outDim,
+                     int64_t depth);
+
+/// emitExpertGateUp as warp MMA tiles (same result).
+Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
+                          const WeightView &gate, const WeightView &up,
+                          const WeightView &sharedGate,
+                          const WeightView &sharedUp);
+
+/// The per-row products of emitExpertDownCombine as warp MMA tiles:
+/// perRow[r, d] = weight(r) * (act[r] . down_g(r)[d]), [P + S * N, D].
+Value emitExpertDownMma(Emitter &e, Value act, Value weights,
+                        const ExpertRows &rows, const WeightView &down,
+                        const WeightView &sharedDown);
+
+/// out[g, m, n] = sum_k bf16(a[g, m, k]) * bf16(b[g, n, k]) in f32, as warp
+/// MMA tiles; `bSource` is a 3-D tensor whose dims nDim and kDim hold n and
+/// k (group g on dim 0). Any M, N, K: partial tiles are masked. [G, M, N].
+Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
+                          unsigned kDim);
+
+} // namespace lowering
+} // namespace dsv3
+} // namespace mlir
+
+#endif // DSV3_LIB_CONVERSION_DSV3TOLINALG_WARPMMA_H
