@@ -241,62 +241,50 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     Location loc = loop.getLoc();
     Type f32 = b.getF32Type();
     SmallVector<Type> fragmentTypes(kFragment, f32);
-    auto toFragment = [&](Value v) {
-      return UnrealizedConversionCastOp::create(b, loc, fragmentTypes, v)
-          .getResults();
+    // Warp values -> four f32 each (inits, yields) ...
+    auto expand = [&](ValueRange values) {
+      SmallVector<Value> out;
+      for (Value v : values) {
+        if (isAccumulatorType(v.getType()))
+          llvm::append_range(
+              out, UnrealizedConversionCastOp::create(b, loc, fragmentTypes, v)
+                       .getResults());
+        else
+          out.push_back(v);
+      }
+      return out;
     };
-    SmallVector<Value> inits;
-    for (Value init : loop.getInitArgs()) {
-      if (isAccumulatorType(init.getType()))
-        llvm::append_range(inits, toFragment(init));
-      else
-        inits.push_back(init);
-    }
-    auto newLoop = scf::ForOp::create(b, loc, loop.getLowerBound(),
-                                      loop.getUpperBound(), loop.getStep(),
-                                      inits);
+    // ... and back, for the uses of the old block arguments and results.
+    auto replaceByParts = [&](ValueRange olds, ValueRange parts) {
+      unsigned next = 0;
+      for (Value old : olds) {
+        if (isAccumulatorType(old.getType())) {
+          old.replaceAllUsesWith(
+              UnrealizedConversionCastOp::create(b, loc, old.getType(),
+                                                 parts.slice(next, kFragment))
+                  .getResult(0));
+          next += kFragment;
+        } else {
+          old.replaceAllUsesWith(parts[next++]);
+        }
+      }
+    };
+    auto newLoop =
+        scf::ForOp::create(b, loc, loop.getLowerBound(), loop.getUpperBound(),
+                           loop.getStep(), expand(loop.getInitArgs()));
     Block *oldBody = loop.getBody(), *newBody = newLoop.getBody();
     if (!newBody->empty())
       newBody->getTerminator()->erase();
     b.setInsertionPointToStart(newBody);
     oldBody->getArgument(0).replaceAllUsesWith(newLoop.getInductionVar());
-    unsigned next = 1;
-    for (BlockArgument arg : oldBody->getArguments().drop_front()) {
-      if (isAccumulatorType(arg.getType())) {
-        ValueRange parts = newBody->getArguments().slice(next, kFragment);
-        arg.replaceAllUsesWith(
-            UnrealizedConversionCastOp::create(b, loc, arg.getType(), parts)
-                .getResult(0));
-        next += kFragment;
-      } else {
-        arg.replaceAllUsesWith(newBody->getArgument(next++));
-      }
-    }
+    replaceByParts(oldBody->getArguments().drop_front(),
+                   newBody->getArguments().drop_front());
     newBody->getOperations().splice(newBody->end(), oldBody->getOperations());
     auto yield = cast<scf::YieldOp>(newBody->getTerminator());
     b.setInsertionPoint(yield);
-    SmallVector<Value> yielded;
-    for (Value v : yield.getOperands()) {
-      if (isAccumulatorType(v.getType()))
-        llvm::append_range(yielded, toFragment(v));
-      else
-        yielded.push_back(v);
-    }
-    yield->setOperands(yielded);
-
+    yield->setOperands(expand(yield.getOperands()));
     b.setInsertionPointAfter(newLoop);
-    next = 0;
-    for (Value result : loop.getResults()) {
-      if (isAccumulatorType(result.getType())) {
-        ValueRange parts = newLoop.getResults().slice(next, kFragment);
-        result.replaceAllUsesWith(
-            UnrealizedConversionCastOp::create(b, loc, result.getType(), parts)
-                .getResult(0));
-        next += kFragment;
-      } else {
-        result.replaceAllUsesWith(newLoop.getResult(next++));
-      }
-    }
+    replaceByParts(loop.getResults(), newLoop.getResults());
     loop.erase();
   }
 
