@@ -216,10 +216,21 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     bounds). A contraction of any other form is an error: it would otherwise
     be computed by every lane of the warp.
 
+    With `shared-memory` (the default), each operand tile is first copied
+    into shared memory (a workgroup buffer of the kernel; a block is one
+    warp) where it is read: every lane copies consecutive elements of one
+    row (one vector load where the rows are contiguous bf16), between two
+    barriers, and the lanes then load their fragments from there as 32-bit
+    pairs. Off: each lane loads its fragments from the tile's memory.
+
     Upstream `convert-vector-to-gpu` does the same for f16 only (MLIR 22),
     and `nvgpu.mma.sync` does not lower bf16 to NVVM there, so the NVVM op
     is built directly.
   }];
+  let options = [
+    Option<"sharedMemory", "shared-memory", "bool", /*default=*/"true",
+           "Stage each operand tile through shared memory">
+  ];
   let dependentDialects = [
     "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
     "mlir::gpu::GPUDialect", "mlir::memref::MemRefDialect",

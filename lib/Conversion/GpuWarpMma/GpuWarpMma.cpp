@@ -109,6 +109,28 @@ struct TileRead {
     return tile;
   }
 
+  /// Whether rows of the tile are contiguous bf16 in memory, fully in
+  /// bounds: then a lane can copy several elements with one vector load.
+  bool contiguousRows() const {
+    auto type = cast<MemRefType>(read.getBase().getType());
+    SmallVector<int64_t> strides;
+    int64_t offset;
+    return !rounded &&
+           llvm::all_of(read.getInBoundsValues(), [](bool b) { return b; }) &&
+           dims[1] == static_cast<unsigned>(type.getRank() - 1) &&
+           succeeded(type.getStridesAndOffset(strides, offset)) &&
+           strides.back() == 1;
+  }
+
+  /// The memref indices of tile element (row, col).
+  SmallVector<Value> indicesAt(OpBuilder &b, Location loc, Value row,
+                               Value col) const {
+    SmallVector<Value> indices(read.getIndices());
+    indices[dims[0]] = arith::AddIOp::create(b, loc, indices[dims[0]], row);
+    indices[dims[1]] = arith::AddIOp::create(b, loc, indices[dims[1]], col);
+    return indices;
+  }
+
   /// Element (row, col) of the tile (tile coordinates) as bf16: the read's
   /// padding past the end of a dimension that is not in bounds (the load
   /// itself clamped to stay inside).
@@ -170,14 +192,32 @@ bool isWarpContraction(vector::ContractionOp op) {
   return op.getIndexingMapsArray() == expected;
 }
 
+/// Packs two consecutive bf16 of `buffer` at `indices` into the i32
+/// register mma.sync takes.
+Value loadPackedPair(OpBuilder &b, Location loc, Value buffer,
+                     ValueRange indices) {
+  Value pair = vector::LoadOp::create(
+      b, loc, VectorType::get({2}, b.getBF16Type()), buffer, indices,
+      /*nontemporal=*/false, llvm::MaybeAlign(4));
+  Value asInt = vector::BitCastOp::create(
+      b, loc, VectorType::get({1}, b.getI32Type()), pair);
+  return vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0});
+}
+
 struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
+  using DSV3GpuWarpMmaBase::DSV3GpuWarpMmaBase;
+
   DenseMap<Value, Fragment> fragments;
+  /// The shared-memory copy of each operand tile read (one per read: the A
+  /// tile of gate/up serves both of its contractions).
+  DenseMap<Operation *, Value> stagedTiles;
   bool failedToDistribute = false;
 
   void runOnOperation() override {
     // The pass object serves every gpu.module: values of an earlier one
     // are gone (and their addresses reused).
     fragments.clear();
+    stagedTiles.clear();
     failedToDistribute = false;
     Operation *root = getOperation();
     // 1. Loops carrying accumulators carry four f32 per accumulator.
@@ -368,14 +408,24 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     LaneCoordinates lane = LaneCoordinates::of(b, loc);
     Value group8 = LaneCoordinates::offset(b, loc, lane.group, 8);
     Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
+    // A lane's pair (row, col), (row, col + 1) of a tile: from its copy in
+    // shared memory, or from the tile's memory.
+    auto pairOf = [&](const TileRead &tile, Value buffer, Value row,
+                      Value col) {
+      if (buffer)
+        return loadPackedPair(b, loc, buffer, ValueRange{row, col});
+      return tile.loadPair(b, loc, row, col);
+    };
+    Value aBuffer = stage(*a, kRows), bBuffer = stage(*bt, kCols);
+    b.setInsertionPoint(contract);
     // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
-    SmallVector<Value> aRegs{a->loadPair(b, loc, lane.group, lane.pair),
-                             a->loadPair(b, loc, group8, lane.pair),
-                             a->loadPair(b, loc, lane.group, pair8),
-                             a->loadPair(b, loc, group8, pair8)};
+    SmallVector<Value> aRegs{pairOf(*a, aBuffer, lane.group, lane.pair),
+                             pairOf(*a, aBuffer, group8, lane.pair),
+                             pairOf(*a, aBuffer, lane.group, pair8),
+                             pairOf(*a, aBuffer, group8, pair8)};
     // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair.
-    SmallVector<Value> bRegs{bt->loadPair(b, loc, lane.group, lane.pair),
-                             bt->loadPair(b, loc, lane.group, pair8)};
+    SmallVector<Value> bRegs{pairOf(*bt, bBuffer, lane.group, lane.pair),
+                             pairOf(*bt, bBuffer, lane.group, pair8)};
     Type f32 = b.getF32Type();
     auto resultType = LLVM::LLVMStructType::getLiteral(
         b.getContext(), SmallVector<Type>(kFragment, f32));
@@ -390,6 +440,63 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     for (unsigned i = 0; i < kFragment; ++i)
       d.push_back(LLVM::ExtractValueOp::create(b, loc, mma, i));
     return d;
+  }
+
+  /// Copies an operand tile [rows x 16] into shared memory (a workgroup
+  /// buffer of the kernel; a block is one warp), right where it is read:
+  /// each lane copies rows * 16 / 32 consecutive elements of one row, with
+  /// one vector load where the rows are contiguous bf16 (else element by
+  /// element, masked and rounded as the read says), between two barriers
+  /// (the previous tile's readers are done; the copy is complete). Returns
+  /// the buffer, or null (not in a gpu.func, or staging off): the lanes
+  /// then load their fragments from the tile's memory.
+  Value stage(const TileRead &tile, int64_t rows) {
+    if (!sharedMemory)
+      return nullptr;
+    auto it = stagedTiles.find(tile.read);
+    if (it != stagedTiles.end())
+      return it->second;
+    auto func = tile.read->getParentOfType<gpu::GPUFuncOp>();
+    if (!func)
+      return nullptr;
+    MLIRContext *ctx = &getContext();
+    Location loc = tile.read.getLoc();
+    // NVVM's shared address space as a number: the vector-to-LLVM patterns
+    // that lower the copies run before gpu-to-nvvm knows the GPU names.
+    auto workgroup = IntegerAttr::get(
+        IntegerType::get(ctx, 64),
+        static_cast<int64_t>(NVVM::NVVMMemorySpace::Shared));
+    Value buffer = func.addWorkgroupAttribution(
+        MemRefType::get({rows, kDepth}, BFloat16Type::get(ctx),
+                        MemRefLayoutAttrInterface(), workgroup),
+        loc);
+    OpBuilder b(tile.read);
+    b.setInsertionPointAfter(tile.read);
+    gpu::BarrierOp::create(b, loc);
+    const int64_t lanesPerRow = 32 / rows, chunk = kDepth / lanesPerRow;
+    Value lane = gpu::LaneIdOp::create(b, loc, IntegerAttr());
+    Value perRow = arith::ConstantIndexOp::create(b, loc, lanesPerRow);
+    Value row = arith::DivUIOp::create(b, loc, lane, perRow);
+    Value col = arith::MulIOp::create(
+        b, loc, arith::RemUIOp::create(b, loc, lane, perRow),
+        arith::ConstantIndexOp::create(b, loc, chunk));
+    if (tile.contiguousRows()) {
+      auto chunkType = VectorType::get({chunk}, b.getBF16Type());
+      Value values = vector::LoadOp::create(
+          b, loc, chunkType, tile.read.getBase(),
+          tile.indicesAt(b, loc, row, col), /*nontemporal=*/false,
+          llvm::MaybeAlign(4));
+      vector::StoreOp::create(b, loc, values, buffer, ValueRange{row, col});
+    } else {
+      for (int64_t j = 0; j < chunk; ++j) {
+        Value c = LaneCoordinates::offset(b, loc, col, j);
+        memref::StoreOp::create(b, loc, tile.loadElement(b, loc, row, c),
+                                buffer, ValueRange{row, c});
+      }
+    }
+    gpu::BarrierOp::create(b, loc);
+    stagedTiles[tile.read] = buffer;
+    return buffer;
   }
 
   /// A tile written to memory: each lane stores its four values, the rows

@@ -1,16 +1,29 @@
 // RUN: dsv3-opt %s --split-input-file --verify-diagnostics --pass-pipeline="builtin.module(gpu.module(dsv3-gpu-warp-mma))" | FileCheck %s
+// RUN: dsv3-opt %s --split-input-file --verify-diagnostics --pass-pipeline="builtin.module(gpu.module(dsv3-gpu-warp-mma{shared-memory=false}))" | FileCheck %s --check-prefix=DIRECT
 
 // The warp MMA tile of the grouped expert GEMMs: a K loop of bf16 x bf16 ->
 // f32 contractions on two accumulators, a SiLU * up epilogue and a write of
-// the rows that exist. Each lane loads its A/B fragments (bf16 pairs packed
-// in i32), the loop carries four f32 per accumulator, the epilogue runs on
-// those, and each lane stores its four values behind a row guard.
+// the rows that exist. Each operand tile is copied into shared memory (a
+// workgroup buffer; each lane one vector load of consecutive elements of a
+// row, between barriers; the A tile once for both contractions), each lane
+// loads its A/B fragments from there (bf16 pairs packed in i32), the loop
+// carries four f32 per accumulator, the epilogue runs on those, and each lane
+// stores its four values behind a row guard.
 
 // CHECK-LABEL: gpu.func @gate_up_tile
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<16x16xbf16, 3>, %[[SG:.*]] : memref<8x16xbf16, 3>, %[[SU:.*]] : memref<8x16xbf16, 3>)
 // CHECK-NOT: vector.contract
 // CHECK: scf.for {{.*}} iter_args(%[[G0:[^ ]*]] = %{{[^,]*}}, %[[G1:[^ ]*]] = %{{[^,]*}}, %[[G2:[^ ]*]] = %{{[^,]*}}, %[[G3:[^ ]*]] = %{{[^,]*}}, %[[U0:[^ ]*]] = %{{[^,]*}}, {{.*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK: gpu.barrier
 // CHECK: gpu.lane_id
-// CHECK: memref.load %{{.*}} : memref<?x64xbf16>
+// CHECK: %[[ROW:.*]] = vector.load %{{.*}} : memref<?x64xbf16>, vector<8xbf16>
+// CHECK: vector.store %[[ROW]], %[[SA]]
+// CHECK: gpu.barrier
+// CHECK: vector.load %{{.*}} : memref<4x32x64xbf16>, vector<4xbf16>
+// CHECK: vector.store %{{.*}}, %[[SG]]
+// CHECK: vector.store %{{.*}}, %[[SU]]
+// CHECK: gpu.barrier
+// CHECK: vector.load %[[SA]][{{.*}}] {alignment = 4 : i64} : memref<16x16xbf16, 3>, vector<2xbf16>
 // CHECK: vector.bitcast %{{.*}} : vector<2xbf16> to vector<1xi32>
 // CHECK: nvvm.mma.sync A[{{.*}}, {{.*}}, {{.*}}, {{.*}}] B[{{.*}}, {{.*}}] C[%[[G0]], %[[G1]], %[[G2]], %[[G3]]]
 // CHECK-SAME: layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>
@@ -24,6 +37,15 @@
 // CHECK: scf.if
 // CHECK: memref.store %{{.*}} : memref<?x8xf32, strided<[?, 1], offset: ?>>
 // CHECK-NOT: vector<16x8xf32>
+
+// Without shared memory each lane loads its fragment pairs from the tile's
+// memory.
+// DIRECT-LABEL: gpu.func @gate_up_tile
+// DIRECT-NOT: workgroup
+// DIRECT-NOT: gpu.barrier
+// DIRECT: memref.load %{{.*}} : memref<?x64xbf16>
+// DIRECT: vector.bitcast %{{.*}} : vector<2xbf16> to vector<1xi32>
+// DIRECT: nvvm.mma.sync
 #mk = affine_map<(m, n, k) -> (m, k)>
 #nk = affine_map<(m, n, k) -> (n, k)>
 #mn = affine_map<(m, n, k) -> (m, n)>
@@ -97,15 +119,18 @@ gpu.module @kernels {
 // reads that are not in bounds (a partial tile of heads or positions) and B
 // read transposed from a [t, c] cache (o_lat = P . latent). Each element is
 // loaded at a clamped index, rounded, and replaced by the padding past the
-// end; the write of the partial tile is guarded on both dimensions.
+// end, then stored into the tile's shared copy; the write of the partial
+// tile is guarded on both dimensions.
 
 // CHECK-LABEL: gpu.func @attention_tile
+// CHECK-SAME: workgroup(%[[SP:.*]] : memref<16x16xbf16, 3>, %{{.*}} : memref<8x16xbf16, 3>)
 // CHECK: scf.for
 // CHECK: memref.dim %{{.*}}, %c1
 // CHECK: arith.minui
 // CHECK: %[[V:.*]] = memref.load %{{.*}} : memref<1x?x64xf32>
 // CHECK: %[[R:.*]] = arith.truncf %[[V]] : f32 to bf16
-// CHECK: arith.select %{{.*}}, %[[R]], %{{.*}} : bf16
+// CHECK: %[[E:.*]] = arith.select %{{.*}}, %[[R]], %{{.*}} : bf16
+// CHECK: memref.store %[[E]], %[[SP]]
 // CHECK: nvvm.mma.sync
 // CHECK: scf.if
 // CHECK: memref.store
