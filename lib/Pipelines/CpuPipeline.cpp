@@ -28,6 +28,11 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
               //    importer become linalg too.
               options.tensorCores ? "convert-dsv3-to-linalg{tensor-cores}"
                                   : "convert-dsv3-to-linalg",
+              // What a layer computes from the call's inputs alone (the used
+              // cache length from the positions) out of the layer loops:
+              // once per call, not per layer (on the GPU each was a host
+              // sync to read the length back).
+              "loop-invariant-code-motion",
               // Only the packed wrappers are called from outside.
               "dsv3-internalize-entry-points",
               "func.func(convert-elementwise-to-linalg)",
