@@ -41,11 +41,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN_CASES = ["tiny-v3", "tiny-v2lite", "tiny-v3-fp8"]
 BENCH = "bench-450m"
 MAX_BUNDLE_BYTES = 64 << 20
-# The GPU computes the CPU's f32 math (with the GPU's exp/rsqrt and another summation order), except that the grouped
-# expert GEMMs with bf16 weights run on tensor cores with their inputs rounded to bf16 (8 significant bits): that puts
-# the golden logits ~3e-3 * max|logit| off on these models (measured on the same tiles compiled for the CPU,
-# test_gpu_tiled_on_cpu.py). Allow 1e-2 * max|logit| (about a bf16 ulp), and require identical greedy tokens.
-GOLDEN_TOLERANCE = 1e-2
+# The GPU computes the CPU's f32 math (with the GPU's exp/rsqrt and another summation order), except that the GEMMs
+# with bf16 weights (linears but the router, the grouped expert GEMMs) and the absorbed attention run on tensor cores
+# with bf16 operands (8 significant bits): that puts the golden logits 4e-3..8e-3 * max|logit| off on these models
+# (measured on the same tiles compiled for the CPU, test_gpu_tiled_on_cpu.py). Allow 2e-2 * max|logit| (a few bf16
+# ulps), and require identical greedy tokens.
+GOLDEN_TOLERANCE = 2e-2
 # As in run_benchmark.py: this file travels alone in the bundle, so it imports nothing of bench/.
 DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i32": 4, "i64": 8}
 

@@ -58,6 +58,7 @@ class WeightLoader:
         self.ckpt = ckpt
         self.cfg = cfg
         self.dtype = np.dtype(dtype)
+        self.bf16_ids = set()  # id() of every array loaded from a BF16 tensor
 
     def has(self, name: str) -> bool:
         return name in self.ckpt
@@ -83,7 +84,10 @@ class WeightLoader:
                 raise ValueError(f"{self.ckpt.path}: tensor {sname!r} has shape {list(sinfo.shape)}, "
                                  f"expected {list(sshape)} for blocks of {bm}x{bn}")
             w = dequant_fp8_block(w, decode(self.ckpt.raw(sname), sinfo.dtype), (bm, bn))
-        return np.ascontiguousarray(w, dtype=self.dtype)
+        w = np.ascontiguousarray(w, dtype=self.dtype)
+        if info.dtype == "BF16":
+            self.bf16_ids.add(id(w))
+        return w
 
 
 @dataclass
@@ -305,8 +309,9 @@ class Model:
             raise ValueError(f"{checkpoint}: checkpoint directory does not exist")
         self.cfg = config if config is not None else load_config(checkpoint)
         self.mla_form = mla_form
-        # Round what the GPU's tensor-core kernels take as bf16 (the MoE expert GEMMs' inputs; q, the latent cache
-        # and the probabilities of absorbed attention) instead of keeping f32: their numerics, for comparisons.
+        # Round what the GPU's tensor-core kernels take as bf16 (the inputs of linears with bf16 weights except the
+        # router, of the fused MoE expert GEMMs; q, the latent cache and the probabilities of absorbed attention)
+        # instead of keeping f32: their numerics, for comparisons.
         self.bf16_tensor_core_inputs = bf16_tensor_core_inputs
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
@@ -321,6 +326,7 @@ class Model:
         self.final_norm = wl.get("model.norm.weight", (D,))
         # MTP layers (model.layers.<num_hidden_layers>.*) are never read.
         self.layers = [load_layer(wl, cfg, i) for i in range(cfg.num_hidden_layers)]
+        self.bf16_weights = wl.bf16_ids  # linears whose input the tensor-core kernels round to bf16
         # Which expert GEMMs the compiler puts on tensor cores (gate/up, down): bf16 weights (routed and shared)
         # whose output width is a multiple of 8 and depth of 16 (lib/Conversion/DSV3ToLinalg/WarpMma.h).
         self.expert_tiles = (False, False)
@@ -389,12 +395,12 @@ class Model:
             x = rms_norm(h, lw.input_norm, cfg.rms_norm_eps)
             h = h + self._attention(i, lw.attn, x, positions, cos, sin)
             x = rms_norm(h, lw.post_norm, cfg.rms_norm_eps)
-            h = h + (self._moe(i, lw.moe, x) if lw.moe is not None else lw.mlp(x))
+            h = h + (self._moe(i, lw.moe, x) if lw.moe is not None else self._dense_mlp(lw.mlp, x))
         self.pos = p0 + S
         if not all_positions:
             h = h[:, -1]
         h = rms_norm(h, self.final_norm, cfg.rms_norm_eps)
-        return (h @ self.lm_head.T).astype(np.float32)
+        return self._linear(h, self.lm_head).astype(np.float32)
 
     # -- attention (spec §3) --------------------------------------------------------------------------------------
     def _attention(self, i: int, w: AttnWeights, x: np.ndarray, positions: np.ndarray,
@@ -404,12 +410,12 @@ class Model:
         H, dn, dr, dv, C = (cfg.num_attention_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim,
                             cfg.v_head_dim, cfg.kv_lora_rank)
         if w.q is not None:
-            q = x @ w.q.T
+            q = self._linear(x, w.q)
         else:
-            q = rms_norm(x @ w.q_a.T, w.q_a_norm, cfg.rms_norm_eps) @ w.q_b.T
+            q = self._linear(rms_norm(self._linear(x, w.q_a), w.q_a_norm, cfg.rms_norm_eps), w.q_b)
         q = q.reshape(B, S, H, dn + dr)
         q_nope, q_pe = q[..., :dn], apply_rope(q[..., dn:], cos, sin)
-        kv = x @ w.kv_a.T                                            # [B, S, C + dr]
+        kv = self._linear(x, w.kv_a)                                 # [B, S, C + dr]
         c = rms_norm(kv[..., :C], w.kv_a_norm, cfg.rms_norm_eps)     # kv_norm applies to the latent only
         k_pe = apply_rope(kv[..., C:], cos, sin)                     # one RoPE key shared by all heads
         wkv_b = w.kv_b.reshape(H, dn + dv, C)
@@ -432,7 +438,7 @@ class Model:
             # Absorb W_UV into the output: o[b,h,s,:] = o_lat @ Wv[h]^T
             o = np.matmul(o_lat, wkv_b[:, dn:, :].transpose(0, 2, 1))                   # [B, H, S, dv]
         else:
-            kvb = (c @ w.kv_b.T).reshape(B, S, H, dn + dv)
+            kvb = self._linear(c, w.kv_b).reshape(B, S, H, dn + dv)
             k = np.concatenate([kvb[..., :dn], np.broadcast_to(k_pe[:, :, None, :], (B, S, H, dr))], axis=-1)
             kc = cache_a.append(k)                                   # [B, T, H, dq]
             vc = cache_b.append(kvb[..., dn:])                       # [B, T, H, dv]
@@ -441,7 +447,19 @@ class Model:
             p = softmax(np.where(keep, scores, -np.inf))
             o = np.matmul(p, vc.transpose(0, 2, 1, 3))                                 # [B, H, S, dv]
         o = o.transpose(0, 2, 1, 3).reshape(B, S, H * dv)
-        return o @ w.o.T
+        return self._linear(o, w.o)
+
+    def _linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """x @ weight.T; with bf16_tensor_core_inputs, x rounded to bf16 first where the weight is stored as bf16
+        (the GPU runs those GEMMs on tensor cores)."""
+        if self.bf16_tensor_core_inputs and id(weight) in self.bf16_weights:
+            x = round_to_bf16(x)
+        return x @ weight.T
+
+    def _dense_mlp(self, mlp: MLPWeights, x: np.ndarray) -> np.ndarray:
+        bf16 = self.bf16_tensor_core_inputs
+        return mlp(x, bf16_inputs=(bf16 and id(mlp.gate) in self.bf16_weights,
+                                   bf16 and id(mlp.down) in self.bf16_weights))
 
     # -- MoE (spec §5) --------------------------------------------------------------------------------------------
     def _moe(self, i: int, w: MoEWeights, x: np.ndarray) -> np.ndarray:

@@ -37,8 +37,10 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     and f32 accumulation, which `dsv3-gpu-warp-mma` turns into `mma.sync`
     (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
     kernels where the weights are bf16 and the widths fit (each expert's
-    rows gathered as bf16 first), and the absorbed attention's q . cache and
-    P . latent products with the query heads as the M dimension.
+    rows gathered as bf16 first), the absorbed attention's q . cache and
+    P . latent products with the query heads as the M dimension, and every
+    linear with bf16 weights but the router (the tokens as M; the router
+    stays f32 so that rounding cannot change which experts are chosen).
 
     Example:
     ```mlir

@@ -93,14 +93,16 @@ Value emitReshape(Emitter &e, Value v, ArrayRef<ReassociationIndices> reassoc,
 template <typename OpTy>
 struct FunctionLowering : OpRewritePattern<OpTy> {
   using Function = std::function<Value(Emitter &, OpTy)>;
-  FunctionLowering(MLIRContext *context, Function function)
-      : OpRewritePattern<OpTy>(context), function(std::move(function)) {}
+  FunctionLowering(MLIRContext *context, bool tensorCores, Function function)
+      : OpRewritePattern<OpTy>(context), tensorCores(tensorCores),
+        function(std::move(function)) {}
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
+    Emitter e{rewriter, op.getLoc(), tensorCores};
     rewriter.replaceOp(op, function(e, op));
     return success();
   }
+  bool tensorCores;
   Function function;
 };
 
@@ -466,7 +468,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
 
   LogicalResult matchAndRewrite(MlaOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
+    Emitter e{rewriter, op.getLoc(), tensorCores};
     const int64_t heads = op.getHeads(), kvRank = op.getKvLoraRank(),
                   nope = op.getQkNopeHeadDim(), rope = op.getQkRopeHeadDim(),
                   vDim = op.getVHeadDim();
@@ -755,19 +757,19 @@ struct ConvertDSV3ToLinalgPass
     patterns.add<MlaLowering>(context, tensorCores);
     populateMoeLoweringPatterns(patterns, tensorCores);
     patterns.add<FunctionLowering<LinearOp>>(
-        context, [](Emitter &e, LinearOp op) {
+        context, tensorCores, [](Emitter &e, LinearOp op) {
           return emitLinear(e, op.getInput(), op.getWeight(), op.getScale());
         });
     patterns.add<FunctionLowering<RmsNormOp>>(
-        context, [](Emitter &e, RmsNormOp op) {
+        context, tensorCores, [](Emitter &e, RmsNormOp op) {
           return emitRmsNorm(e, op.getInput(), op.getWeight(),
                              op.getEps().convertToDouble());
         });
-    patterns.add<FunctionLowering<RopeOp>>(context, [](Emitter &e, RopeOp op) {
+    patterns.add<FunctionLowering<RopeOp>>(context, tensorCores, [](Emitter &e, RopeOp op) {
       return emitRope(e, op.getInput(), op.getPositions(), op.getRope());
     });
     patterns.add<FunctionLowering<SwigluMlpOp>>(
-        context, [](Emitter &e, SwigluMlpOp op) {
+        context, tensorCores, [](Emitter &e, SwigluMlpOp op) {
           return emitSwiglu(e, op.getInput(), op.getGate(), op.getUp(),
                             op.getDown(), op.getGateScale(), op.getUpScale(),
                             op.getDownScale());

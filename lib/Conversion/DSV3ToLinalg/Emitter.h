@@ -23,6 +23,9 @@ using utils::IteratorType;
 struct Emitter {
   PatternRewriter &b;
   Location loc;
+  /// emitLinear with bf16 weights as warp MMA tiles (bf16 inputs, f32
+  /// accumulation; WarpMma.h): convert-dsv3-to-linalg{tensor-cores}.
+  bool tensorCores = false;
 
   Type f32() { return b.getF32Type(); }
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }

@@ -80,7 +80,11 @@ std::pair<Value, Value> emitRouting(Emitter &e, OpTy op, Value x) {
   SmallVector<IteratorType> par2(2, IteratorType::parallel);
 
   // 1. Scores.
-  Value logits = emitLinear(e, x, op.getRouter(), Value()); // [N, E]
+  // The router stays f32 even with tensor cores: rounding its input to
+  // bf16 could change which experts are chosen.
+  Emitter f32Emitter = e;
+  f32Emitter.tensorCores = false;
+  Value logits = emitLinear(f32Emitter, x, op.getRouter(), Value()); // [N, E]
   Value scores;
   if (op.getScoring() == ScoringFunc::Sigmoid) {
     scores = e.generic({logits}, e.empty(e.sizesOf(logits)), {id2, id2},

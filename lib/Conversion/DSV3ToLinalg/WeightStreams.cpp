@@ -11,6 +11,7 @@
 #include "WeightStreams.h"
 
 #include "Elementwise.h"
+#include "WarpMma.h"
 
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -389,7 +390,15 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
         tokenReassociation(rank));
   }
   WeightView view{addUnitGroup(e, w), scale, nullptr};
-  Value out3 = emitGroupedDots(e, addUnitGroup(e, x2), view);
+  // With tensor cores and bf16 weights: warp MMA tiles with the tokens as M
+  // (a warp per 8 output rows, where the row dots give a thread 8 rows: the
+  // parallelism a GPU needs in decode).
+  const bool tiles =
+      e.tensorCores && !scale &&
+      cast<RankedTensorType>(w.getType()).getElementType().isBF16();
+  Value out3 = tiles ? emitBatchedWarpGemm(e, addUnitGroup(e, x2), view.view,
+                                           /*nDim=*/1, /*kDim=*/2)
+                     : emitGroupedDots(e, addUnitGroup(e, x2), view);
   auto out3Type = cast<RankedTensorType>(out3.getType());
   Value out = tensor::CollapseShapeOp::create(
       e.b, e.loc,
