@@ -428,15 +428,17 @@ class Model:
             lat = cache_a.append(c)                                  # [B, T, C]
             pe = cache_b.append(k_pe)                                # [B, T, dr]
             # Absorb W_UK into the query: q_lat[b,h,s,:] = q_nope[b,s,h,:] @ Wk[h]
-            q_lat = np.matmul(q_nope.transpose(0, 2, 1, 3), wkv_b[:, :dn, :])          # [B, H, S, C]
             rq = rk = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
+            # The absorptions run on tensor cores when kv_b is stored as bf16.
+            rw = rq if id(w.kv_b) in self.bf16_weights else (lambda a: a)
+            q_lat = np.matmul(rw(q_nope.transpose(0, 2, 1, 3)), wkv_b[:, :dn, :])      # [B, H, S, C]
             scores = (np.matmul(rq(q_lat), rk(lat)[:, None].transpose(0, 1, 3, 2))
                       + np.matmul(rq(q_pe.transpose(0, 2, 1, 3)), rk(pe)[:, None].transpose(0, 1, 3, 2)))
             scores = scores * self.softmax_scale                                        # [B, H, S, T]
             p = softmax(np.where(keep, scores, -np.inf))
             o_lat = np.matmul(rq(p), rk(lat)[:, None])                                  # [B, H, S, C]
             # Absorb W_UV into the output: o[b,h,s,:] = o_lat @ Wv[h]^T
-            o = np.matmul(o_lat, wkv_b[:, dn:, :].transpose(0, 2, 1))                   # [B, H, S, dv]
+            o = np.matmul(rw(o_lat), wkv_b[:, dn:, :].transpose(0, 2, 1))               # [B, H, S, dv]
         else:
             kvb = self._linear(c, w.kv_b).reshape(B, S, H, dn + dv)
             k = np.concatenate([kvb[..., :dn], np.broadcast_to(k_pe[:, :, None, :], (B, S, H, dr))], axis=-1)

@@ -38,7 +38,8 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
     kernels where the weights are bf16 and the widths fit (each expert's
     rows gathered as bf16 first), the absorbed attention's q . cache and
-    P . latent products with the query heads as the M dimension, and every
+    P . latent products with the query heads as the M dimension (and its
+    W_UK / W_UV absorptions where kv_b is bf16), and every
     linear with bf16 weights but the router (the tokens as M; the router
     stays f32 so that rounding cannot change which experts are chosen).
 

@@ -638,7 +638,13 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value qNopeT = emitReshape(e, emitTranspose(e, qNope, {2, 0, 1, 3}),
                                  {{0}, {1, 2}, {3}},
                                  {idx(heads), tokens, idx(nope)});
-      Value qLat = emitGroupedAxpy(e, qNopeT, wUK); // [H, B*S, C]
+      // The absorptions are per-head GEMMs too: on tensor cores (tokens as
+      // M) when kv_b is bf16.
+      const bool bf16KvB = tensorCores && !op.getWkvBScale() &&
+                           wkvbType.getElementType().isBF16();
+      Value qLat = bf16KvB ? emitBatchedWarpGemm(e, qNopeT, wUK.view,
+                                                 /*nDim=*/2, /*kDim=*/1)
+                           : emitGroupedAxpy(e, qNopeT, wUK); // [H, B*S, C]
       // qcat[b, (s,h), :] = [q_lat | q_pe]
       Value seqValue = getValueOrCreateConstantIndexOp(e.b, e.loc, seqLen);
       Value qCat = e.generic(
@@ -694,7 +700,9 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                                 {{0}, {1, 2}, {3}},
                                 {idx(heads), tokens, idx(kvRank)});
       // o[h, (b,s), v] = o_lat[h, (b,s), :] . W_UV[h, v, :]
-      Value o = emitGroupedDots(e, oLatT, wUV);
+      Value o = bf16KvB ? emitBatchedWarpGemm(e, oLatT, wUV.view, /*nDim=*/1,
+                                              /*kDim=*/2)
+                        : emitGroupedDots(e, oLatT, wUV);
       Value o4 = emitReshape(e, o, {{0}, {1, 2}, {3}},
                              {idx(heads), idx(batch), seqLen, idx(vDim)});
       return emitTranspose(e, o4, {1, 2, 0, 3});
