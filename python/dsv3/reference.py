@@ -444,10 +444,11 @@ class Model:
             k = np.concatenate([kvb[..., :dn], np.broadcast_to(k_pe[:, :, None, :], (B, S, H, dr))], axis=-1)
             kc = cache_a.append(k)                                   # [B, T, H, dq]
             vc = cache_b.append(kvb[..., dn:])                       # [B, T, H, dv]
+            r = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
             qf = np.concatenate([q_nope, q_pe], axis=-1).transpose(0, 2, 1, 3)       # [B, H, S, dq]
-            scores = np.matmul(qf, kc.transpose(0, 2, 3, 1)) * self.softmax_scale     # [B, H, S, T]
+            scores = np.matmul(r(qf), r(kc).transpose(0, 2, 3, 1)) * self.softmax_scale  # [B, H, S, T]
             p = softmax(np.where(keep, scores, -np.inf))
-            o = np.matmul(p, vc.transpose(0, 2, 1, 3))                                 # [B, H, S, dv]
+            o = np.matmul(r(p), r(vc).transpose(0, 2, 1, 3))                           # [B, H, S, dv]
         o = o.transpose(0, 2, 1, 3).reshape(B, S, H * dv)
         return self._linear(o, w.o)
 

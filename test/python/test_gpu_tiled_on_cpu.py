@@ -84,9 +84,12 @@ def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_p
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
-def test_tensor_core_tiles_reproduce_golden(case, tmp_path):
+@pytest.mark.parametrize("fusion", ["all", "all --naive-prefill-from=2"])
+def test_tensor_core_tiles_reproduce_golden(case, fusion, tmp_path):
+    """With --naive-prefill-from=2 the prefill runs the naive attention on K/V expanded from the latent cache, whose
+    two products are tiles too (the query positions as M)."""
     ckpt, golden, want = load_golden(case)
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *f"--fusion={fusion}".split())
     with open(os.path.join(artifact, "manifest.json")) as f:
         assert json.load(f)["target"]["tensor_cores"] is True
     tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)

@@ -566,7 +566,11 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                              {{0, 1}, {2}, {3}},
                              {groups, seqLen, idx(nope + rope)});
       // scores[(b,h), s, t] = q[(b,h), s, :] . K[(b,h), t, :]
-      Value scores3 = emitGroupedDots(e, qT, WeightView{keys, {}, {}});
+      // On tensor cores: per (sequence, head), the query positions as M.
+      Value scores3 =
+          tensorCores
+              ? emitBatchedWarpGemm(e, qT, keys, /*nDim=*/1, /*kDim=*/2)
+              : emitGroupedDots(e, qT, WeightView{keys, {}, {}});
       // The softmax runs on the [B, H, S, T] view of the scores (reshapes
       // only): transposing the [S, H, T] matrices would copy them serially
       // twice (268 MB per layer at 2048 tokens, f32).
@@ -576,7 +580,10 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value probsT = emitReshape(e, probs4, {{0, 1}, {2}, {3}},
                                  {groups, seqLen, used});
       // o[(b,h), s, v] = sum_t P[(b,h), s, t] * V[(b,h), t, v]
-      Value o = emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
+      Value o =
+          tensorCores
+              ? emitBatchedWarpGemm(e, probsT, values, /*nDim=*/2, /*kDim=*/1)
+              : emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
       Value o4 = emitReshape(e, o, {{0, 1}, {2}, {3}},
                              {idx(batch), idx(heads), seqLen, idx(vDim)});
       return emitTranspose(e, o4, {0, 2, 1, 3});
