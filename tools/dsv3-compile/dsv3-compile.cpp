@@ -93,9 +93,10 @@ cl::opt<bool> gpuTiledOnCpu(
     cl::init(false), cl::cat(category));
 cl::opt<bool> tensorCores(
     "tensor-cores",
-    cl::desc("GPU kernels (--target=cuda, --gpu-tiled-on-cpu): the grouped "
-             "expert GEMMs with bf16 weights on tensor cores (mma.sync; "
-             "their inputs rounded to bf16, f32 accumulation). "
+    cl::desc("GPU kernels (--target=cuda, --gpu-tiled-on-cpu): the GEMMs "
+             "with bf16 weights (linears but the router, grouped experts) "
+             "and the MLA attention products on tensor cores (mma.sync; "
+             "operands rounded to bf16, f32 accumulation). "
              "--tensor-cores=false: CUDA-core kernels in f32 (default true)"),
     cl::init(true), cl::cat(category));
 cl::opt<int64_t> maxSeqLen(

@@ -38,8 +38,9 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
       llvm::cl::init("static")};
   PassOptions::Option<bool> tensorCores{
       *this, "tensor-cores",
-      llvm::cl::desc("Lower the grouped expert GEMMs to warp MMA tiles (bf16 "
-                     "operands, f32 accumulation; set by the GPU pipelines)"),
+      llvm::cl::desc("Lower the GEMMs with bf16 weights and the MLA attention "
+                     "products to warp MMA tiles (bf16 operands, f32 "
+                     "accumulation; set by the GPU pipelines)"),
       llvm::cl::init(false)};
 };
 
@@ -74,9 +75,9 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(true)};
   PassOptions::Option<bool> tensorCores{
       *this, "tensor-cores",
-      llvm::cl::desc("Grouped expert GEMMs with bf16 weights on tensor cores "
-                     "(warp MMA tiles -> mma.sync); off: the CUDA-core "
-                     "kernels"),
+      llvm::cl::desc("GEMMs with bf16 weights and the MLA attention products "
+                     "on tensor cores (warp MMA tiles -> mma.sync); off: the "
+                     "CUDA-core kernels"),
       llvm::cl::init(true)};
 };
 

@@ -39,8 +39,8 @@ struct ArtifactOptions {
   std::string chip;
   /// The GPU kernels' tiled form compiled for the CPU (a test artifact).
   bool gpuTiledOnCpu = false;
-  /// GPU kernels: the grouped expert GEMMs on tensor cores (bf16 inputs)
-  /// where the weights allow.
+  /// GPU kernels: GEMMs with bf16 weights and the MLA attention products on
+  /// tensor cores (bf16 operands).
   bool tensorCores = false;
 };
 
