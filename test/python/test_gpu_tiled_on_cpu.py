@@ -112,3 +112,16 @@ def test_tensor_core_tiles_match_bf16_reference(name, variant_checkpoints, tmp_p
     # The rounding is really there: the f32 reference is further away than f32 kernels ever are.
     want_f32, _ = greedy_logits(Model(ckpt), PROMPT, NEW_TOKENS)
     assert np.abs(got - want_f32).max() / np.abs(want_f32).max() > 1e-3
+
+
+def test_tensor_core_tiles_batch_of_two_unequal_prompts(variant_checkpoints, tmp_path):
+    """Two sequences in one call: the attention tiles batch over sequences, each with its own used length and
+    causal mask; the expert and linear tiles mix both sequences' rows."""
+    from dsv3.reference import Model, greedy_logits
+    ckpt = variant_checkpoints["sigmoid-groups-bias"]
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, "--max-batch", "2")
+    prompts = [PROMPT, PROMPT[:37][::-1]]
+    tokens, _ = run_artifact(artifact, ckpt, prompts, NEW_TOKENS, tmp_path, logits=False)
+    for prompt, generated in zip(prompts, tokens):
+        _, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True), prompt, NEW_TOKENS)
+        assert generated == greedy[:NEW_TOKENS]
