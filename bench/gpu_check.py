@@ -9,12 +9,15 @@ everything needed to run them, and nothing of MLIR or LLVM, into one folder of a
     BUNDLE/python/dsv3/              the checkpoint generator and the bindings
     BUNDLE/golden/<case>/            the golden checkpoints with the official implementation's logits
     BUNDLE/artifacts/<case>/         the compiled artifacts (cubins inside libdsv3model.so)
+    BUNDLE/artifacts/<bench>-cuda-cores/  bench-450m again with --tensor-cores=false, for the side-by-side A/B
     BUNDLE/gpu_check.py, bundle.json this script and what the bundle holds
 
 run (on the GPU machine: CUDA driver, numpy, no network, no compiler): generates the bench-450m checkpoint, runs
 the golden cases (identical greedy tokens, logits within GOLDEN_TOLERANCE * max|logit|), measures decode and prefill
-tokens/s of bench-450m, the MLA decode attention bandwidth (its kernels' bytes over their time, and as a fraction of
-the device's peak) and the grouped expert GEMM TFLOP/s (from per-kernel event timings), and prints one JSON.
+tokens/s of bench-450m, alternating round by round with the same model compiled without tensor cores (the ratios
+are the tensor cores' speedup, measured side by side), the MLA decode attention bandwidth (its kernels' bytes over
+their time, and as a fraction of the device's peak) and the grouped expert GEMM TFLOP/s (from per-kernel event
+timings) of both, and prints one JSON.
 
     python3 bench/gpu_check.py prepare --out build/gpu-check [--chip sm_90a] [--target cuda]
     python3 build/gpu-check/gpu_check.py run [--prompt-tokens 512] [--decode-tokens 64]
@@ -40,6 +43,8 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN_CASES = ["tiny-v3", "tiny-v2lite", "tiny-v3-fp8"]
 BENCH = "bench-450m"
+# The same config compiled with --tensor-cores=false (CUDA-core kernels in f32): the other side of the A/B.
+CUDA_CORES = BENCH + "-cuda-cores"
 MAX_BUNDLE_BYTES = 64 << 20
 # The GPU computes the CPU's f32 math (with the GPU's exp/rsqrt and another summation order), except that the GEMMs
 # with bf16 weights (linears but the router, the grouped expert GEMMs) and the absorbed attention run on tensor cores
@@ -106,10 +111,10 @@ def prepare(args: argparse.Namespace) -> int:
     target = ["--target", "cuda", "--chip", args.chip] if args.target == "cuda" else ["--target", "cpu"]
     compile_seconds: Dict[str, float] = {}
 
-    def compile_model(source: str, name: str, max_seq_len: int) -> None:
+    def compile_model(source: str, name: str, max_seq_len: int, *extra: str) -> None:
         start = time.time()
         run([compiler, source, "-o", os.path.join(out, "artifacts", name), "--max-seq-len", str(max_seq_len),
-             *target])
+             *target, *extra])
         compile_seconds[name] = round(time.time() - start, 1)
         log(f"compiled {name} in {compile_seconds[name]} s")
 
@@ -123,6 +128,9 @@ def prepare(args: argparse.Namespace) -> int:
         run([sys.executable, "-m", "dsv3.generate_model", "--preset", BENCH, "--out", tmp, "--config-only"], env=env)
         shutil.copy2(os.path.join(tmp, "config.json"), os.path.join(out, f"{BENCH}-config.json"))
     compile_model(os.path.join(out, f"{BENCH}-config.json"), BENCH, args.bench_max_seq_len)
+    # (For --target cpu the option changes nothing: the A/B logic is still exercised, at a ratio of ~1.)
+    compile_model(os.path.join(out, f"{BENCH}-config.json"), CUDA_CORES, args.bench_max_seq_len,
+                  "--tensor-cores=false")
 
     size = tree_bytes(out)
     bundle = {"target": args.target, "chip": args.chip if args.target == "cuda" else None,
@@ -254,7 +262,14 @@ def measure_bench(bundle: str, runner: Runner, args: argparse.Namespace, tmp: st
 
     vocab = cfg["vocab_size"]
     prompt64 = [(7 * i + 3) % (vocab - 2) + 2 for i in range(64)]
-    rounds = [runner(artifact, ckpt, prompt64, args.decode_tokens, tmp) for _ in range(args.repeats)]
+    # Rounds alternate between the tensor-core artifact and the CUDA-core one, so that each ratio compares two runs
+    # taken back to back under the same conditions.
+    cuda_cores = os.path.join(bundle, "artifacts", CUDA_CORES)
+    rounds, other_rounds = [], []
+    for _ in range(args.repeats):
+        rounds.append(runner(artifact, ckpt, prompt64, args.decode_tokens, tmp))
+        if os.path.isdir(cuda_cores):
+            other_rounds.append(runner(cuda_cores, ckpt, prompt64, args.decode_tokens, tmp))
     decode = statistics.median(r["decode_tokens_per_second"] for r in rounds)
     prefill = statistics.median(r["prefill_tokens_per_second"] for r in rounds)
     log(f"{BENCH}: decode {decode:.1f} tok/s, prefill-64 {prefill:.1f} tok/s")
@@ -265,7 +280,13 @@ def measure_bench(bundle: str, runner: Runner, args: argparse.Namespace, tmp: st
         "gpu_name": rounds[0].get("gpu_name"),
         "gpu_peak_bandwidth_bytes_per_second": rounds[0].get("gpu_peak_bandwidth_bytes_per_second"),
         "mla_decode_attention": None, "grouped_expert_gemm": None,
+        "cuda_cores": None,
     }
+    if other_rounds:
+        result["cuda_cores"] = side_by_side(rounds, other_rounds)
+        log(f"{CUDA_CORES}: decode {result['cuda_cores']['decode_tokens_per_second']:.1f} tok/s; tensor cores "
+            f"{result['cuda_cores']['decode_speedup']:.2f}x decode, "
+            f"{result['cuda_cores']['prefill_64_speedup']:.2f}x prefill-64")
     if runner.device != "cuda":
         return result
     if time.time() - args.started > args.kernel_timing_deadline:
@@ -281,10 +302,31 @@ def measure_bench(bundle: str, runner: Runner, args: argparse.Namespace, tmp: st
     except StepFailed as e:
         result["kernel_timing_error"] = str(e)
         return result
-    result.update(kernel_metrics(manifest, p, d, only_prefill, with_decode,
-                                 result["gpu_peak_bandwidth_bytes_per_second"] or 0))
+    peak = result["gpu_peak_bandwidth_bytes_per_second"] or 0
+    result.update(kernel_metrics(manifest, p, d, only_prefill, with_decode, peak))
     result["kernel_seconds_prefill"] = {k: v["seconds"] for k, v in sorted(only_prefill.items())}
+    if result["cuda_cores"] is not None and time.time() - args.started <= args.kernel_timing_deadline:
+        try:
+            only_prefill = runner(cuda_cores, ckpt, prompt, 0, tmp, kernel_times=True)["kernels"]
+            with_decode = runner(cuda_cores, ckpt, prompt, d, tmp, kernel_times=True)["kernels"]
+            result["cuda_cores"].update(kernel_metrics(manifest, p, d, only_prefill, with_decode, peak))
+        except StepFailed as e:
+            result["cuda_cores"]["kernel_timing_error"] = str(e)
     return result
+
+
+def side_by_side(rounds: List[Dict[str, Any]], other_rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The CUDA-core artifact's rates and the tensor cores' speedup over it: the median of the per-pair ratios
+    (each pair ran back to back)."""
+    def median_ratio(key: str) -> float:
+        return statistics.median(a[key] / b[key] for a, b in zip(rounds, other_rounds) if b[key])
+    return {
+        "decode_tokens_per_second": statistics.median(r["decode_tokens_per_second"] for r in other_rounds),
+        "prefill_64_tokens_per_second": statistics.median(r["prefill_tokens_per_second"] for r in other_rounds),
+        "decode_speedup": median_ratio("decode_tokens_per_second"),
+        "prefill_64_speedup": median_ratio("prefill_tokens_per_second"),
+        "mla_decode_attention": None, "grouped_expert_gemm": None,
+    }
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -1,9 +1,11 @@
 """scripts/gpu-check.sh / bench/gpu_check.py without a GPU.
 
 - The first half (prepare) for the GPU: the bundle holds the runtime, the generator, the golden data and one cuda
-  artifact per case plus bench-450m, no MLIR/LLVM library, and fits the 64 MiB a device run carries.
+  artifact per case plus bench-450m with and without tensor cores (the A/B pair), no MLIR/LLVM library, and fits
+  the 64 MiB a device run carries.
 - The second half's flow, on a CPU bundle (prepare --target cpu): it generates the bench checkpoint, checks the
-  golden cases and prints one JSON with the measurements; a failing step is recorded there and the rest still runs.
+  golden cases, runs the A/B rounds and prints one JSON with the measurements; a failing step is recorded there and
+  the rest still runs.
 - The kernel-level metrics from synthetic kernel times, against bytes and FLOPs worked out by hand.
 """
 
@@ -38,9 +40,11 @@ def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
     info = prepare(out)
     assert info["target"] == "cuda" and info["chip"] == "sm_90a"
     assert info["bytes"] <= 64 << 20
-    for case in gpu_check.GOLDEN_CASES + [gpu_check.BENCH]:
+    for case in gpu_check.GOLDEN_CASES + [gpu_check.BENCH, gpu_check.CUDA_CORES]:
         manifest = json.load(open(out / "artifacts" / case / "manifest.json"))
         assert manifest["target"]["kind"] == "cuda"
+        # The A/B pair: the same model with and without tensor cores.
+        assert manifest["target"]["tensor_cores"] is (case != gpu_check.CUDA_CORES)
         assert (out / "artifacts" / case / "libdsv3model.so").exists()
     for case in gpu_check.GOLDEN_CASES:
         assert (out / "golden" / case / "golden.json").exists()
@@ -70,6 +74,10 @@ def test_run_half_on_a_cpu_bundle(tmp_path):
     bench = report[gpu_check.BENCH]
     assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
     assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only
+    # The side-by-side A/B ran (on the CPU both artifacts are the same code, so the ratios are ~1).
+    other = bench["cuda_cores"]
+    assert other["decode_tokens_per_second"] > 0 and 0.3 < other["decode_speedup"] < 3
+    assert 0.3 < other["prefill_64_speedup"] < 3
 
     # A step that fails is reported in the JSON (exit 1) and the others still run: one GPU run says all it can.
     os.remove(out / "artifacts" / "tiny-v2lite" / "libdsv3model.so")
