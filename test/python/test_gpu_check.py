@@ -40,12 +40,14 @@ def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
     info = prepare(out)
     assert info["target"] == "cuda" and info["chip"] == "sm_90a"
     assert info["bytes"] <= 64 << 20
-    for case in gpu_check.GOLDEN_CASES + [gpu_check.BENCH, gpu_check.CUDA_CORES]:
-        manifest = json.load(open(out / "artifacts" / case / "manifest.json"))
-        assert manifest["target"]["kind"] == "cuda"
-        # The A/B pair: the same model with and without tensor cores.
-        assert manifest["target"]["tensor_cores"] is (case != gpu_check.CUDA_CORES)
-        assert (out / "artifacts" / case / "libdsv3model.so").exists()
+    for case in gpu_check.GOLDEN_CASES + [gpu_check.BENCH]:
+        # Each model with tensor cores, and again without (the bench A/B; the golden cases tell a tensor-core fault
+        # from any other).
+        for name, tensor_cores in [(case, True), (case + gpu_check.CUDA_CORES_SUFFIX, False)]:
+            manifest = json.load(open(out / "artifacts" / name / "manifest.json"))
+            assert manifest["target"]["kind"] == "cuda"
+            assert manifest["target"]["tensor_cores"] is tensor_cores
+            assert (out / "artifacts" / name / "libdsv3model.so").exists()
     for case in gpu_check.GOLDEN_CASES:
         assert (out / "golden" / case / "golden.json").exists()
     assert (out / "python" / "dsv3" / "generate_model.py").exists()
@@ -71,6 +73,9 @@ def test_run_half_on_a_cpu_bundle(tmp_path):
     assert [g["case"] for g in report["golden"]] == gpu_check.GOLDEN_CASES
     for g in report["golden"]:
         assert g["tokens_identical"] and g["max_abs_logit_diff_over_max_logit"] <= gpu_check.GOLDEN_TOLERANCE
+    assert [g["case"] for g in report["golden_cuda_cores"]] == gpu_check.GOLDEN_CASES
+    for g in report["golden_cuda_cores"]:
+        assert g["ok"] and g["max_abs_logit_diff_over_max_logit"] <= gpu_check.CUDA_CORE_TOLERANCE
     bench = report[gpu_check.BENCH]
     assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
     assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only
