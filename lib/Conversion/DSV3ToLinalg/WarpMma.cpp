@@ -162,29 +162,47 @@ SmallVector<Value> emitTileLoop(
   return SmallVector<Value>(loop.getResults());
 }
 
-/// Runs `compute` (which returns the [16, 8] tile) only for a block with
-/// rows, and writes the tile's rows that exist into the block.
-Value fillTile(OpBuilder &b, Location loc, Value block,
-               function_ref<Value(OpBuilder &, Location)> compute) {
+/// Writes the warp's [16, 8] tiles side by side into `block` (tile i at
+/// column 8 * i): the rows and columns past the block's end (another
+/// group's rows, the matrix's last columns) are masked off.
+Value writeTiles(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
+                 Value block) {
+  Value zero = indexConst(b, loc, 0);
+  for (auto [i, tile] : llvm::enumerate(tiles))
+    block = vector::TransferWriteOp::create(
+                b, loc, tile, block,
+                ValueRange{zero, indexConst(b, loc, i * kMmaCols)},
+                ArrayRef<bool>{false, false})
+                .getResult();
+  return block;
+}
+
+/// Runs `compute` (which returns the warp's [16, 8] tiles) only for a block
+/// with rows, and writes the tiles' rows that exist into the block.
+Value fillTiles(OpBuilder &b, Location loc, Value block,
+                function_ref<SmallVector<Value>(OpBuilder &, Location)> compute) {
   Value rowsHere = tensor::DimOp::create(b, loc, block, 0);
   Value any = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
                                     rowsHere, indexConst(b, loc, 0));
   auto branch = scf::IfOp::create(
       b, loc, any,
       [&](OpBuilder &b1, Location l1) {
-        Value tile = compute(b1, l1);
-        Value zero = indexConst(b1, l1, 0);
-        // Rows past the block's (another group's) are masked off.
-        Value written = vector::TransferWriteOp::create(
-                            b1, l1, tile, block, ValueRange{zero, zero},
-                            ArrayRef<bool>{false, true})
-                            .getResult();
-        scf::YieldOp::create(b1, l1, ValueRange{written});
+        scf::YieldOp::create(
+            b1, l1, ValueRange{writeTiles(b1, l1, compute(b1, l1), block)});
       },
       [&](OpBuilder &b1, Location l1) {
         scf::YieldOp::create(b1, l1, ValueRange{block});
       });
   return branch.getResult(0);
+}
+
+/// The 8-column tiles a warp computes side by side, sharing its A tile: up
+/// to kMmaColTilesPerWarp, dividing the width's 8-column tiles.
+int64_t colTilesPerWarp(int64_t width) {
+  int64_t tiles = kMmaColTilesPerWarp;
+  while ((width / kMmaCols) % tiles != 0)
+    tiles /= 2;
+  return tiles;
 }
 
 /// P + S * N: the rows of the grouped GEMMs.
@@ -211,25 +229,31 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
         Value token = tokenOfRow(b, loc, rows, r, numPairs, numTokens);
         return tensor::ExtractOp::create(b, loc, x, ValueRange{token, k});
       });
+  const int64_t tiles = colTilesPerWarp(rows.inter);
   return emitExpertBlocks(
-      e, rows, numTokens, rows.inter, kMmaCols,
+      e, rows, numTokens, rows.inter, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
         const WeightView &g = blk.shared ? sharedGate : gate;
         const WeightView &u = blk.shared ? sharedUp : up;
         Value n0 = arith::AddIOp::create(b, loc, blk.slotStart, blk.col0);
-        return fillTile(b, loc, block, [&](OpBuilder &b1, Location l1) {
+        return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
+          // Accumulators: the gate tiles, then the up tiles.
           SmallVector<Value> acc = emitTileLoop(
-              b1, l1, b1.getIndexAttr(hidden), 2,
+              b1, l1, b1.getIndexAttr(hidden), 2 * tiles,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k);
               },
               [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
-                return readTileB(b2, l2, (i == 0 ? g : u).view, blk.group, n0,
-                                 k);
+                Value n = arith::AddIOp::create(
+                    b2, l2, n0, indexConst(b2, l2, (i % tiles) * kMmaCols));
+                return readTileB(b2, l2, (i < tiles ? g : u).view, blk.group,
+                                 n, k);
               });
-          return arith::MulFOp::create(b1, l1, emitSilu(b1, l1, acc[0]),
-                                       acc[1])
-              .getResult();
+          SmallVector<Value> act;
+          for (int64_t i = 0; i < tiles; ++i)
+            act.push_back(arith::MulFOp::create(
+                b1, l1, emitSilu(b1, l1, acc[i]), acc[tiles + i]));
+          return act;
         });
       },
       kMmaRows);
@@ -263,21 +287,24 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
         Value v = tensor::ExtractOp::create(b, loc, act, ValueRange{r, k});
         return arith::MulFOp::create(b, loc, scale, v);
       });
+  const int64_t tiles = colTilesPerWarp(hidden);
   return emitExpertBlocks(
-      e, rows, numTokens, hidden, kMmaCols,
+      e, rows, numTokens, hidden, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
         const WeightView &w = blk.shared ? sharedDown : down;
-        return fillTile(b, loc, block, [&](OpBuilder &b1, Location l1) {
+        return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
           return emitTileLoop(
-              b1, l1, b1.getIndexAttr(rows.inter), 1,
+              b1, l1, b1.getIndexAttr(rows.inter), tiles,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k);
               },
-              [&](OpBuilder &b2, Location l2, unsigned, Value k) {
+              [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
                 // A shared slot reads its own I columns of shared_down.
                 Value col = arith::AddIOp::create(b2, l2, blk.slotStart, k);
-                return readTileB(b2, l2, w.view, blk.group, blk.col0, col);
-              })[0];
+                Value n = arith::AddIOp::create(
+                    b2, l2, blk.col0, indexConst(b2, l2, i * kMmaCols));
+                return readTileB(b2, l2, w.view, blk.group, n, col);
+              });
         });
       },
       kMmaRows);
@@ -294,16 +321,19 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
                e.index(tile))
         .getResult();
   };
+  // A warp computes kMmaColTilesPerWarp tiles side by side (sharing its A
+  // tile); the last columns are masked.
+  const int64_t warpCols = kMmaColTilesPerWarp * kMmaCols;
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
-      ArrayRef<OpFoldResult>{groups, tiles(m, kMmaRows), tiles(n, kMmaCols)},
+      ArrayRef<OpFoldResult>{groups, tiles(m, kMmaRows), tiles(n, warpCols)},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
         Value g = ivsAndOuts[0], out = ivsAndOuts[3];
         Value m0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
                                          indexConst(b, loc, kMmaRows));
         Value n0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
-                                         indexConst(b, loc, kMmaCols));
+                                         indexConst(b, loc, warpCols));
         // The tile's slice of the output: the rows and columns that exist.
         auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
           Value rest = arith::SubIOp::create(
@@ -314,30 +344,27 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
         SmallVector<OpFoldResult> offsets{g, m0, n0};
         SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
                                         left(m, m0, kMmaRows),
-                                        left(n, n0, kMmaCols)};
+                                        left(n, n0, warpCols)};
         SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
         auto blockType = RankedTensorType::get(
             {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
         Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
                                                      offsets, sizes, strides);
-        Value acc = emitTileLoop(
-            b, loc, depth, 1,
+        SmallVector<Value> acc = emitTileLoop(
+            b, loc, depth, kMmaColTilesPerWarp,
             [&](OpBuilder &b1, Location l1, Value k) {
               return readBf16Tile(b1, l1, a, ValueRange{g, m0, k}, 1, 2,
                                   kMmaRows, /*inBounds=*/false);
             },
-            [&](OpBuilder &b1, Location l1, unsigned, Value k) {
+            [&](OpBuilder &b1, Location l1, unsigned i, Value k) {
               SmallVector<Value> at{g, g, g};
-              at[nDim] = n0;
+              at[nDim] = arith::AddIOp::create(
+                  b1, l1, n0, indexConst(b1, l1, i * kMmaCols));
               at[kDim] = k;
               return readBf16Tile(b1, l1, bSource, at, nDim, kDim, kMmaCols,
                                   /*inBounds=*/false);
-            })[0];
-        Value zero = indexConst(b, loc, 0);
-        Value written = vector::TransferWriteOp::create(
-                            b, loc, acc, block, ValueRange{zero, zero},
-                            ArrayRef<bool>{false, false})
-                            .getResult();
+            });
+        Value written = writeTiles(b, loc, acc, block);
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());

@@ -36,6 +36,9 @@ namespace lowering {
 
 /// The warp tile of one mma.sync: rows x columns x depth.
 constexpr int64_t kMmaRows = 16, kMmaCols = 8, kMmaDepth = 16;
+/// The 8-column tiles one warp computes side by side from the same A tile
+/// (its 16 rows staged once for all of them): 16 x 32 per warp.
+constexpr int64_t kMmaColTilesPerWarp = 4;
 
 /// Whether a grouped expert GEMM with these weights (views [G, N, K] of
 /// stored matrices) can use the warp MMA kernels: bf16 weights without block

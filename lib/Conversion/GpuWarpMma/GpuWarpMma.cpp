@@ -258,8 +258,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     if (failedToDistribute)
       return signalPassFailure();
 
-    // 3. The warp-level ops are now unused.
+    // 3. The warp-level ops are now unused; a barrier right after another
+    //    (one tile's "copy complete" and the next tile's "readers done")
+    //    orders nothing more.
     eraseDeadWarpOps(root);
+    root->walk([](gpu::BarrierOp barrier) {
+      if (isa_and_nonnull<gpu::BarrierOp>(barrier->getNextNode()))
+        barrier.erase();
+    });
     WalkResult left = root->walk([](vector::ContractionOp op) {
       op.emitOpError("dsv3-gpu-warp-mma: not a warp MMA tile (expected "
                      "extf(bf16 16x16 read) x extf(bf16 8x16 read) -> 16x8 "
