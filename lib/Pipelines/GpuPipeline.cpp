@@ -90,10 +90,11 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
       "lower-affine",
       "canonicalize",
       "cse",
-      // Device code: the weight-stream kernels' vector ops first (the
-      // NVVM patterns do not lower transfers), then gpu/memref/arith.
-      "gpu.module(convert-vector-to-llvm,convert-gpu-to-nvvm,canonicalize,"
-      "cse,reconcile-unrealized-casts)",
+      // Device code: the warp tiles' ldmatrix (nvgpu), the weight-stream
+      // kernels' vector ops (the NVVM patterns do not lower transfers),
+      // then gpu/memref/arith.
+      "gpu.module(convert-nvgpu-to-nvvm,convert-vector-to-llvm,"
+      "convert-gpu-to-nvvm,canonicalize,cse,reconcile-unrealized-casts)",
       // Host code: launches, allocations and copies become mgpu* calls.
       "gpu-to-llvm",
       "convert-to-llvm",

@@ -223,8 +223,9 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     into shared memory (a workgroup buffer of the kernel; a block is one
     warp) where it is read: every lane copies consecutive elements of one
     row (one vector load where the rows are contiguous bf16), between two
-    barriers, and the lanes then load their fragments from there as 32-bit
-    pairs. Off: each lane loads its fragments from the tile's memory.
+    barriers, and the lanes then load their fragments from there with one
+    `nvgpu.ldmatrix` per tile (.x4 for A, .x2 for B). Off: each lane loads
+    its fragments from the tile's memory as 32-bit pairs.
 
     Upstream `convert-vector-to-gpu` does the same for f16 only (MLIR 22),
     and `nvgpu.mma.sync` does not lower bf16 to NVVM there, so the NVVM op
@@ -236,6 +237,7 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
   ];
   let dependentDialects = [
     "mlir::NVVM::NVVMDialect", "mlir::LLVM::LLVMDialect",
+    "mlir::nvgpu::NVGPUDialect",
     "mlir::gpu::GPUDialect", "mlir::memref::MemRefDialect",
     "mlir::scf::SCFDialect", "mlir::arith::ArithDialect",
     "mlir::vector::VectorDialect"

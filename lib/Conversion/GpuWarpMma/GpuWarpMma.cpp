@@ -16,6 +16,7 @@
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
@@ -192,16 +193,39 @@ bool isWarpContraction(vector::ContractionOp op) {
   return op.getIndexingMapsArray() == expected;
 }
 
-/// Packs two consecutive bf16 of `buffer` at `indices` into the i32
-/// register mma.sync takes.
-Value loadPackedPair(OpBuilder &b, Location loc, Value buffer,
-                     ValueRange indices) {
-  Value pair = vector::LoadOp::create(
-      b, loc, VectorType::get({2}, b.getBF16Type()), buffer, indices,
-      /*nontemporal=*/false, llvm::MaybeAlign(4));
-  Value asInt = vector::BitCastOp::create(
-      b, loc, VectorType::get({1}, b.getI32Type()), pair);
-  return vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0});
+/// The fragment registers of a staged [rows x 16] bf16 tile, with one
+/// ldmatrix: .x4 for A (16 x 16: lanes 0-15 point at rows 0-15 of columns
+/// 0-7, lanes 16-31 at columns 8-15, giving (g, 2t), (g + 8, 2t), (g, 2t + 8),
+/// (g + 8, 2t + 8)), .x2 for B (8 x 16 [n][k]: lanes 0-7 at rows 0-7 of
+/// columns 0-7, lanes 8-15 at columns 8-15, giving (g, 2t), (g, 2t + 8)).
+SmallVector<Value> loadFragmentsWithLdMatrix(OpBuilder &b, Location loc,
+                                             Value buffer, int64_t rows) {
+  const int64_t registers = rows * 16 / 64; // 8x8 matrices: 4 for A, 2 for B
+  Value lane = gpu::LaneIdOp::create(b, loc, IntegerAttr());
+  auto constant = [&](int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  };
+  Value row = arith::RemUIOp::create(b, loc, lane, constant(rows));
+  Value col = arith::MulIOp::create(
+      b, loc,
+      arith::RemUIOp::create(b, loc,
+                             arith::DivUIOp::create(b, loc, lane, constant(rows)),
+                             constant(2)),
+      constant(8));
+  auto type = VectorType::get({registers, 2}, b.getBF16Type());
+  Value matrices = nvgpu::LdMatrixOp::create(
+      b, loc, type, buffer, ValueRange{row, col}, b.getBoolAttr(false),
+      b.getI32IntegerAttr(registers));
+  SmallVector<Value> regs;
+  for (int64_t i = 0; i < registers; ++i) {
+    Value pair = vector::ExtractOp::create(b, loc, matrices,
+                                           ArrayRef<int64_t>{i});
+    Value asInt = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getI32Type()), pair);
+    regs.push_back(
+        vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0}));
+  }
+  return regs;
 }
 
 struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
@@ -211,6 +235,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   /// The shared-memory copy of each operand tile read (one per read: the A
   /// tile of gate/up serves both of its contractions).
   DenseMap<Operation *, Value> stagedTiles;
+  /// The fragment registers loaded from each staged tile (by the first
+  /// contraction that reads it; the others come after it in the same block).
+  DenseMap<Value, SmallVector<Value>> stagedFragments;
   bool failedToDistribute = false;
 
   void runOnOperation() override {
@@ -218,6 +245,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     // are gone (and their addresses reused).
     fragments.clear();
     stagedTiles.clear();
+    stagedFragments.clear();
     failedToDistribute = false;
     Operation *root = getOperation();
     // 1. Loops carrying accumulators carry four f32 per accumulator.
@@ -414,24 +442,33 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     LaneCoordinates lane = LaneCoordinates::of(b, loc);
     Value group8 = LaneCoordinates::offset(b, loc, lane.group, 8);
     Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
-    // A lane's pair (row, col), (row, col + 1) of a tile: from its copy in
-    // shared memory, or from the tile's memory.
-    auto pairOf = [&](const TileRead &tile, Value buffer, Value row,
-                      Value col) {
-      if (buffer)
-        return loadPackedPair(b, loc, buffer, ValueRange{row, col});
-      return tile.loadPair(b, loc, row, col);
-    };
     Value aBuffer = stage(*a, kRows), bBuffer = stage(*bt, kCols);
     b.setInsertionPoint(contract);
     // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
-    SmallVector<Value> aRegs{pairOf(*a, aBuffer, lane.group, lane.pair),
-                             pairOf(*a, aBuffer, group8, lane.pair),
-                             pairOf(*a, aBuffer, lane.group, pair8),
-                             pairOf(*a, aBuffer, group8, pair8)};
-    // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair.
-    SmallVector<Value> bRegs{pairOf(*bt, bBuffer, lane.group, lane.pair),
-                             pairOf(*bt, bBuffer, lane.group, pair8)};
+    // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair. From a
+    // staged tile with one ldmatrix each.
+    auto fromStaged = [&](Value buffer, int64_t rows) {
+      auto it = stagedFragments.find(buffer);
+      if (it == stagedFragments.end())
+        it = stagedFragments
+                 .try_emplace(buffer,
+                              loadFragmentsWithLdMatrix(b, loc, buffer, rows))
+                 .first;
+      return it->second;
+    };
+    SmallVector<Value> aRegs, bRegs;
+    if (aBuffer)
+      aRegs = fromStaged(aBuffer, kRows);
+    else
+      aRegs = {a->loadPair(b, loc, lane.group, lane.pair),
+               a->loadPair(b, loc, group8, lane.pair),
+               a->loadPair(b, loc, lane.group, pair8),
+               a->loadPair(b, loc, group8, pair8)};
+    if (bBuffer)
+      bRegs = fromStaged(bBuffer, kCols);
+    else
+      bRegs = {bt->loadPair(b, loc, lane.group, lane.pair),
+               bt->loadPair(b, loc, lane.group, pair8)};
     Type f32 = b.getF32Type();
     auto resultType = LLVM::LLVMStructType::getLiteral(
         b.getContext(), SmallVector<Type>(kFragment, f32));

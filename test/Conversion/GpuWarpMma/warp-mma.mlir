@@ -23,12 +23,17 @@
 // CHECK: vector.store %{{.*}}, %[[SG]]
 // CHECK: vector.store %{{.*}}, %[[SU]]
 // CHECK: gpu.barrier
-// CHECK: vector.load %[[SA]][{{.*}}] {alignment = 4 : i64} : memref<16x16xbf16, 3>, vector<2xbf16>
+// CHECK: %[[FA:.*]] = nvgpu.ldmatrix %[[SA]][{{.*}}] {numTiles = 4 : i32, transpose = false} : memref<16x16xbf16, 3> -> vector<4x2xbf16>
+// CHECK: vector.extract %[[FA]][0] : vector<2xbf16> from vector<4x2xbf16>
 // CHECK: vector.bitcast %{{.*}} : vector<2xbf16> to vector<1xi32>
+// CHECK: nvgpu.ldmatrix %[[SG]][{{.*}}] {numTiles = 2 : i32, transpose = false} : memref<8x16xbf16, 3> -> vector<2x2xbf16>
 // CHECK: nvvm.mma.sync A[{{.*}}, {{.*}}, {{.*}}, {{.*}}] B[{{.*}}, {{.*}}] C[%[[G0]], %[[G1]], %[[G2]], %[[G3]]]
 // CHECK-SAME: layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>
 // CHECK-SAME: multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>
 // CHECK-SAME: shape = #nvvm.shape<m = 16, n = 8, k = 16>
+// The up tile's MMA reuses the A fragments: one ldmatrix of A per step.
+// CHECK-NOT: nvgpu.ldmatrix %[[SA]]
+// CHECK: nvgpu.ldmatrix %[[SU]]
 // CHECK: nvvm.mma.sync {{.*}} C[%[[U0]],
 // CHECK: scf.yield {{.*}} : f32, f32, f32, f32, f32, f32, f32, f32
 // CHECK: math.exp %{{.*}} : f32
