@@ -513,6 +513,12 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         MemRefType::get({rows, kDepth}, BFloat16Type::get(ctx),
                         MemRefLayoutAttrInterface(), workgroup),
         loc);
+    // ldmatrix reads 16-byte rows: the buffer must start 16-byte aligned
+    // (the lowering would give it the element's 2).
+    func.setWorkgroupAttributionAttr(
+        func.getNumWorkgroupAttributions() - 1,
+        LLVM::LLVMDialect::getAlignAttrName(),
+        IntegerAttr::get(IntegerType::get(ctx, 64), 16));
     OpBuilder b(tile.read);
     b.setInsertionPointAfter(tile.read);
     gpu::BarrierOp::create(b, loc);

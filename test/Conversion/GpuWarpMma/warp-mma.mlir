@@ -11,7 +11,7 @@
 // stores its four values behind a row guard.
 
 // CHECK-LABEL: gpu.func @gate_up_tile
-// CHECK-SAME: workgroup(%[[SA:.*]] : memref<16x16xbf16, 3>, %[[SG:.*]] : memref<8x16xbf16, 3>, %[[SU:.*]] : memref<8x16xbf16, 3>)
+// CHECK-SAME: workgroup(%[[SA:.*]] : memref<16x16xbf16, 3> {llvm.align = 16 : i64}, %[[SG:.*]] : memref<8x16xbf16, 3> {llvm.align = 16 : i64}, %[[SU:.*]] : memref<8x16xbf16, 3> {llvm.align = 16 : i64})
 // CHECK-NOT: vector.contract
 // CHECK: scf.for {{.*}} iter_args(%[[G0:[^ ]*]] = %{{[^,]*}}, %[[G1:[^ ]*]] = %{{[^,]*}}, %[[G2:[^ ]*]] = %{{[^,]*}}, %[[G3:[^ ]*]] = %{{[^,]*}}, %[[U0:[^ ]*]] = %{{[^,]*}}, {{.*}}) -> (f32, f32, f32, f32, f32, f32, f32, f32)
 // CHECK: gpu.barrier
@@ -128,7 +128,7 @@ gpu.module @kernels {
 // tile is guarded on both dimensions.
 
 // CHECK-LABEL: gpu.func @attention_tile
-// CHECK-SAME: workgroup(%[[SP:.*]] : memref<16x16xbf16, 3>, %{{.*}} : memref<8x16xbf16, 3>)
+// CHECK-SAME: workgroup(%[[SP:.*]] : memref<16x16xbf16, 3> {llvm.align = 16 : i64}, %{{.*}} : memref<8x16xbf16, 3> {llvm.align = 16 : i64})
 // CHECK: scf.for
 // CHECK: memref.dim %{{.*}}, %c1
 // CHECK: arith.minui
