@@ -647,8 +647,8 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                                  {idx(heads), tokens, idx(nope)});
       // The absorptions are per-head GEMMs too: on tensor cores (tokens as
       // M) when kv_b is bf16.
-      const bool bf16KvB = tensorCores && !op.getWkvBScale() &&
-                           wkvbType.getElementType().isBF16();
+      const bool bf16KvB =
+          tensorCores && isTensorCoreWeight(op.getWkvB(), op.getWkvBScale());
       Value qLat = bf16KvB ? emitBatchedWarpGemm(e, qNopeT, wUK.view,
                                                  /*nDim=*/2, /*kDim=*/1)
                            : emitGroupedAxpy(e, qNopeT, wUK); // [H, B*S, C]

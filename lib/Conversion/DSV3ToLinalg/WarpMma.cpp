@@ -16,15 +16,17 @@ namespace mlir {
 namespace dsv3 {
 namespace lowering {
 
+bool isTensorCoreWeight(Value weight, Value scale) {
+  return !scale &&
+         cast<RankedTensorType>(weight.getType()).getElementType().isBF16();
+}
+
 bool canUseExpertMma(ArrayRef<const WeightView *> weights, int64_t outDim,
                      int64_t depth) {
   if (outDim % kMmaCols != 0 || depth % kMmaDepth != 0)
     return false;
   return llvm::all_of(weights, [](const WeightView *w) {
-    return !w->view ||
-           (!w->scale && cast<RankedTensorType>(w->view.getType())
-                             .getElementType()
-                             .isBF16());
+    return !w->view || isTensorCoreWeight(w->view, w->scale);
   });
 }
 
@@ -65,16 +67,26 @@ Value emitGatheredRows(
       .getResult(0);
 }
 
-/// The token row r of the expert rows reads: pair order[r] / topK for a
-/// routed row, (r - P) mod N for a shared slot's.
-Value tokenOfRow(OpBuilder &b, Location loc, const ExpertRows &rows, Value r,
-                 Value numPairs, Value numTokens) {
+/// Row r of the expert rows: whether it is a routed pair's (r < P), and
+/// that pair, order[min(r, P - 1)] (clamped so a shared slot's row reads in
+/// bounds too; the caller selects).
+std::pair<Value, Value> pairOfRow(OpBuilder &b, Location loc,
+                                  const ExpertRows &rows, Value r,
+                                  Value numPairs) {
   Value routed = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, r,
                                        numPairs);
   Value lastPair =
       arith::SubIOp::create(b, loc, numPairs, indexConst(b, loc, 1));
   Value pair = extractIndex(b, loc, rows.order,
                             arith::MinUIOp::create(b, loc, r, lastPair));
+  return {routed, pair};
+}
+
+/// The token row r of the expert rows reads: pair order[r] / topK for a
+/// routed row, (r - P) mod N for a shared slot's.
+Value tokenOfRow(OpBuilder &b, Location loc, const ExpertRows &rows, Value r,
+                 Value numPairs, Value numTokens) {
+  auto [routed, pair] = pairOfRow(b, loc, rows, r, numPairs);
   Value routedToken =
       arith::DivUIOp::create(b, loc, pair, indexConst(b, loc, rows.topK));
   Value sharedToken = arith::RemUIOp::create(
@@ -205,15 +217,6 @@ int64_t colTilesPerWarp(int64_t width) {
   return tiles;
 }
 
-/// P + S * N: the rows of the grouped GEMMs.
-Value numExpertRows(Emitter &e, const ExpertRows &rows, Value numTokens) {
-  Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
-  return arith::AddIOp::create(
-      e.b, e.loc, numPairs,
-      arith::MulIOp::create(e.b, e.loc, numTokens,
-                            e.index(rows.sharedSlots)));
-}
-
 } // namespace
 
 Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
@@ -271,17 +274,8 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
   Value a = emitGatheredRows(
       e, numExpertRows(e, rows, numTokens), rows.inter,
       [&](OpBuilder &b, Location loc, Value r, Value k) -> Value {
-        Value routed = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                             r, numPairs);
-        Value lastPair =
-            arith::SubIOp::create(b, loc, numPairs, indexConst(b, loc, 1));
-        Value pair = extractIndex(b, loc, rows.order,
-                                  arith::MinUIOp::create(b, loc, r, lastPair));
-        Value topK = indexConst(b, loc, rows.topK);
-        Value w = tensor::ExtractOp::create(
-            b, loc, weights,
-            ValueRange{arith::DivUIOp::create(b, loc, pair, topK),
-                       arith::RemUIOp::create(b, loc, pair, topK)});
+        auto [routed, pair] = pairOfRow(b, loc, rows, r, numPairs);
+        Value w = routingWeightOfPair(b, loc, rows, weights, pair);
         Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1));
         Value scale = arith::SelectOp::create(b, loc, routed, w, one);
         Value v = tensor::ExtractOp::create(b, loc, act, ValueRange{r, k});

@@ -40,6 +40,10 @@ constexpr int64_t kMmaRows = 16, kMmaCols = 8, kMmaDepth = 16;
 /// (its 16 rows staged once for all of them): 16 x 32 per warp.
 constexpr int64_t kMmaColTilesPerWarp = 4;
 
+/// Whether a GEMM reading `weight` (with FP8 block `scale`, or null) can run
+/// on the tiles: bf16, no scale.
+bool isTensorCoreWeight(Value weight, Value scale);
+
 /// Whether a grouped expert GEMM with these weights (views [G, N, K] of
 /// stored matrices) can use the warp MMA kernels: bf16 weights without block
 /// scales, N a multiple of the tile's columns and K of its depth.

@@ -393,9 +393,7 @@ Value emitLinear(Emitter &e, Value x, Value w, Value scale) {
   // With tensor cores and bf16 weights: warp MMA tiles with the tokens as M
   // (a warp per 8 output rows, where the row dots give a thread 8 rows: the
   // parallelism a GPU needs in decode).
-  const bool tiles =
-      e.tensorCores && !scale &&
-      cast<RankedTensorType>(w.getType()).getElementType().isBF16();
+  const bool tiles = e.tensorCores && isTensorCoreWeight(w, scale);
   Value out3 = tiles ? emitBatchedWarpGemm(e, addUnitGroup(e, x2), view.view,
                                            /*nDim=*/1, /*kDim=*/2)
                      : emitGroupedDots(e, addUnitGroup(e, x2), view);
@@ -463,6 +461,23 @@ std::pair<Value, Value> emitActiveGroups(Emitter &e, const ExpertRows &rows) {
   return {list, count};
 }
 
+Value numExpertRows(Emitter &e, const ExpertRows &rows, Value numTokens) {
+  Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
+  return arith::AddIOp::create(
+      e.b, e.loc, numPairs,
+      arith::MulIOp::create(e.b, e.loc, numTokens,
+                            e.index(rows.sharedSlots)));
+}
+
+Value routingWeightOfPair(OpBuilder &b, Location loc, const ExpertRows &rows,
+                          Value weights, Value pair) {
+  Value topK = indexConst(b, loc, rows.topK);
+  return tensor::ExtractOp::create(
+      b, loc, weights,
+      ValueRange{arith::DivUIOp::create(b, loc, pair, topK),
+                 arith::RemUIOp::create(b, loc, pair, topK)});
+}
+
 /// A fresh [P + S * N, width] result computed block by block: a parallel
 /// loop over (active group, column tile), expert-major, so that a thread
 /// streams one expert's rows tile after tile (and prefetches the next tile)
@@ -474,11 +489,8 @@ Value emitExpertBlocks(Emitter &e, const ExpertRows &rows, Value numTokens,
                        int64_t width, int64_t tileCols, ExpertBlockBody body,
                        int64_t rowTile) {
   Value numPairs = tensor::DimOp::create(e.b, e.loc, rows.order, 0);
-  Value numRows = arith::AddIOp::create(
-      e.b, e.loc, numPairs,
-      arith::MulIOp::create(e.b, e.loc, numTokens,
-                            e.index(rows.sharedSlots)));
-  Value init = e.empty({numRows, e.b.getIndexAttr(width)});
+  Value init =
+      e.empty({numExpertRows(e, rows, numTokens), e.b.getIndexAttr(width)});
   Value active, numActive;
   std::tie(active, numActive) = emitActiveGroups(e, rows);
   SmallVector<OpFoldResult> extents{numActive};
@@ -705,12 +717,8 @@ Value emitExpertDownCombine(Emitter &e, Value act, Value weights,
                 scale = arith::ConstantOp::create(b1, l1,
                                                   b1.getF32FloatAttr(1.0f));
               } else {
-                Value pair = extractIndex(b1, l1, rows.order, r);
-                Value topK = indexConst(b1, l1, rows.topK);
-                scale = tensor::ExtractOp::create(
-                    b1, l1, weights,
-                    ValueRange{arith::DivUIOp::create(b1, l1, pair, topK),
-                               arith::RemUIOp::create(b1, l1, pair, topK)});
+                scale = routingWeightOfPair(
+                    b1, l1, rows, weights, extractIndex(b1, l1, rows.order, r));
               }
               for (int64_t i = 0; i < tileCols; ++i)
                 acc = tensor::InsertOp::create(

@@ -74,6 +74,14 @@ struct ExpertBlock {
 using ExpertBlockBody =
     function_ref<Value(OpBuilder &, Location, const ExpertBlock &, Value)>;
 
+/// P + S * N: the rows of the grouped expert GEMMs for N tokens.
+Value numExpertRows(Emitter &e, const ExpertRows &rows, Value numTokens);
+
+/// weights[pair / topK, pair % topK]: the routing weight of (token, slot)
+/// pair `pair` (weights [N, topK] f32).
+Value routingWeightOfPair(OpBuilder &b, Location loc, const ExpertRows &rows,
+                          Value weights, Value pair);
+
 /// The groups that have rows, in order: the routed experts at least one
 /// pair chose, then the shared slots. Returns (ids i64 [E + S], count).
 std::pair<Value, Value> emitActiveGroups(Emitter &e, const ExpertRows &rows);

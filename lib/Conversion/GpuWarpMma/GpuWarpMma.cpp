@@ -136,24 +136,21 @@ struct TileRead {
   /// padding past the end of a dimension that is not in bounds (the load
   /// itself clamped to stay inside).
   Value loadElement(OpBuilder &b, Location loc, Value row, Value col) const {
-    SmallVector<Value> indices(read.getIndices());
-    Value offsets[2] = {row, col};
+    SmallVector<Value> indices = indicesAt(b, loc, row, col);
     Value inside;
     SmallVector<bool> inBounds = read.getInBoundsValues();
     for (unsigned d = 0; d < 2; ++d) {
-      Value index =
-          arith::AddIOp::create(b, loc, indices[dims[d]], offsets[d]);
-      if (!inBounds[d]) {
-        Value size = memref::DimOp::create(b, loc, read.getBase(), dims[d]);
-        Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                         index, size);
-        inside = inside ? arith::AndIOp::create(b, loc, inside, ok) : ok;
-        Value one = arith::ConstantIndexOp::create(b, loc, 1);
-        Value last = arith::SubIOp::create(
-            b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
-        index = arith::MinUIOp::create(b, loc, index, last);
-      }
-      indices[dims[d]] = index;
+      if (inBounds[d])
+        continue;
+      Value &index = indices[dims[d]];
+      Value size = memref::DimOp::create(b, loc, read.getBase(), dims[d]);
+      Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       index, size);
+      inside = inside ? arith::AndIOp::create(b, loc, inside, ok) : ok;
+      Value one = arith::ConstantIndexOp::create(b, loc, 1);
+      Value last = arith::SubIOp::create(
+          b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
+      index = arith::MinUIOp::create(b, loc, index, last);
     }
     Value v = memref::LoadOp::create(b, loc, read.getBase(), indices);
     if (rounded)
@@ -438,37 +435,35 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     if (!a || !bt)
       return std::nullopt;
     Fragment c = fragmentOf(contract.getAcc());
-    b.setInsertionPoint(contract);
-    LaneCoordinates lane = LaneCoordinates::of(b, loc);
-    Value group8 = LaneCoordinates::offset(b, loc, lane.group, 8);
-    Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
     Value aBuffer = stage(*a, kRows), bBuffer = stage(*bt, kCols);
     b.setInsertionPoint(contract);
     // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
     // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair. From a
-    // staged tile with one ldmatrix each.
-    auto fromStaged = [&](Value buffer, int64_t rows) {
-      auto it = stagedFragments.find(buffer);
-      if (it == stagedFragments.end())
-        it = stagedFragments
-                 .try_emplace(buffer,
-                              loadFragmentsWithLdMatrix(b, loc, buffer, rows))
-                 .first;
-      return it->second;
+    // staged tile with one ldmatrix each (once per tile), else each lane
+    // loads its pairs from the tile's memory.
+    auto registers = [&](const TileRead &tile, Value buffer, int64_t rows) {
+      if (buffer) {
+        auto it = stagedFragments.find(buffer);
+        if (it == stagedFragments.end())
+          it = stagedFragments
+                   .try_emplace(buffer, loadFragmentsWithLdMatrix(
+                                            b, loc, buffer, rows))
+                   .first;
+        return it->second;
+      }
+      LaneCoordinates lane = LaneCoordinates::of(b, loc);
+      Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
+      if (rows == kCols)
+        return SmallVector<Value>{tile.loadPair(b, loc, lane.group, lane.pair),
+                                  tile.loadPair(b, loc, lane.group, pair8)};
+      Value group8 = LaneCoordinates::offset(b, loc, lane.group, 8);
+      return SmallVector<Value>{tile.loadPair(b, loc, lane.group, lane.pair),
+                                tile.loadPair(b, loc, group8, lane.pair),
+                                tile.loadPair(b, loc, lane.group, pair8),
+                                tile.loadPair(b, loc, group8, pair8)};
     };
-    SmallVector<Value> aRegs, bRegs;
-    if (aBuffer)
-      aRegs = fromStaged(aBuffer, kRows);
-    else
-      aRegs = {a->loadPair(b, loc, lane.group, lane.pair),
-               a->loadPair(b, loc, group8, lane.pair),
-               a->loadPair(b, loc, lane.group, pair8),
-               a->loadPair(b, loc, group8, pair8)};
-    if (bBuffer)
-      bRegs = fromStaged(bBuffer, kCols);
-    else
-      bRegs = {bt->loadPair(b, loc, lane.group, lane.pair),
-               bt->loadPair(b, loc, lane.group, pair8)};
+    SmallVector<Value> aRegs = registers(*a, aBuffer, kRows);
+    SmallVector<Value> bRegs = registers(*bt, bBuffer, kCols);
     Type f32 = b.getF32Type();
     auto resultType = LLVM::LLVMStructType::getLiteral(
         b.getContext(), SmallVector<Type>(kFragment, f32));
