@@ -11,11 +11,13 @@ everything needed to run them, and nothing of MLIR or LLVM, into one folder of a
     BUNDLE/artifacts/<case>/         the compiled artifacts (cubins inside libdsv3model.so)
     BUNDLE/artifacts/<name>-cuda-cores/   each again with --tensor-cores=false: the A/B of bench-450m, and
                                           golden cases that tell a tensor-core fault from any other
+    BUNDLE/artifacts/<case>-mma-sync/     the golden cases again with --wgmma=false (16-row mma.sync tiles
+                                          instead of sm_90a's 64-row wgmma): tells a wgmma fault apart
     BUNDLE/gpu_check.py, bundle.json this script and what the bundle holds
 
 run (on the GPU machine: CUDA driver, numpy, no network, no compiler): generates the bench-450m checkpoint, runs
-the golden cases (identical greedy tokens, logits within GOLDEN_TOLERANCE * max|logit|; the CUDA-core builds within
-CUDA_CORE_TOLERANCE), measures decode and prefill
+the golden cases (identical greedy tokens, logits within GOLDEN_TOLERANCE * max|logit|, also the mma.sync builds; the
+CUDA-core builds within CUDA_CORE_TOLERANCE), measures decode and prefill
 tokens/s of bench-450m, alternating round by round with the same model compiled without tensor cores (the ratios
 are the tensor cores' speedup, measured side by side), the MLA decode attention bandwidth (its kernels' bytes over
 their time, and as a fraction of the device's peak) and the grouped expert GEMM TFLOP/s (from per-kernel event
@@ -48,6 +50,10 @@ BENCH = "bench-450m"
 # Every model is also compiled with --tensor-cores=false (CUDA-core kernels in f32), under this suffix.
 CUDA_CORES_SUFFIX = "-cuda-cores"
 CUDA_CORES = BENCH + CUDA_CORES_SUFFIX  # the other side of the bench A/B
+# The golden cases are also compiled with --wgmma=false under this suffix: on sm_90a the tensor-core tiles are then
+# one warp's mma.sync (16 rows) instead of one warpgroup's wgmma (64 rows), the tiles' logic being the same; the
+# pair tells a wgmma fault (descriptors, shared-memory layout, fences) from any other. On sm_80 both are mma.sync.
+MMA_SYNC_SUFFIX = "-mma-sync"
 MAX_BUNDLE_BYTES = 64 << 20
 # The GPU computes the CPU's f32 math (with the GPU's exp/rsqrt and another summation order), except that the GEMMs
 # with bf16 weights (linears but the router, the grouped expert GEMMs) and the absorbed attention run on tensor cores
@@ -129,6 +135,7 @@ def prepare(args: argparse.Namespace) -> int:
         shutil.copytree(os.path.join(golden_root, case), os.path.join(out, "golden", case))
         compile_model(os.path.join(out, "golden", case), case, 64)
         compile_model(os.path.join(out, "golden", case), case + CUDA_CORES_SUFFIX, 64, "--tensor-cores=false")
+        compile_model(os.path.join(out, "golden", case), case + MMA_SYNC_SUFFIX, 64, "--wgmma=false")
 
     env = dict(os.environ, PYTHONPATH=os.path.join(repo, "python"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,13 +359,14 @@ def run_check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         golden = check_golden(bundle, runner, tmp)
         golden_cuda_cores = check_golden(bundle, runner, tmp, CUDA_CORES_SUFFIX, CUDA_CORE_TOLERANCE)
+        golden_mma_sync = check_golden(bundle, runner, tmp, MMA_SYNC_SUFFIX)
         try:
             bench = measure_bench(bundle, runner, args, tmp)
         except StepFailed as e:
             bench = {"error": str(e)}
     report = {"target": info["target"], "chip": info["chip"], "golden": golden,
-              "golden_cuda_cores": golden_cuda_cores,
-              "golden_ok": all(g["ok"] for g in golden + golden_cuda_cores), BENCH: bench,
+              "golden_cuda_cores": golden_cuda_cores, "golden_mma_sync": golden_mma_sync,
+              "golden_ok": all(g["ok"] for g in golden + golden_cuda_cores + golden_mma_sync), BENCH: bench,
               "seconds": round(time.time() - start, 1)}
     text = json.dumps(report, indent=1)
     if args.json_out:

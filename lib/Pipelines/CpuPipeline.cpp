@@ -26,8 +26,10 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
       pm, {
               // 1. Model ops to linalg on tensors; the residual adds of the
               //    importer become linalg too.
-              options.tensorCores ? "convert-dsv3-to-linalg{tensor-cores}"
-                                  : "convert-dsv3-to-linalg",
+              options.tensorCores
+                  ? "convert-dsv3-to-linalg{tensor-cores mma-rows=" +
+                        std::to_string(options.mmaRows) + "}"
+                  : "convert-dsv3-to-linalg",
               // What a layer computes from the call's inputs alone (the used
               // cache length from the positions) out of the layer loops:
               // once per call, not per layer (on the GPU each was a host

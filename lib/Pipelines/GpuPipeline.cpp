@@ -23,10 +23,18 @@ bool mlir::dsv3::isSupportedGpuChip(llvm::StringRef chip) {
   return chip == "sm_90a" || chip == "sm_80";
 }
 
+int64_t mlir::dsv3::tensorCoreTileRows(const GpuPipelineOptions &options) {
+  return options.chip.getValue() == "sm_90a" && options.wgmma ? 64 : 16;
+}
+
 LogicalResult
 mlir::dsv3::buildGpuLoopsPipeline(OpPassManager &pm,
                                   const GpuPipelineOptions &options,
-                                  int64_t warpLanes) {
+                                  bool tiledOnCpu) {
+  // 32 lanes per 16 rows of a tile: a warp for mma.sync, a warpgroup for
+  // wgmma.
+  const int64_t warpLanes =
+      tiledOnCpu ? 1 : 32 * (tensorCoreTileRows(options) / 16);
   if (options.threadsPerBlock < 1 ||
       options.threadsPerBlock > kMaxThreadsPerBlock) {
     llvm::errs() << "dsv3-gpu: threads-per-block must be in [1, "
@@ -77,8 +85,8 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
       "dsv3-gpu-device-buffers",
       "dsv3-gpu-name-kernels",
       "gpu-kernel-outlining",
-      // Warp MMA tiles -> mma.sync, before the transfers they read from
-      // are lowered.
+      // Warp MMA tiles -> mma.sync / wgmma, before the transfers they read
+      // from are lowered.
       "gpu.module(dsv3-gpu-warp-mma)",
       // Launches, allocations and copies on one stream; the host waits
       // only where it reads a staged scalar and at the end of a region.
@@ -93,8 +101,10 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
       // Device code: the warp tiles' ldmatrix (nvgpu), the weight-stream
       // kernels' vector ops (the NVVM patterns do not lower transfers),
       // then gpu/memref/arith.
+      // wgmma.mma_async becomes inline PTX (convert-nvvm-to-llvm).
       "gpu.module(convert-nvgpu-to-nvvm,convert-vector-to-llvm,"
-      "convert-gpu-to-nvvm,canonicalize,cse,reconcile-unrealized-casts)",
+      "convert-gpu-to-nvvm,convert-nvvm-to-llvm,canonicalize,cse,"
+      "reconcile-unrealized-casts)",
       // Host code: launches, allocations and copies become mgpu* calls.
       "gpu-to-llvm",
       "convert-to-llvm",
@@ -112,6 +122,7 @@ LogicalResult mlir::dsv3::buildGpuPipeline(OpPassManager &pm,
                                            const GpuPipelineOptions &options) {
   CpuPipelineOptions bufferizeOptions;
   bufferizeOptions.tensorCores = options.tensorCores.getValue();
+  bufferizeOptions.mmaRows = tensorCoreTileRows(options);
   if (failed(buildCpuBufferizePipeline(pm, bufferizeOptions)) ||
       failed(buildGpuLoopsPipeline(pm, options)))
     return failure();
@@ -124,9 +135,10 @@ mlir::dsv3::buildGpuTiledOnCpuPipeline(OpPassManager &pm,
   CpuPipelineOptions cpuOptions;
   cpuOptions.emitPackedEntryPoints = options.emitPackedEntryPoints.getValue();
   cpuOptions.tensorCores = options.tensorCores.getValue();
+  cpuOptions.mmaRows = tensorCoreTileRows(options);
   // A warp-level tile runs once, as vector math, instead of on 32 lanes.
   if (failed(buildCpuBufferizePipeline(pm, cpuOptions)) ||
-      failed(buildGpuLoopsPipeline(pm, options, /*warpLanes=*/1)))
+      failed(buildGpuLoopsPipeline(pm, options, /*tiledOnCpu=*/true)))
     return failure();
   return buildCpuLowerToLLVMPipeline(pm, cpuOptions);
 }

@@ -169,6 +169,11 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
     int64_t s = cast<RankedTensorType>(f.getArgument(0).getType()).getDimSize(1);
     return ShapedType::isDynamic(s) ? -1 : s;
   };
+  // The tensor-core instruction of the GPU kernels' tiles (null without).
+  llvm::json::Value mmaInstruction = nullptr;
+  if (options.tensorCores)
+    mmaInstruction = options.tensorCoreTileRows == 64 ? "wgmma.m64n8k16"
+                                                      : "mma.sync.m16n8k16";
   llvm::json::Object manifest{
       {"format", "dsv3-artifact"},
       {"version", 1},
@@ -182,7 +187,8 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
                                        ? llvm::json::Value(options.chip)
                                        : llvm::json::Value(nullptr)},
                           {"gpu_tiled_on_cpu", options.gpuTiledOnCpu},
-                          {"tensor_cores", options.tensorCores}}},
+                          {"tensor_cores", options.tensorCores},
+                          {"mma", mmaInstruction}}},
       {"config", std::move(configValue)},
       {"options",
        llvm::json::Object{

@@ -50,6 +50,10 @@ def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
             assert (out / "artifacts" / name / "libdsv3model.so").exists()
     for case in gpu_check.GOLDEN_CASES:
         assert (out / "golden" / case / "golden.json").exists()
+        # sm_90a's tensor-core tiles are wgmma; the mma.sync builds of the golden cases tell a wgmma fault apart.
+        tiles = {name: json.load(open(out / "artifacts" / name / "manifest.json"))["target"]["mma"]
+                 for name in [case, case + gpu_check.MMA_SYNC_SUFFIX]}
+        assert tiles == {case: "wgmma.m64n8k16", case + gpu_check.MMA_SYNC_SUFFIX: "mma.sync.m16n8k16"}
     assert (out / "python" / "dsv3" / "generate_model.py").exists()
     assert (out / "gpu_check.py").exists()
     # Nothing of the compiler travels: no MLIR/LLVM library in the bundle or among dsv3-run's dependencies.
@@ -76,6 +80,8 @@ def test_run_half_on_a_cpu_bundle(tmp_path):
     assert [g["case"] for g in report["golden_cuda_cores"]] == gpu_check.GOLDEN_CASES
     for g in report["golden_cuda_cores"]:
         assert g["ok"] and g["max_abs_logit_diff_over_max_logit"] <= gpu_check.CUDA_CORE_TOLERANCE
+    assert [g["case"] for g in report["golden_mma_sync"]] == gpu_check.GOLDEN_CASES
+    assert all(g["ok"] for g in report["golden_mma_sync"])
     bench = report[gpu_check.BENCH]
     assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
     assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only

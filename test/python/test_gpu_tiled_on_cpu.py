@@ -11,11 +11,12 @@ GPU kernels, so this checks their tiling, guards and glue against the independen
 - block sizes that do not divide the loop extents (threads-per-block 7 and 1000), so the bounds guards matter.
 
 Those run the CUDA-core kernels (--tensor-cores=false: f32 throughout, so the 1e-4 tolerance holds). The tensor-core
-kernels (warp MMA tiles with bf16 operands and f32 accumulation, which the GPU runs as mma.sync: the linears with
+kernels (MMA tiles with bf16 operands and f32 accumulation, which the GPU runs as wgmma on sm_90a -- 64-row tiles, a
+warpgroup each -- and as mma.sync on sm_80 -- 16-row tiles, a warp each; both shapes run here: the linears with
 bf16 weights but the router, the grouped expert GEMMs on the expert rows gathered as bf16, and the absorbed
 attention's q . cache and P . latent products) are checked on their own, against the golden logits and against the
 numpy reference that rounds the same operands to bf16 (Model(bf16_tensor_core_inputs=True)), on 60-token prompts (an
-expert's rows span several 16-row tiles, shared slots sit after the routed rows, heads and positions fill partial
+expert's rows span several 16-row tiles or part of a 64-row one, shared slots sit after the routed rows, heads and positions fill partial
 tiles), within BF16_TOLERANCE with identical greedy tokens. Not tighter: a value within ~1e-7 of a bf16 rounding
 midpoint rounds one way in the reference and the other in the tiles (their f32 sums differ in order), and where few
 values are rounded (7 attention probabilities, a 48-wide hidden state) one such flip moves the logits by ~1e-3.
@@ -33,6 +34,10 @@ from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artif
 
 TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false")
 TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA tiles where the weights allow
+# The two tile shapes: 64 x 8 (sm_90a, the default: one warpgroup's wgmma) and 16 x 8 (sm_80, or sm_90a with
+# --wgmma=false: one warp's mma.sync). Their row tiling, padding and masks differ, so both run.
+TILE_SHAPES = {"wgmma": ("--chip=sm_90a",), "mma.sync": ("--chip=sm_80",)}
+MMA_OF_TILES = {"wgmma": "wgmma.m64n8k16", "mma.sync": "mma.sync.m16n8k16"}
 # bf16 operands put the logits 4e-3..1e-2 * max|logit| from the f32 references on these models; a wrong tile (rows,
 # columns, a k step, a mask) is off by far more.
 BF16_TOLERANCE = 2e-2
@@ -83,28 +88,34 @@ def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_p
         assert generated == greedy[:NEW_TOKENS]
 
 
+@pytest.mark.parametrize("tiles", TILE_SHAPES)
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 @pytest.mark.parametrize("fusion", ["all", "all --naive-prefill-from=2"])
-def test_tensor_core_tiles_reproduce_golden(case, fusion, tmp_path):
+def test_tensor_core_tiles_reproduce_golden(case, fusion, tiles, tmp_path):
     """With --naive-prefill-from=2 the prefill runs the naive attention on K/V expanded from the latent cache, whose
     two products are tiles too (the query positions as M)."""
     ckpt, golden, want = load_golden(case)
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *f"--fusion={fusion}".split())
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *TILE_SHAPES[tiles],
+                                *f"--fusion={fusion}".split())
     with open(os.path.join(artifact, "manifest.json")) as f:
-        assert json.load(f)["target"]["tensor_cores"] is True
+        target = json.load(f)["target"]
+    assert target["tensor_cores"] is True
+    assert target["mma"] == MMA_OF_TILES[tiles]
     tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)
     assert tokens[0] == golden["greedy_tokens"][:golden["max_new_tokens"]]
     assert_close_bf16(got, want)
 
 
+@pytest.mark.parametrize("tiles", TILE_SHAPES)
 @pytest.mark.parametrize("name", ["sigmoid-groups-bias", "softmax-no-groups", "fp8", "odd-heads"])
-def test_tensor_core_tiles_match_bf16_reference(name, variant_checkpoints, tmp_path):
-    """60 tokens: 8 experts x top-3 gives ~22 rows per expert (two row tiles), the shared slots 60 rows each (four);
-    softmax-no-groups has two shared slots; fp8 keeps its linears and expert GEMMs on CUDA cores (FP8 weights)
-    while its attention uses the tiles; odd-heads fills partial 16-row tiles of heads."""
+def test_tensor_core_tiles_match_bf16_reference(name, tiles, variant_checkpoints, tmp_path):
+    """60 tokens: 8 experts x top-3 gives ~22 rows per expert (two 16-row tiles, one partial 64-row tile), the shared
+    slots 60 rows each (four 16-row tiles, one 64-row tile); softmax-no-groups has two shared slots; fp8 keeps its
+    linears and expert GEMMs on CUDA cores (FP8 weights) while its attention uses the tiles; odd-heads fills partial
+    tiles of heads."""
     from dsv3.reference import Model, greedy_logits
     ckpt = variant_checkpoints[name]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *TILE_SHAPES[tiles])
     want, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True), PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
@@ -114,12 +125,13 @@ def test_tensor_core_tiles_match_bf16_reference(name, variant_checkpoints, tmp_p
     assert np.abs(got - want_f32).max() / np.abs(want_f32).max() > 1e-3
 
 
-def test_tensor_core_tiles_batch_of_two_unequal_prompts(variant_checkpoints, tmp_path):
+@pytest.mark.parametrize("tiles", TILE_SHAPES)
+def test_tensor_core_tiles_batch_of_two_unequal_prompts(tiles, variant_checkpoints, tmp_path):
     """Two sequences in one call: the attention tiles batch over sequences, each with its own used length and
     causal mask; the expert and linear tiles mix both sequences' rows."""
     from dsv3.reference import Model, greedy_logits
     ckpt = variant_checkpoints["sigmoid-groups-bias"]
-    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, "--max-batch", "2")
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *TILE_SHAPES[tiles], "--max-batch", "2")
     prompts = [PROMPT, PROMPT[:37][::-1]]
     tokens, _ = run_artifact(artifact, ckpt, prompts, NEW_TOKENS, tmp_path, logits=False)
     for prompt, generated in zip(prompts, tokens):

@@ -1,7 +1,8 @@
 //===- dsv3-compile.cpp - Compile a DeepSeek-V3-architecture model --------===//
 //
 //   dsv3-compile <checkpoint-dir | config.json> -o ARTIFACT_DIR
-//                [--target cpu [--gpu-tiled-on-cpu] | --target cuda [--chip sm_90a|sm_80]]
+//                [--target cpu [--gpu-tiled-on-cpu [--chip ...]] |
+//                 --target cuda [--chip sm_90a|sm_80] [--wgmma=false]]
 //   dsv3-compile <checkpoint-dir | config.json> --emit=dsv3|llvm [-o FILE]
 //
 // Reads and validates the Hugging Face config (and, given a checkpoint
@@ -78,7 +79,10 @@ cl::opt<std::string> cpuName(
     cl::init("native"), cl::cat(category));
 cl::opt<std::string> chip("chip",
                           cl::desc("GPU architecture for --target=cuda: "
-                                   "sm_90a (default) | sm_80"),
+                                   "sm_90a (default) | sm_80; with "
+                                   "--gpu-tiled-on-cpu it picks the tiles "
+                                   "(64-row wgmma tiles on sm_90a, 16-row "
+                                   "mma.sync tiles on sm_80)"),
                           cl::init("sm_90a"), cl::cat(category));
 cl::opt<int64_t> threadsPerBlock(
     "threads-per-block",
@@ -95,9 +99,15 @@ cl::opt<bool> tensorCores(
     "tensor-cores",
     cl::desc("GPU kernels (--target=cuda, --gpu-tiled-on-cpu): the GEMMs "
              "with bf16 weights (linears but the router, grouped experts) "
-             "and the MLA attention products on tensor cores (mma.sync; "
-             "operands rounded to bf16, f32 accumulation). "
+             "and the MLA attention products on tensor cores (mma.sync, "
+             "wgmma on sm_90a; operands rounded to bf16, f32 accumulation). "
              "--tensor-cores=false: CUDA-core kernels in f32 (default true)"),
+    cl::init(true), cl::cat(category));
+cl::opt<bool> wgmma(
+    "wgmma",
+    cl::desc("With tensor cores on sm_90a: 64-row tiles as warpgroup "
+             "wgmma.mma_async (128-thread blocks). --wgmma=false: 16-row "
+             "mma.sync tiles as on sm_80 (default true)"),
     cl::init(true), cl::cat(category));
 cl::opt<int64_t> maxSeqLen(
     "max-seq-len",
@@ -249,7 +259,8 @@ int main(int argc, char **argv) {
   mlir::dsv3::registerDsv3Dialects(registry);
   mlir::dsv3::registerUpstreamDependencies(registry);
   mlir::MLIRContext context(registry);
-  if (targetKind == TargetKind::Cuda && !mlir::dsv3::isSupportedGpuChip(chip))
+  if ((targetKind == TargetKind::Cuda || gpuTiledOnCpu) &&
+      !mlir::dsv3::isSupportedGpuChip(chip))
     return fail("--chip must be sm_90a or sm_80, got '" + chip + "'");
   if (targetKind == TargetKind::Cuda && gpuTiledOnCpu)
     return fail("--gpu-tiled-on-cpu compiles for the CPU: use it with "
@@ -332,6 +343,7 @@ int main(int argc, char **argv) {
   gpuOptions.chip = chip;
   gpuOptions.threadsPerBlock = threadsPerBlock;
   gpuOptions.tensorCores = tensorCores;
+  gpuOptions.wgmma = wgmma;
   const char *pipelineName = "dsv3-cpu-pipeline";
   mlir::LogicalResult built = mlir::failure();
   if (targetKind == TargetKind::Cuda) {
@@ -365,6 +377,9 @@ int main(int argc, char **argv) {
   artifactOptions.gpuTiledOnCpu = gpuTiledOnCpu;
   artifactOptions.tensorCores =
       tensorCores && (gpuTiledOnCpu || targetKind == TargetKind::Cuda);
+  if (artifactOptions.tensorCores)
+    artifactOptions.tensorCoreTileRows =
+        mlir::dsv3::tensorCoreTileRows(gpuOptions);
   if (targetKind == TargetKind::Cuda) {
     artifactOptions.device = "cuda";
     artifactOptions.chip = chip;

@@ -33,8 +33,9 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
       followed by the combine through the inverse permutation.
 
     With `tensor-cores` (set by the GPU pipelines), GEMMs become warp MMA
-    tiles: 16 x 8 output tiles of `vector.contract` steps with bf16 operands
-    and f32 accumulation, which `dsv3-gpu-warp-mma` turns into `mma.sync`
+    tiles: `mma-rows` x 8 output tiles of `vector.contract` steps with bf16
+    operands and f32 accumulation, which `dsv3-gpu-warp-mma` turns into
+    `mma.sync` (16 rows, a warp) or `wgmma` (64 rows, a warpgroup; sm_90a)
     (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
     kernels where the weights are bf16 and the widths fit (each expert's
     rows gathered as bf16 first), the absorbed attention's q . cache and
@@ -63,7 +64,10 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
   let options = [
     Option<"tensorCores", "tensor-cores", "bool", /*default=*/"false",
            "Lower the grouped expert GEMMs to warp MMA tiles (bf16 operands, "
-           "f32 accumulation) where the weights allow">
+           "f32 accumulation) where the weights allow">,
+    Option<"mmaRows", "mma-rows", "int64_t", /*default=*/"16",
+           "Rows of a tensor-core tile: 16 (one warp's mma.sync m16n8k16) or "
+           "64 (one warpgroup's wgmma m64n8k16, sm_90a)">
   ];
 }
 
@@ -177,7 +181,8 @@ def DSV3GpuTileParallelLoops : Pass<"dsv3-gpu-tile-parallel-loops", "func::FuncO
     warp MMA tiles of the grouped expert GEMMs, each iteration one warp's
     work, run collectively by its lanes): all its dimensions become the
     block index and the inner loop is `warp-lanes` iterations that do not
-    use their index (32 lanes, mapped to threads, for the GPU;
+    use their index (32 lanes, mapped to threads, for the GPU's 16-row
+    mma.sync tiles, 128 -- a warpgroup -- for the 64-row wgmma tiles;
     `dsv3-gpu-warp-mma` then gives each lane its part). The CPU form of the
     tiles uses `warp-lanes=1`: the warp's work once, as vector math.
 
@@ -189,14 +194,14 @@ def DSV3GpuTileParallelLoops : Pass<"dsv3-gpu-tile-parallel-loops", "func::FuncO
     Option<"threads", "threads", "int64_t", /*default=*/"128",
            "Threads per block (the inner loop's extent)">,
     Option<"warpLanes", "warp-lanes", "int64_t", /*default=*/"32",
-           "Threads of a block running a warp-level loop (32 on the GPU, 1 "
-           "for the CPU form)">
+           "Threads of a block running a warp-level loop (32 for mma.sync "
+           "tiles, 128 for wgmma tiles, 1 for the CPU form)">
   ];
   let dependentDialects = ["mlir::scf::SCFDialect", "mlir::arith::ArithDialect"];
 }
 
 def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
-  let summary = "Warp-level bf16 vector.contract tiles -> mma.sync on tensor cores";
+  let summary = "bf16 vector.contract tiles -> mma.sync (warp) or wgmma (warpgroup) on tensor cores";
   let description = [{
     Runs on GPU code (a `gpu.module`, after outlining) whose warp-level loops
     come from `dsv3-gpu-tile-parallel-loops` (each warp of 32 lanes runs the
@@ -230,6 +235,21 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     Upstream `convert-vector-to-gpu` does the same for f16 only (MLIR 22),
     and `nvgpu.mma.sync` does not lower bf16 to NVVM there, so the NVVM op
     is built directly.
+
+    64-row tiles (`convert-dsv3-to-linalg{mma-rows=64}`, the GPU pipeline's
+    choice on sm_90a) are one warpgroup's work (a block of 128 threads:
+    warp w holds rows 16w..16w+15 of the accumulator, each thread the same
+    four values as with mma.sync) and become `nvvm.wgmma.mma_async`
+    m64n8k16 (bf16 x bf16 -> f32, A and B K-major from shared memory): each
+    operand tile is copied by the warpgroup into a workgroup buffer
+    [rows/8][2][8][8] (the no-swizzle core-matrix layout: 8 rows x 16 bytes
+    per core matrix; one 16-byte row per thread), fenced for the async
+    proxy (`nvvm.fence.proxy async.shared::cta`) and a barrier, and read by
+    the tensor cores through a 64-bit matrix descriptor (start address,
+    leading byte offset 128, stride byte offset 256, no swizzle) built once
+    at the kernel's entry; each wgmma is fenced, committed and waited for.
+    A 64-row tile needs shared memory: outside a `gpu.func` or with
+    `shared-memory=false` it is an error.
   }];
   let options = [
     Option<"sharedMemory", "shared-memory", "bool", /*default=*/"true",

@@ -42,6 +42,12 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
                      "products to warp MMA tiles (bf16 operands, f32 "
                      "accumulation; set by the GPU pipelines)"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> mmaRows{
+      *this, "mma-rows",
+      llvm::cl::desc("Rows of a tensor-core tile: 16 (a warp's mma.sync) or "
+                     "64 (a warpgroup's wgmma; set by the GPU pipelines for "
+                     "sm_90a)"),
+      llvm::cl::init(16)};
 };
 
 /// Stage 1: dsv3 -> linalg/tensor -> one-shot bufferization with buffer
@@ -76,10 +82,20 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
   PassOptions::Option<bool> tensorCores{
       *this, "tensor-cores",
       llvm::cl::desc("GEMMs with bf16 weights and the MLA attention products "
-                     "on tensor cores (warp MMA tiles -> mma.sync); off: the "
-                     "CUDA-core kernels"),
+                     "on tensor cores (warp MMA tiles -> mma.sync, or wgmma "
+                     "on sm_90a); off: the CUDA-core kernels"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> wgmma{
+      *this, "wgmma",
+      llvm::cl::desc("On sm_90a, tensor-core tiles of 64 rows as warpgroup "
+                     "wgmma.mma_async (128-thread blocks); off: 16-row "
+                     "mma.sync tiles as on sm_80"),
       llvm::cl::init(true)};
 };
+
+/// The rows of the tensor-core tiles these options give: 64 (wgmma) on
+/// sm_90a unless wgmma=false, else 16 (mma.sync).
+int64_t tensorCoreTileRows(const GpuPipelineOptions &options);
 
 /// The GPU architectures the pipeline targets.
 bool isSupportedGpuChip(llvm::StringRef chip);
@@ -89,10 +105,11 @@ constexpr int64_t kMaxThreadsPerBlock = 1024;
 
 /// GPU stage 2a: buffers -> parallel loops in the kernels' tiled form (an
 /// outer loop over blocks, an inner one over the threads of a block).
-/// `warpLanes`: the threads of a warp-level loop (32; 1 for the CPU form).
+/// A tensor-core tile's loop gets a block of a warp (16-row tiles) or a
+/// warpgroup (64-row tiles); `tiledOnCpu`: one lane, the tile as vector math.
 LogicalResult buildGpuLoopsPipeline(OpPassManager &pm,
                                     const GpuPipelineOptions &options,
-                                    int64_t warpLanes = 32);
+                                    bool tiledOnCpu = false);
 
 /// GPU stage 2b: tiled loops -> gpu.launch -> outlined kernels -> NVVM ->
 /// cubins (ptxas) embedded in the module; host code to the LLVM dialect,

@@ -42,6 +42,8 @@ struct ArtifactOptions {
   /// GPU kernels: GEMMs with bf16 weights and the MLA attention products on
   /// tensor cores (bf16 operands).
   bool tensorCores = false;
+  /// Their tiles' rows: 16 (mma.sync) or 64 (wgmma); 0 without tensor cores.
+  int64_t tensorCoreTileRows = 0;
 };
 
 /// Describes the artifact's interface from the imported (not yet lowered)

@@ -93,7 +93,8 @@ Value emitReshape(Emitter &e, Value v, ArrayRef<ReassociationIndices> reassoc,
 template <typename OpTy>
 struct FunctionLowering : OpRewritePattern<OpTy> {
   using Function = std::function<Value(Emitter &, OpTy)>;
-  FunctionLowering(MLIRContext *context, bool tensorCores, Function function)
+  FunctionLowering(MLIRContext *context, TensorCoreTiles tensorCores,
+                   Function function)
       : OpRewritePattern<OpTy>(context), tensorCores(tensorCores),
         function(std::move(function)) {}
   LogicalResult matchAndRewrite(OpTy op,
@@ -102,7 +103,7 @@ struct FunctionLowering : OpRewritePattern<OpTy> {
     rewriter.replaceOp(op, function(e, op));
     return success();
   }
-  bool tensorCores;
+  TensorCoreTiles tensorCores;
   Function function;
 };
 
@@ -462,9 +463,9 @@ Value emitConcatLast(Emitter &e, Value a, Value bv) {
 
 struct MlaLowering : OpRewritePattern<MlaOp> {
   /// tensorCores: the absorbed attention's two products as warp MMA tiles.
-  MlaLowering(MLIRContext *context, bool tensorCores)
+  MlaLowering(MLIRContext *context, TensorCoreTiles tensorCores)
       : OpRewritePattern(context), tensorCores(tensorCores) {}
-  bool tensorCores;
+  TensorCoreTiles tensorCores;
 
   LogicalResult matchAndRewrite(MlaOp op,
                                 PatternRewriter &rewriter) const override {
@@ -768,6 +769,13 @@ struct ConvertDSV3ToLinalgPass
       if (isa<DSV3Dialect>(op->getDialect()))
         op->setLoc(NameLoc::get(op->getName().getIdentifier(), op->getLoc()));
     });
+    if (mmaRows != 16 && mmaRows != 64) {
+      getOperation().emitError("convert-dsv3-to-linalg: mma-rows must be 16 "
+                               "(mma.sync) or 64 (wgmma), not ")
+          << mmaRows;
+      return signalPassFailure();
+    }
+    const TensorCoreTiles tensorCores{this->tensorCores, mmaRows};
     patterns.add<EmbeddingLowering>(context);
     patterns.add<MlaLowering>(context, tensorCores);
     populateMoeLoweringPatterns(patterns, tensorCores);

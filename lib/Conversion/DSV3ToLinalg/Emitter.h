@@ -18,14 +18,22 @@ namespace lowering {
 
 using utils::IteratorType;
 
+/// Whether GEMMs become tensor-core tiles (bf16 inputs, f32 accumulation;
+/// WarpMma.h) -- convert-dsv3-to-linalg{tensor-cores} -- and the tiles' rows
+/// (mma-rows): 16, one warp's mma.sync, or 64, one warpgroup's wgmma.
+struct TensorCoreTiles {
+  bool enabled = false;
+  int64_t rows = 16;
+  explicit operator bool() const { return enabled; }
+};
+
 /// Bundles the rewriter and location so the lowering code reads like the
 /// math it implements.
 struct Emitter {
   PatternRewriter &b;
   Location loc;
-  /// emitLinear with bf16 weights as warp MMA tiles (bf16 inputs, f32
-  /// accumulation; WarpMma.h): convert-dsv3-to-linalg{tensor-cores}.
-  bool tensorCores = false;
+  /// emitLinear with bf16 weights as tensor-core tiles.
+  TensorCoreTiles tensorCores = {};
 
   Type f32() { return b.getF32Type(); }
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }

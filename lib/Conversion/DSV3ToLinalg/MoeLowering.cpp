@@ -83,7 +83,7 @@ std::pair<Value, Value> emitRouting(Emitter &e, OpTy op, Value x) {
   // The router stays f32 even with tensor cores: rounding its input to
   // bf16 could change which experts are chosen.
   Emitter f32Emitter = e;
-  f32Emitter.tensorCores = false;
+  f32Emitter.tensorCores = {};
   Value logits = emitLinear(f32Emitter, x, op.getRouter(), Value()); // [N, E]
   Value scores;
   if (op.getScoring() == ScoringFunc::Sigmoid) {
@@ -478,11 +478,11 @@ ExpertRows expertRowsOf(Value order, Value offsets, int64_t topK,
 }
 
 struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
-  MoeGateUpLowering(MLIRContext *context, bool tensorCores)
+  MoeGateUpLowering(MLIRContext *context, TensorCoreTiles tensorCores)
       : OpRewritePattern(context), tensorCores(tensorCores) {}
   LogicalResult matchAndRewrite(MoeGateUpOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
+    Emitter e{rewriter, op.getLoc(), tensorCores};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getGate(), /*interDim=*/1, op.getSharedGate(), 0);
@@ -508,15 +508,15 @@ struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
   }
 
 private:
-  bool tensorCores;
+  TensorCoreTiles tensorCores;
 };
 
 struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
-  MoeDownCombineLowering(MLIRContext *context, bool tensorCores)
+  MoeDownCombineLowering(MLIRContext *context, TensorCoreTiles tensorCores)
       : OpRewritePattern(context), tensorCores(tensorCores) {}
   LogicalResult matchAndRewrite(MoeDownCombineOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc()};
+    Emitter e{rewriter, op.getLoc(), tensorCores};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getDown(), /*interDim=*/2, op.getSharedDown(), 1);
@@ -543,13 +543,13 @@ struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
   }
 
 private:
-  bool tensorCores;
+  TensorCoreTiles tensorCores;
 };
 
 } // namespace
 
 void mlir::dsv3::lowering::populateMoeLoweringPatterns(
-    RewritePatternSet &patterns, bool tensorCores) {
+    RewritePatternSet &patterns, TensorCoreTiles tensorCores) {
   patterns.add<MoeLowering, MoeRouteLowering, MoeDispatchLowering>(
       patterns.getContext());
   patterns.add<MoeGateUpLowering, MoeDownCombineLowering>(

@@ -7,6 +7,8 @@
 #ifndef DSV3_LIB_CONVERSION_DSV3TOLINALG_MOELOWERING_H
 #define DSV3_LIB_CONVERSION_DSV3TOLINALG_MOELOWERING_H
 
+#include "Emitter.h"
+
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir {
@@ -17,9 +19,9 @@ namespace lowering {
 /// fused ops dsv3-fuse-moe produces (moe_route, moe_dispatch, moe_gate_up,
 /// moe_down_combine).
 /// `tensorCores`: the fused grouped expert GEMMs as warp MMA tiles where
-/// their weights allow (ExpertMma.h).
+/// their weights allow (WarpMma.h).
 void populateMoeLoweringPatterns(RewritePatternSet &patterns,
-                                 bool tensorCores);
+                                 TensorCoreTiles tensorCores);
 
 } // namespace lowering
 } // namespace dsv3

@@ -33,13 +33,13 @@ bool canUseExpertMma(ArrayRef<const WeightView *> weights, int64_t outDim,
 namespace {
 
 /// The bf16 operand A of the tiles: row r of `rows` (value(r, k), f32, for
-/// r < P + S * N) rounded to bf16, then kMmaRows zero rows, so a tile's
-/// 16-row read never leaves the matrix.
+/// r < P + S * N) rounded to bf16, then a tile's rows of zeros, so a tile's
+/// read never leaves the matrix.
 Value emitGatheredRows(
     Emitter &e, Value numRows, int64_t depth,
     function_ref<Value(OpBuilder &, Location, Value r, Value k)> value) {
-  Value padded =
-      arith::AddIOp::create(e.b, e.loc, numRows, e.index(kMmaRows));
+  Value padded = arith::AddIOp::create(e.b, e.loc, numRows,
+                                       e.index(e.tensorCores.rows));
   Type bf16 = e.b.getBF16Type();
   Value init = e.empty({padded, e.b.getIndexAttr(depth)}, bf16);
   AffineMap id2 = e.b.getMultiDimIdentityMap(2);
@@ -123,9 +123,10 @@ Value readBf16Tile(OpBuilder &b, Location loc, Value source,
       b, loc, VectorType::get({rows, kMmaDepth}, b.getF32Type()), tile);
 }
 
-/// The in-bounds A tile at (i, j) of a 2-D bf16 matrix.
-Value readTileA(OpBuilder &b, Location loc, Value matrix, Value i, Value j) {
-  return readBf16Tile(b, loc, matrix, ValueRange{i, j}, 0, 1, kMmaRows,
+/// The in-bounds [rows x 16] A tile at (i, j) of a 2-D bf16 matrix.
+Value readTileA(OpBuilder &b, Location loc, Value matrix, Value i, Value j,
+                int64_t rows) {
+  return readBf16Tile(b, loc, matrix, ValueRange{i, j}, 0, 1, rows,
                       /*inBounds=*/true);
 }
 
@@ -151,13 +152,13 @@ Value mmaStep(OpBuilder &b, Location loc, Value a, Value bt, Value acc) {
   return vector::ContractionOp::create(b, loc, a, bt, acc, maps, iterators);
 }
 
-/// The tiles' loop: for k in [0, depth) step 16, each accumulator i gets
-/// A(k) . B_i(k); returns the accumulators.
+/// The tiles' loop: for k in [0, depth) step 16, each [rows x 8]
+/// accumulator i gets A(k) . B_i(k); returns the accumulators.
 SmallVector<Value> emitTileLoop(
-    OpBuilder &b, Location loc, OpFoldResult depth, unsigned numAcc,
-    function_ref<Value(OpBuilder &, Location, Value k)> readA,
+    OpBuilder &b, Location loc, OpFoldResult depth, int64_t rows,
+    unsigned numAcc, function_ref<Value(OpBuilder &, Location, Value k)> readA,
     function_ref<Value(OpBuilder &, Location, unsigned i, Value k)> readB) {
-  auto accType = VectorType::get({kMmaRows, kMmaCols}, b.getF32Type());
+  auto accType = VectorType::get({rows, kMmaCols}, b.getF32Type());
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(accType, 0.0f));
   auto loop = scf::ForOp::create(
@@ -174,7 +175,7 @@ SmallVector<Value> emitTileLoop(
   return SmallVector<Value>(loop.getResults());
 }
 
-/// Writes the warp's [16, 8] tiles side by side into `block` (tile i at
+/// Writes the warp's [rows, 8] tiles side by side into `block` (tile i at
 /// column 8 * i): the rows and columns past the block's end (another
 /// group's rows, the matrix's last columns) are masked off.
 Value writeTiles(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
@@ -189,7 +190,7 @@ Value writeTiles(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
   return block;
 }
 
-/// Runs `compute` (which returns the warp's [16, 8] tiles) only for a block
+/// Runs `compute` (which returns the warp's [rows, 8] tiles) only for a block
 /// with rows, and writes the tiles' rows that exist into the block.
 Value fillTiles(OpBuilder &b, Location loc, Value block,
                 function_ref<SmallVector<Value>(OpBuilder &, Location)> compute) {
@@ -233,6 +234,7 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
         return tensor::ExtractOp::create(b, loc, x, ValueRange{token, k});
       });
   const int64_t tiles = colTilesPerWarp(rows.inter);
+  const int64_t tileRows = e.tensorCores.rows;
   return emitExpertBlocks(
       e, rows, numTokens, rows.inter, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
@@ -242,9 +244,9 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
         return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
           // Accumulators: the gate tiles, then the up tiles.
           SmallVector<Value> acc = emitTileLoop(
-              b1, l1, b1.getIndexAttr(hidden), 2 * tiles,
+              b1, l1, b1.getIndexAttr(hidden), tileRows, 2 * tiles,
               [&](OpBuilder &b2, Location l2, Value k) {
-                return readTileA(b2, l2, a, blk.lo, k);
+                return readTileA(b2, l2, a, blk.lo, k, tileRows);
               },
               [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
                 Value n = arith::AddIOp::create(
@@ -259,7 +261,7 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
           return act;
         });
       },
-      kMmaRows);
+      tileRows);
 }
 
 Value emitExpertDownMma(Emitter &e, Value act, Value weights,
@@ -282,15 +284,16 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
         return arith::MulFOp::create(b, loc, scale, v);
       });
   const int64_t tiles = colTilesPerWarp(hidden);
+  const int64_t tileRows = e.tensorCores.rows;
   return emitExpertBlocks(
       e, rows, numTokens, hidden, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
         const WeightView &w = blk.shared ? sharedDown : down;
         return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
           return emitTileLoop(
-              b1, l1, b1.getIndexAttr(rows.inter), tiles,
+              b1, l1, b1.getIndexAttr(rows.inter), tileRows, tiles,
               [&](OpBuilder &b2, Location l2, Value k) {
-                return readTileA(b2, l2, a, blk.lo, k);
+                return readTileA(b2, l2, a, blk.lo, k, tileRows);
               },
               [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
                 // A shared slot reads its own I columns of shared_down.
@@ -301,7 +304,7 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
               });
         });
       },
-      kMmaRows);
+      tileRows);
 }
 
 Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
@@ -318,14 +321,15 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
   // A warp computes kMmaColTilesPerWarp tiles side by side (sharing its A
   // tile); the last columns are masked.
   const int64_t warpCols = kMmaColTilesPerWarp * kMmaCols;
+  const int64_t tileRows = e.tensorCores.rows;
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
-      ArrayRef<OpFoldResult>{groups, tiles(m, kMmaRows), tiles(n, warpCols)},
+      ArrayRef<OpFoldResult>{groups, tiles(m, tileRows), tiles(n, warpCols)},
       ValueRange{init}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
         Value g = ivsAndOuts[0], out = ivsAndOuts[3];
         Value m0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
-                                         indexConst(b, loc, kMmaRows));
+                                         indexConst(b, loc, tileRows));
         Value n0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
                                          indexConst(b, loc, warpCols));
         // The tile's slice of the output: the rows and columns that exist.
@@ -337,7 +341,7 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
         };
         SmallVector<OpFoldResult> offsets{g, m0, n0};
         SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
-                                        left(m, m0, kMmaRows),
+                                        left(m, m0, tileRows),
                                         left(n, n0, warpCols)};
         SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
         auto blockType = RankedTensorType::get(
@@ -345,10 +349,10 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
         Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
                                                      offsets, sizes, strides);
         SmallVector<Value> acc = emitTileLoop(
-            b, loc, depth, kMmaColTilesPerWarp,
+            b, loc, depth, tileRows, kMmaColTilesPerWarp,
             [&](OpBuilder &b1, Location l1, Value k) {
               return readBf16Tile(b1, l1, a, ValueRange{g, m0, k}, 1, 2,
-                                  kMmaRows, /*inBounds=*/false);
+                                  tileRows, /*inBounds=*/false);
             },
             [&](OpBuilder &b1, Location l1, unsigned i, Value k) {
               SmallVector<Value> at{g, g, g};

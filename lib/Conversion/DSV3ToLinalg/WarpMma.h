@@ -1,20 +1,22 @@
 //===- WarpMma.h - GEMMs as warp MMA tiles (tensor cores) ------*- C++ -*-===//
 //
 // The tensor-core forms chosen by convert-dsv3-to-linalg{tensor-cores} (the
-// GPU pipelines set it): GEMMs written as loops over 16 x 8 output tiles, each
-// one warp's work, whose K loop is
-//     vector.contract(extf(bf16 A[16x16]), extf(bf16 B[8x16]), C[16x8 f32])
+// GPU pipelines set it): GEMMs written as loops over R x 8 output tiles, each
+// one warp's (R = 16) or one warpgroup's (R = 64, mma-rows=64) work, whose K
+// loop is
+//     vector.contract(extf(bf16 A[R x 16]), extf(bf16 B[8 x 16]), C[R x 8 f32])
 // on transfer reads straight from memory (an f32 operand is rounded to bf16
 // in the tile: truncf then extf). dsv3-gpu-warp-mma turns that into
-// mma.sync.m16n8k16 (bf16 in, f32 accumulate) with each lane's fragments
-// loaded from memory; on the CPU (dsv3-gpu-tiled-on-cpu) it is plain vector
-// math, so the tiles, their indices, masks and epilogues are tested there.
+// mma.sync.m16n8k16 (R = 16) or wgmma.mma_async.m64n8k16 (R = 64, sm_90a),
+// bf16 in, f32 accumulate; on the CPU (dsv3-gpu-tiled-on-cpu) it is plain
+// vector math, so the tiles, their indices, masks and epilogues are tested
+// there. R comes from the Emitter (TensorCoreTiles::rows).
 //
 // Two users:
 //   - the grouped expert GEMMs (dsv3.moe_gate_up, dsv3.moe_down_combine):
-//     each expert's rows gathered once into a bf16 matrix [rows + 16, K]
+//     each expert's rows gathered once into a bf16 matrix [rows + R, K]
 //     (the token's activations; for down, times the pair's routing weight),
-//     then a loop over (active group, 16-row tile, 8-column tile) with the
+//     then a loop over (active group, R-row tile, 8-column tile) with the
 //     SiLU * up epilogue for gate/up;
 //   - the absorbed MLA attention on the latent cache: scores = q_cat .
 //     cache^T and o_lat = P . cache_latent, batched over sequences, with
@@ -34,10 +36,10 @@ namespace mlir {
 namespace dsv3 {
 namespace lowering {
 
-/// The warp tile of one mma.sync: rows x columns x depth.
-constexpr int64_t kMmaRows = 16, kMmaCols = 8, kMmaDepth = 16;
-/// The 8-column tiles one warp computes side by side from the same A tile
-/// (its 16 rows staged once for all of them): 16 x 32 per warp.
+/// The columns and depth of one MMA tile (its rows: TensorCoreTiles::rows).
+constexpr int64_t kMmaCols = 8, kMmaDepth = 16;
+/// The 8-column tiles one warp (warpgroup) computes side by side from the
+/// same A tile (its rows staged once for all of them): R x 32 each.
 constexpr int64_t kMmaColTilesPerWarp = 4;
 
 /// Whether a GEMM reading `weight` (with FP8 block `scale`, or null) can run

@@ -1,11 +1,19 @@
-//===- GpuWarpMma.cpp - warp vector.contract tiles -> nvvm.mma.sync -------===//
+//===- GpuWarpMma.cpp - MMA vector.contract tiles -> mma.sync / wgmma -----===//
 //
-// The warp MMA tiles of the grouped expert GEMMs (lib/Conversion/
-// DSV3ToLinalg/ExpertMma.h) are written as whole-warp vector operations so
-// that the same IR runs on the CPU. On the GPU each lane holds only its part
-// of a 16x8 accumulator (the mma.sync fragment layout), so the tiles are
-// "distributed": every warp-level value of the accumulator type becomes four
-// f32 values per lane, computed from the values it was made of.
+// The tensor-core tiles of convert-dsv3-to-linalg{tensor-cores} (lib/
+// Conversion/DSV3ToLinalg/WarpMma.h) are written as whole-tile vector
+// operations so that the same IR runs on the CPU. On the GPU each thread
+// holds only its part of the accumulator, so the tiles are "distributed":
+// every tile-level value of the accumulator type becomes four f32 values per
+// thread, computed from the values it was made of. Two tile sizes, one per
+// instruction:
+//   - 16 x 8, one warp: mma.sync.m16n8k16 (sm_80 and sm_90a), operands
+//     staged in shared memory and loaded into registers with ldmatrix;
+//   - 64 x 8, one warpgroup (4 warps, 128 threads): wgmma.mma_async.m64n8k16
+//     (sm_90a), operands staged in shared memory in the core-matrix layout
+//     and read by the tensor cores through matrix descriptors.
+// Both give thread t the same four accumulator elements of its warp's 16
+// rows (warp t / 32 of the warpgroup owns rows 16 * (t / 32) ...).
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,30 +41,50 @@ using namespace mlir;
 
 namespace {
 
-/// The m16n8k16 tile: A [16 x 16], B [8 (n) x 16 (k)], C [16 x 8].
-constexpr int64_t kRows = 16, kCols = 8, kDepth = 16;
-/// The values of a C fragment each lane holds.
+/// The tiles: A [R x 16], B [8 (n) x 16 (k)], C [R x 8] with R = 16
+/// (mma.sync m16n8k16, a warp) or R = 64 (wgmma m64n8k16, a warpgroup).
+constexpr int64_t kWarpRows = 16, kWarpgroupRows = 64, kCols = 8,
+                  kDepth = 16;
+/// The values of a C fragment each thread holds (either instruction).
 constexpr unsigned kFragment = 4;
 
 using Fragment = SmallVector<Value, kFragment>;
 
-bool isAccumulatorType(Type type) {
+/// The rows of an accumulator tile type (vector<16x8xf32> or
+/// vector<64x8xf32>), or 0 for any other type.
+int64_t accumulatorRows(Type type) {
   auto vectorType = dyn_cast<VectorType>(type);
-  return vectorType && vectorType.getShape() == ArrayRef<int64_t>{kRows, kCols} &&
-         vectorType.getElementType().isF32();
+  if (!vectorType || vectorType.getRank() != 2 ||
+      vectorType.getDimSize(1) != kCols ||
+      !vectorType.getElementType().isF32())
+    return 0;
+  int64_t rows = vectorType.getDimSize(0);
+  return rows == kWarpRows || rows == kWarpgroupRows ? rows : 0;
 }
 
-/// Where lane `lane` keeps things: group = lane / 4 (a row), t = lane % 4
-/// (a pair of columns).
-struct LaneCoordinates {
-  Value group, pair; // pair = 2 * t
+bool isAccumulatorType(Type type) { return accumulatorRows(type) != 0; }
 
-  static LaneCoordinates of(OpBuilder &b, Location loc) {
+/// Where thread `t` keeps things: group = (t % 32) / 4 + 16 * (t / 32) (a
+/// row: a warpgroup's warp w owns rows 16w..16w+15), t % 4 (a pair of
+/// columns).
+struct LaneCoordinates {
+  Value group, pair; // pair = 2 * (t % 4)
+
+  static LaneCoordinates of(OpBuilder &b, Location loc, int64_t tileRows) {
     Value lane = gpu::LaneIdOp::create(b, loc, IntegerAttr());
     Value four = arith::ConstantIndexOp::create(b, loc, 4);
     Value t = arith::RemUIOp::create(b, loc, lane, four);
-    return {arith::DivUIOp::create(b, loc, lane, four),
-            arith::AddIOp::create(b, loc, t, t)};
+    Value group = arith::DivUIOp::create(b, loc, lane, four);
+    if (tileRows == kWarpgroupRows) {
+      Value thread = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+      Value warp = arith::DivUIOp::create(
+          b, loc, thread, arith::ConstantIndexOp::create(b, loc, 32));
+      group = arith::AddIOp::create(
+          b, loc, group,
+          arith::MulIOp::create(b, loc, warp,
+                                arith::ConstantIndexOp::create(b, loc, 16)));
+    }
+    return {group, arith::AddIOp::create(b, loc, t, t)};
   }
   /// Row and column of element i of a C fragment: (g, 2t), (g, 2t + 1),
   /// (g + 8, 2t), (g + 8, 2t + 1).
@@ -177,7 +205,7 @@ struct TileRead {
   }
 };
 
-bool isWarpContraction(vector::ContractionOp op) {
+bool isTileContraction(vector::ContractionOp op) {
   if (op.getKind() != vector::CombiningKind::ADD ||
       !isAccumulatorType(op.getAccType()))
     return false;
@@ -235,6 +263,8 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   /// The fragment registers loaded from each staged tile (by the first
   /// contraction that reads it; the others come after it in the same block).
   DenseMap<Value, SmallVector<Value>> stagedFragments;
+  /// The wgmma matrix descriptor of each staged 64-row-kernel tile.
+  DenseMap<Value, Value> descriptors;
   bool failedToDistribute = false;
 
   void runOnOperation() override {
@@ -243,6 +273,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     fragments.clear();
     stagedTiles.clear();
     stagedFragments.clear();
+    descriptors.clear();
     failedToDistribute = false;
     Operation *root = getOperation();
     // 1. Loops carrying accumulators carry four f32 per accumulator.
@@ -292,11 +323,12 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         barrier.erase();
     });
     WalkResult left = root->walk([](vector::ContractionOp op) {
-      op.emitOpError("dsv3-gpu-warp-mma: not a warp MMA tile (expected "
-                     "extf(bf16 16x16 read) x extf(bf16 8x16 read) -> 16x8 "
-                     "f32, maps (m,k), (n,k), (m,n); an f32 read rounded by "
-                     "truncf counts as bf16), and a contraction in GPU code "
-                     "would run on every lane");
+      op.emitOpError("dsv3-gpu-warp-mma: not an MMA tile (expected "
+                     "extf(bf16 Rx16 read) x extf(bf16 8x16 read) -> Rx8 "
+                     "f32 with R = 16 (mma.sync) or 64 (wgmma), maps (m,k), "
+                     "(n,k), (m,n); an f32 read rounded by truncf counts as "
+                     "bf16), and a contraction in GPU code would run on "
+                     "every lane");
       return WalkResult::interrupt();
     });
     if (left.wasInterrupted())
@@ -423,19 +455,37 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     return Fragment(kFragment, zero);
   }
 
-  /// contract(extf(A), extf(B), C) -> nvvm.mma.sync m16n8k16.
+  /// contract(extf(A), extf(B), C) -> nvvm.mma.sync m16n8k16 or
+  /// nvvm.wgmma.mma_async m64n8k16, by the tile's rows.
   std::optional<Fragment> buildMma(OpBuilder &b, Location loc,
                                    vector::ContractionOp contract) {
-    if (!isWarpContraction(contract))
+    if (!isTileContraction(contract))
       return std::nullopt;
+    const int64_t rows = accumulatorRows(contract.getAccType());
     std::optional<TileRead> a = TileRead::match(contract.getLhs(),
-                                                {kRows, kDepth});
+                                                {rows, kDepth});
     std::optional<TileRead> bt = TileRead::match(contract.getRhs(),
                                                  {kCols, kDepth});
     if (!a || !bt)
       return std::nullopt;
     Fragment c = fragmentOf(contract.getAcc());
-    Value aBuffer = stage(*a, kRows), bBuffer = stage(*bt, kCols);
+    // Two threads per row: a warp for 16 rows, a warpgroup for 64.
+    if (auto func = contract->getParentOfType<gpu::GPUFuncOp>()) {
+      DenseI32ArrayAttr block = func.getKnownBlockSizeAttr();
+      if (block && (block[0] != 2 * rows || block[1] != 1 || block[2] != 1)) {
+        contract.emitOpError("dsv3-gpu-warp-mma: a ")
+            << rows << "-row tile needs blocks of " << 2 * rows
+            << " threads, this kernel's are " << block[0] << "x" << block[1]
+            << "x" << block[2]
+            << " (dsv3-gpu-tile-parallel-loops warp-lanes)";
+        failedToDistribute = true;
+        Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+        return Fragment(kFragment, zero);
+      }
+    }
+    if (rows == kWarpgroupRows)
+      return buildWgmma(b, loc, contract, *a, *bt, c);
+    Value aBuffer = stage(*a, kWarpRows), bBuffer = stage(*bt, kCols);
     b.setInsertionPoint(contract);
     // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
     // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair. From a
@@ -451,7 +501,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
                    .first;
         return it->second;
       }
-      LaneCoordinates lane = LaneCoordinates::of(b, loc);
+      LaneCoordinates lane = LaneCoordinates::of(b, loc, kWarpRows);
       Value pair8 = LaneCoordinates::offset(b, loc, lane.pair, 8);
       if (rows == kCols)
         return SmallVector<Value>{tile.loadPair(b, loc, lane.group, lane.pair),
@@ -462,13 +512,13 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
                                 tile.loadPair(b, loc, lane.group, pair8),
                                 tile.loadPair(b, loc, group8, pair8)};
     };
-    SmallVector<Value> aRegs = registers(*a, aBuffer, kRows);
+    SmallVector<Value> aRegs = registers(*a, aBuffer, kWarpRows);
     SmallVector<Value> bRegs = registers(*bt, bBuffer, kCols);
     Type f32 = b.getF32Type();
     auto resultType = LLVM::LLVMStructType::getLiteral(
         b.getContext(), SmallVector<Type>(kFragment, f32));
     Value mma = NVVM::MmaOp::create(
-        b, loc, resultType, aRegs, bRegs, c, {kRows, kCols, kDepth},
+        b, loc, resultType, aRegs, bRegs, c, {kWarpRows, kCols, kDepth},
         std::nullopt, std::nullopt,
         std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
                                       NVVM::MMATypes::bf16},
@@ -497,23 +547,8 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     auto func = tile.read->getParentOfType<gpu::GPUFuncOp>();
     if (!func)
       return nullptr;
-    MLIRContext *ctx = &getContext();
     Location loc = tile.read.getLoc();
-    // NVVM's shared address space as a number: the vector-to-LLVM patterns
-    // that lower the copies run before gpu-to-nvvm knows the GPU names.
-    auto workgroup = IntegerAttr::get(
-        IntegerType::get(ctx, 64),
-        static_cast<int64_t>(NVVM::NVVMMemorySpace::Shared));
-    Value buffer = func.addWorkgroupAttribution(
-        MemRefType::get({rows, kDepth}, BFloat16Type::get(ctx),
-                        MemRefLayoutAttrInterface(), workgroup),
-        loc);
-    // ldmatrix reads 16-byte rows: the buffer must start 16-byte aligned
-    // (the lowering would give it the element's 2).
-    func.setWorkgroupAttributionAttr(
-        func.getNumWorkgroupAttributions() - 1,
-        LLVM::LLVMDialect::getAlignAttrName(),
-        IntegerAttr::get(IntegerType::get(ctx, 64), 16));
+    Value buffer = addSharedBuffer(func, {rows, kDepth}, loc);
     OpBuilder b(tile.read);
     b.setInsertionPointAfter(tile.read);
     gpu::BarrierOp::create(b, loc);
@@ -543,6 +578,178 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     return buffer;
   }
 
+  /// A bf16 workgroup buffer of `shape` in `func`, 16-byte aligned: ldmatrix
+  /// reads 16-byte rows and wgmma's descriptors address 16-byte units (the
+  /// lowering would give the buffer the element's 2).
+  Value addSharedBuffer(gpu::GPUFuncOp func, ArrayRef<int64_t> shape,
+                        Location loc) {
+    MLIRContext *ctx = &getContext();
+    // NVVM's shared address space as a number: the vector-to-LLVM patterns
+    // that lower the copies run before gpu-to-nvvm knows the GPU names.
+    auto workgroup = IntegerAttr::get(
+        IntegerType::get(ctx, 64),
+        static_cast<int64_t>(NVVM::NVVMMemorySpace::Shared));
+    Value buffer = func.addWorkgroupAttribution(
+        MemRefType::get(shape, BFloat16Type::get(ctx),
+                        MemRefLayoutAttrInterface(), workgroup),
+        loc);
+    func.setWorkgroupAttributionAttr(
+        func.getNumWorkgroupAttributions() - 1,
+        LLVM::LLVMDialect::getAlignAttrName(),
+        IntegerAttr::get(IntegerType::get(ctx, 64), 16));
+    return buffer;
+  }
+
+  /// wgmma's operand tiles [rows x 16] (K-major, no swizzle) in shared
+  /// memory: 8 x 8 "core matrices" (8 rows of 16 bytes, 128 contiguous
+  /// bytes each), the two of a row group side by side along K, then the
+  /// next 8 rows: buffer [rows / 8][2][8][8], element (r, k) at
+  /// [r / 8][k / 8][r % 8][k % 8]. The descriptor's leading byte offset
+  /// (between core matrices along K) is then 128, its stride byte offset
+  /// (between 8-row groups) 256. PTX ISA, "Shared Memory Matrix Layout":
+  /// K-major, no swizzle, ((8,m),(T,2k)):((1T,SBO),(1,LBO)).
+  static constexpr int64_t kCoreMatrixBytes = 128,
+                           kRowGroupBytes = 2 * kCoreMatrixBytes;
+
+  /// The 64-bit matrix descriptor of a staged wgmma operand: start address
+  /// (bits 0-13, in 16-byte units of the shared window), leading byte
+  /// offset (16-29), stride byte offset (32-45), all >> 4; base offset 0
+  /// and swizzle mode 0 (none) in bits 49-51 and 62-63.
+  Value matrixDescriptor(OpBuilder &b, Location loc, Value buffer) {
+    Type i64 = b.getI64Type();
+    auto constant = [&](int64_t v) {
+      return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(v));
+    };
+    Value address = arith::IndexCastUIOp::create(
+        b, loc, i64,
+        memref::ExtractAlignedPointerAsIndexOp::create(b, loc, buffer));
+    Value start = arith::ShRUIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, address, constant(0x3FFFF)),
+        constant(4));
+    const int64_t strides =
+        ((kCoreMatrixBytes >> 4) << 16) | ((kRowGroupBytes >> 4) << 32);
+    return arith::OrIOp::create(b, loc, start, constant(strides));
+  }
+
+  /// Copies a wgmma operand tile [rows x 16] into its core-matrix buffer
+  /// where it is read (once per read), by the 128 threads of the
+  /// warpgroup: thread t < 2 * rows copies row t / 2, columns 8 (t % 2) ..
+  /// + 7 -- one core-matrix row, a 16-byte vector load where the rows are
+  /// contiguous bf16 (else element by element, masked and rounded as the
+  /// read says). Between a barrier (the previous tile's wgmma, waited for
+  /// by every thread, is done with the buffer) and a proxy fence (the
+  /// copy's generic-proxy stores become visible to wgmma's async proxy)
+  /// plus a barrier. Returns the buffer and its descriptor.
+  std::pair<Value, Value> stageForWgmma(const TileRead &tile, int64_t rows,
+                                        gpu::GPUFuncOp func) {
+    auto it = stagedTiles.find(tile.read);
+    if (it != stagedTiles.end())
+      return {it->second, descriptors.lookup(it->second)};
+    Location loc = tile.read.getLoc();
+    Value buffer = addSharedBuffer(func, {rows / 8, 2, 8, 8}, loc);
+    OpBuilder b(tile.read);
+    b.setInsertionPointAfter(tile.read);
+    // Once, at the kernel's entry (the buffer never moves); it also keeps
+    // the next tile's first barrier right after this one's last, so the two
+    // collapse.
+    OpBuilder atEntry = OpBuilder::atBlockBegin(&func.getBody().front());
+    Value descriptor = matrixDescriptor(atEntry, loc, buffer);
+    gpu::BarrierOp::create(b, loc);
+    auto constant = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v);
+    };
+    Value thread = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+    Value row = arith::DivUIOp::create(b, loc, thread, constant(2));
+    Value half = arith::RemUIOp::create(b, loc, thread, constant(2));
+    const int64_t chunks = 2 * rows;
+    Value eight = constant(8), zero = constant(0);
+    Value col = arith::MulIOp::create(b, loc, half, eight);
+    auto copy = [&](OpBuilder &b1) {
+      SmallVector<Value> at{arith::DivUIOp::create(b1, loc, row, eight), half,
+                            arith::RemUIOp::create(b1, loc, row, eight), zero};
+      if (tile.contiguousRows()) {
+        Value values = vector::LoadOp::create(
+            b1, loc, VectorType::get({8}, b1.getBF16Type()),
+            tile.read.getBase(), tile.indicesAt(b1, loc, row, col),
+            /*nontemporal=*/false, llvm::MaybeAlign(4));
+        vector::StoreOp::create(b1, loc, values, buffer, at);
+        return;
+      }
+      for (int64_t j = 0; j < 8; ++j) {
+        at[3] = arith::ConstantIndexOp::create(b1, loc, j);
+        Value c = LaneCoordinates::offset(b1, loc, col, j);
+        memref::StoreOp::create(b1, loc, tile.loadElement(b1, loc, row, c),
+                                buffer, at);
+      }
+    };
+    if (chunks >= 128) {
+      copy(b);
+    } else {
+      Value copies = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           thread, constant(chunks));
+      auto guard = scf::IfOp::create(b, loc, copies, /*withElseRegion=*/false);
+      OpBuilder inThen = guard.getThenBodyBuilder();
+      copy(inThen);
+    }
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(b.getContext(), NVVM::SharedSpace::shared_cta));
+    gpu::BarrierOp::create(b, loc);
+    stagedTiles[tile.read] = buffer;
+    descriptors[buffer] = descriptor;
+    return {buffer, descriptor};
+  }
+
+  /// contract(extf(A 64x16), extf(B 8x16), C 64x8) -> wgmma.mma_async
+  /// m64n8k16 (f32 += bf16 x bf16, both operands K-major from shared
+  /// memory), fenced, committed and waited for on the spot.
+  std::optional<Fragment> buildWgmma(OpBuilder &b, Location loc,
+                                     vector::ContractionOp contract,
+                                     const TileRead &a, const TileRead &bt,
+                                     const Fragment &c) {
+    auto func = contract->getParentOfType<gpu::GPUFuncOp>();
+    if (!func || !sharedMemory) {
+      contract.emitOpError("dsv3-gpu-warp-mma: a 64-row tile (wgmma) reads "
+                           "its operands from shared memory: it needs a "
+                           "gpu.func and shared-memory=true");
+      failedToDistribute = true;
+      Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+      return Fragment(kFragment, zero);
+    }
+    Value descA = stageForWgmma(a, kWarpgroupRows, func).second;
+    Value descB = stageForWgmma(bt, kCols, func).second;
+    b.setInsertionPoint(contract);
+    MLIRContext *ctx = b.getContext();
+    Type f32 = b.getF32Type();
+    auto structType =
+        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(kFragment, f32));
+    Value acc = LLVM::PoisonOp::create(b, loc, structType);
+    for (unsigned i = 0; i < kFragment; ++i)
+      acc = LLVM::InsertValueOp::create(b, loc, acc, c[i], i);
+    // The accumulator registers were written by other instructions since
+    // the last wgmma: fence before this one reads them.
+    NVVM::WgmmaFenceAlignedOp::create(b, loc);
+    Value d = NVVM::WgmmaMmaAsyncOp::create(
+        b, loc, structType, acc, descA, descB,
+        NVVM::MMAShapeAttr::get(ctx, kWarpgroupRows, kCols, kDepth),
+        NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16),
+        NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16),
+        NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32),
+        NVVM::WGMMAScaleOutAttr::get(ctx, NVVM::WGMMAScaleOut::one),
+        NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one),
+        NVVM::WGMMAScaleInAttr::get(ctx, NVVM::WGMMAScaleIn::one),
+        // row / col: A and B both K-major (no transpose).
+        NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::row),
+        NVVM::MMALayoutAttr::get(ctx, NVVM::MMALayout::col),
+        NVVM::MMAIntOverflowAttr());
+    NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+    Fragment out;
+    for (unsigned i = 0; i < kFragment; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, loc, d, i));
+    return out;
+  }
+
   /// A tile written to memory: each lane stores its four values, the rows
   /// or columns past a dimension that is not in bounds skipped.
   LogicalResult distributeWrite(vector::TransferWriteOp write) {
@@ -555,7 +762,8 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     Fragment f = fragmentOf(write.getVector());
     OpBuilder b(write);
     Location loc = write.getLoc();
-    LaneCoordinates lane = LaneCoordinates::of(b, loc);
+    LaneCoordinates lane =
+        LaneCoordinates::of(b, loc, accumulatorRows(write.getVectorType()));
     unsigned dims[2] = {map.getDimPosition(0), map.getDimPosition(1)};
     SmallVector<bool> inBounds = write.getInBoundsValues();
     for (unsigned i = 0; i < kFragment; ++i) {
