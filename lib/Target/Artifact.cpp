@@ -172,7 +172,7 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
   // The tensor-core instruction of the GPU kernels' tiles (null without).
   llvm::json::Value mmaInstruction = nullptr;
   if (options.tensorCores)
-    mmaInstruction = options.tensorCoreTileRows == 64 ? "wgmma.m64n8k16"
+    mmaInstruction = options.tensorCoreTileRows == 64 ? "wgmma.m64nNk16"
                                                       : "mma.sync.m16n8k16";
   llvm::json::Object manifest{
       {"format", "dsv3-artifact"},

@@ -53,7 +53,7 @@ def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
         # sm_90a's tensor-core tiles are wgmma; the mma.sync builds of the golden cases tell a wgmma fault apart.
         tiles = {name: json.load(open(out / "artifacts" / name / "manifest.json"))["target"]["mma"]
                  for name in [case, case + gpu_check.MMA_SYNC_SUFFIX]}
-        assert tiles == {case: "wgmma.m64n8k16", case + gpu_check.MMA_SYNC_SUFFIX: "mma.sync.m16n8k16"}
+        assert tiles == {case: "wgmma.m64nNk16", case + gpu_check.MMA_SYNC_SUFFIX: "mma.sync.m16n8k16"}
     assert (out / "python" / "dsv3" / "generate_model.py").exists()
     assert (out / "gpu_check.py").exists()
     # Nothing of the compiler travels: no MLIR/LLVM library in the bundle or among dsv3-run's dependencies.

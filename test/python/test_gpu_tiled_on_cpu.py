@@ -37,7 +37,7 @@ TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA 
 # The two tile shapes: 64 x 8 (sm_90a, the default: one warpgroup's wgmma) and 16 x 8 (sm_80, or sm_90a with
 # --wgmma=false: one warp's mma.sync). Their row tiling, padding and masks differ, so both run.
 TILE_SHAPES = {"wgmma": ("--chip=sm_90a",), "mma.sync": ("--chip=sm_80",)}
-MMA_OF_TILES = {"wgmma": "wgmma.m64n8k16", "mma.sync": "mma.sync.m16n8k16"}
+MMA_OF_TILES = {"wgmma": "wgmma.m64nNk16", "mma.sync": "mma.sync.m16n8k16"}
 # bf16 operands put the logits 4e-3..1e-2 * max|logit| from the f32 references on these models; a wrong tile (rows,
 # columns, a k step, a mask) is off by far more.
 BF16_TOLERANCE = 2e-2

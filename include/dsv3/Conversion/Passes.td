@@ -33,9 +33,11 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
       followed by the combine through the inverse permutation.
 
     With `tensor-cores` (set by the GPU pipelines), GEMMs become warp MMA
-    tiles: `mma-rows` x 8 output tiles of `vector.contract` steps with bf16
-    operands and f32 accumulation, which `dsv3-gpu-warp-mma` turns into
-    `mma.sync` (16 rows, a warp) or `wgmma` (64 rows, a warpgroup; sm_90a)
+    tiles: `mma-rows` x 8 output tiles (64 x 8 * the tiles a warpgroup
+    computes side by side, up to 32, with 64 rows) of `vector.contract`
+    steps with bf16 operands and f32 accumulation, which
+    `dsv3-gpu-warp-mma` turns into `mma.sync` (16 rows, a warp) or `wgmma`
+    (64 rows, a warpgroup; sm_90a)
     (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
     kernels where the weights are bf16 and the widths fit (each expert's
     rows gathered as bf16 first), the absorbed attention's q . cache and
@@ -67,7 +69,7 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
            "f32 accumulation) where the weights allow">,
     Option<"mmaRows", "mma-rows", "int64_t", /*default=*/"16",
            "Rows of a tensor-core tile: 16 (one warp's mma.sync m16n8k16) or "
-           "64 (one warpgroup's wgmma m64n8k16, sm_90a)">
+           "64 (one warpgroup's wgmma m64nNk16, sm_90a)">
   ];
 }
 
@@ -237,10 +239,12 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     is built directly.
 
     64-row tiles (`convert-dsv3-to-linalg{mma-rows=64}`, the GPU pipeline's
-    choice on sm_90a) are one warpgroup's work (a block of 128 threads:
-    warp w holds rows 16w..16w+15 of the accumulator, each thread the same
-    four values as with mma.sync) and become `nvvm.wgmma.mma_async`
-    m64n8k16 (bf16 x bf16 -> f32, A and B K-major from shared memory): each
+    choice on sm_90a), 64 x N with N a multiple of 8 (the compiler emits up
+    to 32: a warpgroup's four 8-column tiles in one), are one warpgroup's
+    work (a block of 128 threads: warp w holds rows 16w..16w+15 of the
+    accumulator, each thread per 8 columns the same four values as with
+    mma.sync) and become `nvvm.wgmma.mma_async` m64nNk16 (bf16 x bf16 ->
+    f32, A and B K-major from shared memory): each
     operand tile is copied by the warpgroup into a workgroup buffer
     [rows/8][2][8][8] (the no-swizzle core-matrix layout: 8 rows x 16 bytes
     per core matrix; one 16-byte row per thread), fenced for the async

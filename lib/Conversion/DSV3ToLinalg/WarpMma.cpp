@@ -130,10 +130,11 @@ Value readTileA(OpBuilder &b, Location loc, Value matrix, Value i, Value j,
                       /*inBounds=*/true);
 }
 
-/// The in-bounds B tile at (group, n, k) of a weight view [G, N, K].
+/// The in-bounds [cols x 16] B tile at (group, n, k) of a weight view
+/// [G, N, K].
 Value readTileB(OpBuilder &b, Location loc, Value view, Value group, Value n,
-                Value k) {
-  return readBf16Tile(b, loc, view, ValueRange{group, n, k}, 1, 2, kMmaCols,
+                Value k, int64_t cols) {
+  return readBf16Tile(b, loc, view, ValueRange{group, n, k}, 1, 2, cols,
                       /*inBounds=*/true);
 }
 
@@ -152,13 +153,14 @@ Value mmaStep(OpBuilder &b, Location loc, Value a, Value bt, Value acc) {
   return vector::ContractionOp::create(b, loc, a, bt, acc, maps, iterators);
 }
 
-/// The tiles' loop: for k in [0, depth) step 16, each [rows x 8]
+/// The tiles' loop: for k in [0, depth) step 16, each [rows x cols]
 /// accumulator i gets A(k) . B_i(k); returns the accumulators.
 SmallVector<Value> emitTileLoop(
     OpBuilder &b, Location loc, OpFoldResult depth, int64_t rows,
-    unsigned numAcc, function_ref<Value(OpBuilder &, Location, Value k)> readA,
+    int64_t cols, unsigned numAcc,
+    function_ref<Value(OpBuilder &, Location, Value k)> readA,
     function_ref<Value(OpBuilder &, Location, unsigned i, Value k)> readB) {
-  auto accType = VectorType::get({rows, kMmaCols}, b.getF32Type());
+  auto accType = VectorType::get({rows, cols}, b.getF32Type());
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(accType, 0.0f));
   auto loop = scf::ForOp::create(
@@ -175,22 +177,24 @@ SmallVector<Value> emitTileLoop(
   return SmallVector<Value>(loop.getResults());
 }
 
-/// Writes the warp's [rows, 8] tiles side by side into `block` (tile i at
-/// column 8 * i): the rows and columns past the block's end (another
+/// Writes the warp's [rows, cols] tiles side by side into `block` (tile i
+/// at column cols * i): the rows and columns past the block's end (another
 /// group's rows, the matrix's last columns) are masked off.
 Value writeTiles(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
                  Value block) {
   Value zero = indexConst(b, loc, 0);
-  for (auto [i, tile] : llvm::enumerate(tiles))
+  for (auto [i, tile] : llvm::enumerate(tiles)) {
+    const int64_t cols = cast<VectorType>(tile.getType()).getDimSize(1);
     block = vector::TransferWriteOp::create(
                 b, loc, tile, block,
-                ValueRange{zero, indexConst(b, loc, i * kMmaCols)},
+                ValueRange{zero, indexConst(b, loc, i * cols)},
                 ArrayRef<bool>{false, false})
                 .getResult();
+  }
   return block;
 }
 
-/// Runs `compute` (which returns the warp's [rows, 8] tiles) only for a block
+/// Runs `compute` (which returns the warp's tiles) only for a block
 /// with rows, and writes the tiles' rows that exist into the block.
 Value fillTiles(OpBuilder &b, Location loc, Value block,
                 function_ref<SmallVector<Value>(OpBuilder &, Location)> compute) {
@@ -218,6 +222,14 @@ int64_t colTilesPerWarp(int64_t width) {
   return tiles;
 }
 
+/// The columns of one accumulator when a warp(group) computes `tiles`
+/// 8-column tiles side by side: 8 with 16-row tiles (one mma.sync m16n8k16
+/// each), all of them with 64-row tiles (one wgmma m64nNk16 for N = 8 *
+/// tiles: one instruction, one staged B tile and one wait per K step).
+int64_t accumulatorCols(const Emitter &e, int64_t tiles) {
+  return e.tensorCores.rows == 64 ? tiles * kMmaCols : kMmaCols;
+}
+
 } // namespace
 
 Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
@@ -235,6 +247,8 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
       });
   const int64_t tiles = colTilesPerWarp(rows.inter);
   const int64_t tileRows = e.tensorCores.rows;
+  const int64_t accCols = accumulatorCols(e, tiles);
+  const int64_t accs = tiles * kMmaCols / accCols; // per weight
   return emitExpertBlocks(
       e, rows, numTokens, rows.inter, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
@@ -244,20 +258,20 @@ Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
         return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
           // Accumulators: the gate tiles, then the up tiles.
           SmallVector<Value> acc = emitTileLoop(
-              b1, l1, b1.getIndexAttr(hidden), tileRows, 2 * tiles,
+              b1, l1, b1.getIndexAttr(hidden), tileRows, accCols, 2 * accs,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k, tileRows);
               },
               [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
                 Value n = arith::AddIOp::create(
-                    b2, l2, n0, indexConst(b2, l2, (i % tiles) * kMmaCols));
-                return readTileB(b2, l2, (i < tiles ? g : u).view, blk.group,
-                                 n, k);
+                    b2, l2, n0, indexConst(b2, l2, (i % accs) * accCols));
+                return readTileB(b2, l2, (i < accs ? g : u).view, blk.group,
+                                 n, k, accCols);
               });
           SmallVector<Value> act;
-          for (int64_t i = 0; i < tiles; ++i)
+          for (int64_t i = 0; i < accs; ++i)
             act.push_back(arith::MulFOp::create(
-                b1, l1, emitSilu(b1, l1, acc[i]), acc[tiles + i]));
+                b1, l1, emitSilu(b1, l1, acc[i]), acc[accs + i]));
           return act;
         });
       },
@@ -285,13 +299,15 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
       });
   const int64_t tiles = colTilesPerWarp(hidden);
   const int64_t tileRows = e.tensorCores.rows;
+  const int64_t accCols = accumulatorCols(e, tiles);
   return emitExpertBlocks(
       e, rows, numTokens, hidden, tiles * kMmaCols,
       [&](OpBuilder &b, Location loc, const ExpertBlock &blk, Value block) {
         const WeightView &w = blk.shared ? sharedDown : down;
         return fillTiles(b, loc, block, [&](OpBuilder &b1, Location l1) {
           return emitTileLoop(
-              b1, l1, b1.getIndexAttr(rows.inter), tileRows, tiles,
+              b1, l1, b1.getIndexAttr(rows.inter), tileRows, accCols,
+              tiles * kMmaCols / accCols,
               [&](OpBuilder &b2, Location l2, Value k) {
                 return readTileA(b2, l2, a, blk.lo, k, tileRows);
               },
@@ -299,8 +315,8 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
                 // A shared slot reads its own I columns of shared_down.
                 Value col = arith::AddIOp::create(b2, l2, blk.slotStart, k);
                 Value n = arith::AddIOp::create(
-                    b2, l2, blk.col0, indexConst(b2, l2, i * kMmaCols));
-                return readTileB(b2, l2, w.view, blk.group, n, col);
+                    b2, l2, blk.col0, indexConst(b2, l2, i * accCols));
+                return readTileB(b2, l2, w.view, blk.group, n, col, accCols);
               });
         });
       },
@@ -322,6 +338,7 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
   // tile); the last columns are masked.
   const int64_t warpCols = kMmaColTilesPerWarp * kMmaCols;
   const int64_t tileRows = e.tensorCores.rows;
+  const int64_t accCols = accumulatorCols(e, kMmaColTilesPerWarp);
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
       ArrayRef<OpFoldResult>{groups, tiles(m, tileRows), tiles(n, warpCols)},
@@ -349,7 +366,7 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
         Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
                                                      offsets, sizes, strides);
         SmallVector<Value> acc = emitTileLoop(
-            b, loc, depth, tileRows, kMmaColTilesPerWarp,
+            b, loc, depth, tileRows, accCols, warpCols / accCols,
             [&](OpBuilder &b1, Location l1, Value k) {
               return readBf16Tile(b1, l1, a, ValueRange{g, m0, k}, 1, 2,
                                   tileRows, /*inBounds=*/false);
@@ -357,9 +374,9 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
             [&](OpBuilder &b1, Location l1, unsigned i, Value k) {
               SmallVector<Value> at{g, g, g};
               at[nDim] = arith::AddIOp::create(
-                  b1, l1, n0, indexConst(b1, l1, i * kMmaCols));
+                  b1, l1, n0, indexConst(b1, l1, i * accCols));
               at[kDim] = k;
-              return readBf16Tile(b1, l1, bSource, at, nDim, kDim, kMmaCols,
+              return readBf16Tile(b1, l1, bSource, at, nDim, kDim, accCols,
                                   /*inBounds=*/false);
             });
         Value written = writeTiles(b, loc, acc, block);

@@ -4,11 +4,12 @@
 // GPU pipelines set it): GEMMs written as loops over R x 8 output tiles, each
 // one warp's (R = 16) or one warpgroup's (R = 64, mma-rows=64) work, whose K
 // loop is
-//     vector.contract(extf(bf16 A[R x 16]), extf(bf16 B[8 x 16]), C[R x 8 f32])
+//     vector.contract(extf(bf16 A[R x 16]), extf(bf16 B[N x 16]), C[R x N f32])
 // on transfer reads straight from memory (an f32 operand is rounded to bf16
 // in the tile: truncf then extf). dsv3-gpu-warp-mma turns that into
-// mma.sync.m16n8k16 (R = 16) or wgmma.mma_async.m64n8k16 (R = 64, sm_90a),
-// bf16 in, f32 accumulate; on the CPU (dsv3-gpu-tiled-on-cpu) it is plain
+// mma.sync.m16n8k16 (R = 16, N = 8) or wgmma.mma_async.m64nNk16 (R = 64,
+// N = 8 x the column tiles a warpgroup computes, up to 32; sm_90a), bf16 in,
+// f32 accumulate; on the CPU (dsv3-gpu-tiled-on-cpu) it is plain
 // vector math, so the tiles, their indices, masks and epilogues are tested
 // there. R comes from the Emitter (TensorCoreTiles::rows).
 //
@@ -39,7 +40,8 @@ namespace lowering {
 /// The columns and depth of one MMA tile (its rows: TensorCoreTiles::rows).
 constexpr int64_t kMmaCols = 8, kMmaDepth = 16;
 /// The 8-column tiles one warp (warpgroup) computes side by side from the
-/// same A tile (its rows staged once for all of them): R x 32 each.
+/// same A tile (its rows staged once for all of them): R x 32 each -- four
+/// m16n8 accumulators for a warp, one m64n32 for a warpgroup.
 constexpr int64_t kMmaColTilesPerWarp = 4;
 
 /// Whether a GEMM reading `weight` (with FP8 block `scale`, or null) can run

@@ -5,15 +5,17 @@
 // operations so that the same IR runs on the CPU. On the GPU each thread
 // holds only its part of the accumulator, so the tiles are "distributed":
 // every tile-level value of the accumulator type becomes four f32 values per
-// thread, computed from the values it was made of. Two tile sizes, one per
+// thread, computed from the values it was made of. Two tile shapes, one per
 // instruction:
 //   - 16 x 8, one warp: mma.sync.m16n8k16 (sm_80 and sm_90a), operands
 //     staged in shared memory and loaded into registers with ldmatrix;
-//   - 64 x 8, one warpgroup (4 warps, 128 threads): wgmma.mma_async.m64n8k16
-//     (sm_90a), operands staged in shared memory in the core-matrix layout
-//     and read by the tensor cores through matrix descriptors.
-// Both give thread t the same four accumulator elements of its warp's 16
-// rows (warp t / 32 of the warpgroup owns rows 16 * (t / 32) ...).
+//   - 64 x N (N = 8, 16, 24, 32, ...), one warpgroup (4 warps, 128 threads):
+//     wgmma.mma_async.m64nNk16 (sm_90a), operands staged in shared memory in
+//     the core-matrix layout and read by the tensor cores through matrix
+//     descriptors.
+// Both give thread t, for each 8-column slice of the tile, the same four
+// accumulator elements of its warp's 16 rows (warp t / 32 of the warpgroup
+// owns rows 16 * (t / 32) ...): a 64 x N tile is N / 2 values per thread.
 //
 //===----------------------------------------------------------------------===//
 
@@ -41,28 +43,39 @@ using namespace mlir;
 
 namespace {
 
-/// The tiles: A [R x 16], B [8 (n) x 16 (k)], C [R x 8] with R = 16
-/// (mma.sync m16n8k16, a warp) or R = 64 (wgmma m64n8k16, a warpgroup).
+/// The tiles: A [R x 16], B [N (n) x 16 (k)], C [R x N] with R = 16, N = 8
+/// (mma.sync m16n8k16, a warp) or R = 64, N a multiple of 8 up to 256 (wgmma
+/// m64nNk16, a warpgroup).
 constexpr int64_t kWarpRows = 16, kWarpgroupRows = 64, kCols = 8,
-                  kDepth = 16;
-/// The values of a C fragment each thread holds (either instruction).
+                  kDepth = 16, kMaxWgmmaCols = 256;
+/// The values of a 16 x 8 C fragment each thread holds (per 8 columns of a
+/// 64 x N one).
 constexpr unsigned kFragment = 4;
 
 using Fragment = SmallVector<Value, kFragment>;
 
 /// The rows of an accumulator tile type (vector<16x8xf32> or
-/// vector<64x8xf32>), or 0 for any other type.
+/// vector<64xNxf32>), or 0 for any other type.
 int64_t accumulatorRows(Type type) {
   auto vectorType = dyn_cast<VectorType>(type);
   if (!vectorType || vectorType.getRank() != 2 ||
-      vectorType.getDimSize(1) != kCols ||
       !vectorType.getElementType().isF32())
     return 0;
-  int64_t rows = vectorType.getDimSize(0);
-  return rows == kWarpRows || rows == kWarpgroupRows ? rows : 0;
+  int64_t rows = vectorType.getDimSize(0), cols = vectorType.getDimSize(1);
+  if (rows == kWarpRows && cols == kCols)
+    return rows;
+  if (rows == kWarpgroupRows && cols % kCols == 0 && cols > 0 &&
+      cols <= kMaxWgmmaCols)
+    return rows;
+  return 0;
 }
 
 bool isAccumulatorType(Type type) { return accumulatorRows(type) != 0; }
+
+/// The values each thread holds of an accumulator tile: four per 8 columns.
+unsigned fragmentSize(Type type) {
+  return kFragment * cast<VectorType>(type).getDimSize(1) / kCols;
+}
 
 /// Where thread `t` keeps things: group = (t % 32) / 4 + 16 * (t / 32) (a
 /// row: a warpgroup's warp w owns rows 16w..16w+15), t % 4 (a pair of
@@ -86,11 +99,12 @@ struct LaneCoordinates {
     }
     return {group, arith::AddIOp::create(b, loc, t, t)};
   }
-  /// Row and column of element i of a C fragment: (g, 2t), (g, 2t + 1),
-  /// (g + 8, 2t), (g + 8, 2t + 1).
+  /// Row and column of element i of a C fragment: in the 8 columns
+  /// 8 (i / 4) .., (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
   std::pair<Value, Value> accumulatorElement(OpBuilder &b, Location loc,
                                              unsigned i) const {
-    return {offset(b, loc, group, (i / 2) * 8), offset(b, loc, pair, i % 2)};
+    return {offset(b, loc, group, ((i % 4) / 2) * 8),
+            offset(b, loc, pair, (i / 4) * kCols + i % 2)};
   }
   static Value offset(OpBuilder &b, Location loc, Value v, int64_t by) {
     if (by == 0)
@@ -324,33 +338,34 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     });
     WalkResult left = root->walk([](vector::ContractionOp op) {
       op.emitOpError("dsv3-gpu-warp-mma: not an MMA tile (expected "
-                     "extf(bf16 Rx16 read) x extf(bf16 8x16 read) -> Rx8 "
-                     "f32 with R = 16 (mma.sync) or 64 (wgmma), maps (m,k), "
-                     "(n,k), (m,n); an f32 read rounded by truncf counts as "
-                     "bf16), and a contraction in GPU code would run on "
-                     "every lane");
+                     "extf(bf16 Rx16 read) x extf(bf16 Nx16 read) -> RxN "
+                     "f32 with R = 16, N = 8 (mma.sync) or R = 64, N a "
+                     "multiple of 8 up to 256 (wgmma), maps (m,k), (n,k), "
+                     "(m,n); an f32 read rounded by truncf counts as bf16), "
+                     "and a contraction in GPU code would run on every lane");
       return WalkResult::interrupt();
     });
     if (left.wasInterrupted())
       signalPassFailure();
   }
 
-  /// scf.for with vector<16x8xf32> iteration arguments -> the same loop with
-  /// four f32 per such argument. The body still sees a warp value (a 4 -> 1
-  /// cast), and yields one (a 1 -> 4 cast); both casts are resolved by
-  /// fragmentOf.
+  /// scf.for with accumulator iteration arguments -> the same loop with the
+  /// thread's f32 values (four per 8 columns) per such argument. The body
+  /// still sees a tile value (an n -> 1 cast), and yields one (a 1 -> n
+  /// cast); both casts are resolved by fragmentOf.
   void distributeLoop(scf::ForOp loop) {
     OpBuilder b(loop);
     Location loc = loop.getLoc();
     Type f32 = b.getF32Type();
-    SmallVector<Type> fragmentTypes(kFragment, f32);
-    // Warp values -> four f32 each (inits, yields) ...
+    // Tile values -> their f32 values (inits, yields) ...
     auto expand = [&](ValueRange values) {
       SmallVector<Value> out;
       for (Value v : values) {
         if (isAccumulatorType(v.getType()))
           llvm::append_range(
-              out, UnrealizedConversionCastOp::create(b, loc, fragmentTypes, v)
+              out, UnrealizedConversionCastOp::create(
+                       b, loc,
+                       SmallVector<Type>(fragmentSize(v.getType()), f32), v)
                        .getResults());
         else
           out.push_back(v);
@@ -362,11 +377,12 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       unsigned next = 0;
       for (Value old : olds) {
         if (isAccumulatorType(old.getType())) {
+          const unsigned size = fragmentSize(old.getType());
           old.replaceAllUsesWith(
               UnrealizedConversionCastOp::create(b, loc, old.getType(),
-                                                 parts.slice(next, kFragment))
+                                                 parts.slice(next, size))
                   .getResult(0));
-          next += kFragment;
+          next += size;
         } else {
           old.replaceAllUsesWith(parts[next++]);
         }
@@ -409,9 +425,10 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
 
   Fragment buildFragment(OpBuilder &b, Location loc, Value v) {
     Operation *def = v.getDefiningOp();
-    // A loop argument or result: its four parts.
+    const unsigned size = fragmentSize(v.getType());
+    // A loop argument or result: its parts.
     if (auto cast = dyn_cast_or_null<UnrealizedConversionCastOp>(def)) {
-      if (cast.getInputs().size() == kFragment)
+      if (cast.getInputs().size() == size)
         return Fragment(cast.getInputs());
     }
     // A splat constant: the same scalar.
@@ -419,7 +436,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     if (def && matchPattern(def, m_Constant(&splat)) && splat.isSplat()) {
       Value scalar = arith::ConstantOp::create(
           b, loc, cast<TypedAttr>(splat.getSplatValue<Attribute>()));
-      return Fragment(kFragment, scalar);
+      return Fragment(size, scalar);
     }
     if (auto contract = dyn_cast_or_null<vector::ContractionOp>(def)) {
       if (std::optional<Fragment> f = buildMma(b, loc, contract))
@@ -428,13 +445,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     // Elementwise arithmetic (the epilogue): per value.
     if (def && def->hasTrait<OpTrait::Elementwise>() &&
         def->getNumResults() == 1 && def->getNumRegions() == 0 &&
-        llvm::all_of(def->getOperandTypes(), isAccumulatorType)) {
+        llvm::all_of(def->getOperandTypes(),
+                     [&](Type t) { return t == v.getType(); })) {
       SmallVector<Fragment> operands;
       for (Value operand : def->getOperands())
         operands.push_back(fragmentOf(operand));
       b.setInsertionPointAfter(def);
       Fragment f;
-      for (unsigned i = 0; i < kFragment; ++i) {
+      for (unsigned i = 0; i < size; ++i) {
         OperationState state(loc, def->getName());
         for (const Fragment &operand : operands)
           state.addOperands(operand[i]);
@@ -452,20 +470,22 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
            "contraction or elementwise arithmetic of those)";
     failedToDistribute = true;
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-    return Fragment(kFragment, zero);
+    return Fragment(size, zero);
   }
 
   /// contract(extf(A), extf(B), C) -> nvvm.mma.sync m16n8k16 or
-  /// nvvm.wgmma.mma_async m64n8k16, by the tile's rows.
+  /// nvvm.wgmma.mma_async m64nNk16, by the tile's rows.
   std::optional<Fragment> buildMma(OpBuilder &b, Location loc,
                                    vector::ContractionOp contract) {
     if (!isTileContraction(contract))
       return std::nullopt;
     const int64_t rows = accumulatorRows(contract.getAccType());
+    const int64_t cols =
+        cast<VectorType>(contract.getAccType()).getDimSize(1);
     std::optional<TileRead> a = TileRead::match(contract.getLhs(),
                                                 {rows, kDepth});
     std::optional<TileRead> bt = TileRead::match(contract.getRhs(),
-                                                 {kCols, kDepth});
+                                                 {cols, kDepth});
     if (!a || !bt)
       return std::nullopt;
     Fragment c = fragmentOf(contract.getAcc());
@@ -480,7 +500,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
             << " (dsv3-gpu-tile-parallel-loops warp-lanes)";
         failedToDistribute = true;
         Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-        return Fragment(kFragment, zero);
+        return Fragment(c.size(), zero);
       }
     }
     if (rows == kWarpgroupRows)
@@ -700,8 +720,8 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     return {buffer, descriptor};
   }
 
-  /// contract(extf(A 64x16), extf(B 8x16), C 64x8) -> wgmma.mma_async
-  /// m64n8k16 (f32 += bf16 x bf16, both operands K-major from shared
+  /// contract(extf(A 64x16), extf(B Nx16), C 64xN) -> wgmma.mma_async
+  /// m64nNk16 (f32 += bf16 x bf16, both operands K-major from shared
   /// memory), fenced, committed and waited for on the spot.
   std::optional<Fragment> buildWgmma(OpBuilder &b, Location loc,
                                      vector::ContractionOp contract,
@@ -714,24 +734,26 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
                            "gpu.func and shared-memory=true");
       failedToDistribute = true;
       Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-      return Fragment(kFragment, zero);
+      return Fragment(c.size(), zero);
     }
+    const int64_t cols =
+        cast<VectorType>(contract.getAccType()).getDimSize(1);
     Value descA = stageForWgmma(a, kWarpgroupRows, func).second;
-    Value descB = stageForWgmma(bt, kCols, func).second;
+    Value descB = stageForWgmma(bt, cols, func).second;
     b.setInsertionPoint(contract);
     MLIRContext *ctx = b.getContext();
     Type f32 = b.getF32Type();
     auto structType =
-        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(kFragment, f32));
+        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(c.size(), f32));
     Value acc = LLVM::PoisonOp::create(b, loc, structType);
-    for (unsigned i = 0; i < kFragment; ++i)
+    for (unsigned i = 0; i < c.size(); ++i)
       acc = LLVM::InsertValueOp::create(b, loc, acc, c[i], i);
     // The accumulator registers were written by other instructions since
     // the last wgmma: fence before this one reads them.
     NVVM::WgmmaFenceAlignedOp::create(b, loc);
     Value d = NVVM::WgmmaMmaAsyncOp::create(
         b, loc, structType, acc, descA, descB,
-        NVVM::MMAShapeAttr::get(ctx, kWarpgroupRows, kCols, kDepth),
+        NVVM::MMAShapeAttr::get(ctx, kWarpgroupRows, cols, kDepth),
         NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16),
         NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::bf16),
         NVVM::WGMMATypesAttr::get(ctx, NVVM::WGMMATypes::f32),
@@ -745,7 +767,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
     NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
     Fragment out;
-    for (unsigned i = 0; i < kFragment; ++i)
+    for (unsigned i = 0; i < c.size(); ++i)
       out.push_back(LLVM::ExtractValueOp::create(b, loc, d, i));
     return out;
   }
@@ -766,7 +788,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         LaneCoordinates::of(b, loc, accumulatorRows(write.getVectorType()));
     unsigned dims[2] = {map.getDimPosition(0), map.getDimPosition(1)};
     SmallVector<bool> inBounds = write.getInBoundsValues();
-    for (unsigned i = 0; i < kFragment; ++i) {
+    for (unsigned i = 0; i < f.size(); ++i) {
       auto [row, col] = lane.accumulatorElement(b, loc, i);
       SmallVector<Value> indices(write.getIndices());
       Value cond;
