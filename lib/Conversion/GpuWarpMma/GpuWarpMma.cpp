@@ -579,23 +579,37 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     Value col = arith::MulIOp::create(
         b, loc, arith::RemUIOp::create(b, loc, lane, perRow),
         arith::ConstantIndexOp::create(b, loc, chunk));
-    if (tile.contiguousRows()) {
-      auto chunkType = VectorType::get({chunk}, b.getBF16Type());
-      Value values = vector::LoadOp::create(
-          b, loc, chunkType, tile.read.getBase(),
-          tile.indicesAt(b, loc, row, col), /*nontemporal=*/false,
-          llvm::MaybeAlign(4));
-      vector::StoreOp::create(b, loc, values, buffer, ValueRange{row, col});
-    } else {
-      for (int64_t j = 0; j < chunk; ++j) {
-        Value c = LaneCoordinates::offset(b, loc, col, j);
-        memref::StoreOp::create(b, loc, tile.loadElement(b, loc, row, c),
-                                buffer, ValueRange{row, c});
-      }
-    }
+    copyChunk(b, loc, tile, row, col, chunk, buffer,
+              [&](OpBuilder &b1, int64_t j) -> SmallVector<Value> {
+                return {row, LaneCoordinates::offset(b1, loc, col, j)};
+              });
     gpu::BarrierOp::create(b, loc);
     stagedTiles[tile.read] = buffer;
     return buffer;
+  }
+
+  /// Copies elements col .. col + chunk - 1 of row `row` of a tile into
+  /// `buffer`, where element j goes to bufferIndices(j) (the chunk is
+  /// contiguous there): one vector load where the tile's rows are contiguous
+  /// bf16, else element by element, masked and rounded as the read says.
+  static void
+  copyChunk(OpBuilder &b, Location loc, const TileRead &tile, Value row,
+            Value col, int64_t chunk, Value buffer,
+            function_ref<SmallVector<Value>(OpBuilder &, int64_t j)>
+                bufferIndices) {
+    if (tile.contiguousRows()) {
+      Value values = vector::LoadOp::create(
+          b, loc, VectorType::get({chunk}, b.getBF16Type()),
+          tile.read.getBase(), tile.indicesAt(b, loc, row, col),
+          /*nontemporal=*/false, llvm::MaybeAlign(4));
+      vector::StoreOp::create(b, loc, values, buffer, bufferIndices(b, 0));
+      return;
+    }
+    for (int64_t j = 0; j < chunk; ++j) {
+      Value c = LaneCoordinates::offset(b, loc, col, j);
+      memref::StoreOp::create(b, loc, tile.loadElement(b, loc, row, c),
+                              buffer, bufferIndices(b, j));
+    }
   }
 
   /// A bf16 workgroup buffer of `shape` in `func`, 16-byte aligned: ldmatrix
@@ -682,25 +696,17 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     Value row = arith::DivUIOp::create(b, loc, thread, constant(2));
     Value half = arith::RemUIOp::create(b, loc, thread, constant(2));
     const int64_t chunks = 2 * rows;
-    Value eight = constant(8), zero = constant(0);
+    Value eight = constant(8);
     Value col = arith::MulIOp::create(b, loc, half, eight);
+    // Element j of the chunk: [row / 8][half][row % 8][j].
     auto copy = [&](OpBuilder &b1) {
-      SmallVector<Value> at{arith::DivUIOp::create(b1, loc, row, eight), half,
-                            arith::RemUIOp::create(b1, loc, row, eight), zero};
-      if (tile.contiguousRows()) {
-        Value values = vector::LoadOp::create(
-            b1, loc, VectorType::get({8}, b1.getBF16Type()),
-            tile.read.getBase(), tile.indicesAt(b1, loc, row, col),
-            /*nontemporal=*/false, llvm::MaybeAlign(4));
-        vector::StoreOp::create(b1, loc, values, buffer, at);
-        return;
-      }
-      for (int64_t j = 0; j < 8; ++j) {
-        at[3] = arith::ConstantIndexOp::create(b1, loc, j);
-        Value c = LaneCoordinates::offset(b1, loc, col, j);
-        memref::StoreOp::create(b1, loc, tile.loadElement(b1, loc, row, c),
-                                buffer, at);
-      }
+      Value group = arith::DivUIOp::create(b1, loc, row, eight);
+      Value inGroup = arith::RemUIOp::create(b1, loc, row, eight);
+      copyChunk(b1, loc, tile, row, col, 8, buffer,
+                [&](OpBuilder &b2, int64_t j) -> SmallVector<Value> {
+                  return {group, half, inGroup,
+                          arith::ConstantIndexOp::create(b2, loc, j)};
+                });
     };
     if (chunks >= 128) {
       copy(b);
@@ -723,10 +729,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   /// contract(extf(A 64x16), extf(B Nx16), C 64xN) -> wgmma.mma_async
   /// m64nNk16 (f32 += bf16 x bf16, both operands K-major from shared
   /// memory), fenced, committed and waited for on the spot.
-  std::optional<Fragment> buildWgmma(OpBuilder &b, Location loc,
-                                     vector::ContractionOp contract,
-                                     const TileRead &a, const TileRead &bt,
-                                     const Fragment &c) {
+  Fragment buildWgmma(OpBuilder &b, Location loc,
+                      vector::ContractionOp contract, const TileRead &a,
+                      const TileRead &bt, const Fragment &c) {
     auto func = contract->getParentOfType<gpu::GPUFuncOp>();
     if (!func || !sharedMemory) {
       contract.emitOpError("dsv3-gpu-warp-mma: a 64-row tile (wgmma) reads "

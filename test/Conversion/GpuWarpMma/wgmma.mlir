@@ -204,3 +204,27 @@ gpu.module @kernels {
     gpu.return
   }
 }
+
+// -----
+
+// A 64-row tile is a warpgroup's: in a kernel known to run blocks of one warp
+// it would be computed by a quarter of its threads. Checked where the block
+// size is known.
+#mk = affine_map<(m, n, k) -> (m, k)>
+#nk = affine_map<(m, n, k) -> (n, k)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+gpu.module @kernels {
+  gpu.func @one_warp_blocks(%a: memref<64x16xbf16>, %b: memref<8x16xbf16>, %out: memref<64x8xf32>) kernel attributes {known_block_size = array<i32: 32, 1, 1>} {
+    %c0 = arith.constant 0 : index
+    %pad = arith.constant 0.0 : bf16
+    %zero = arith.constant dense<0.0> : vector<64x8xf32>
+    %ra = vector.transfer_read %a[%c0, %c0], %pad {in_bounds = [true, true]} : memref<64x16xbf16>, vector<64x16xbf16>
+    %va = arith.extf %ra : vector<64x16xbf16> to vector<64x16xf32>
+    %rb = vector.transfer_read %b[%c0, %c0], %pad {in_bounds = [true, true]} : memref<8x16xbf16>, vector<8x16xbf16>
+    %vb = arith.extf %rb : vector<8x16xbf16> to vector<8x16xf32>
+    // expected-error @+1 {{a 64-row tile needs blocks of 128 threads, this kernel's are 32x1x1}}
+    %c = vector.contract {indexing_maps = [#mk, #nk, #mn], iterator_types = ["parallel", "parallel", "reduction"], kind = #vector.kind<add>} %va, %vb, %zero : vector<64x16xf32>, vector<8x16xf32> into vector<64x8xf32>
+    vector.transfer_write %c, %out[%c0, %c0] {in_bounds = [true, true]} : vector<64x8xf32>, memref<64x8xf32>
+    gpu.return
+  }
+}
