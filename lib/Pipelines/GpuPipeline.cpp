@@ -100,8 +100,8 @@ mlir::dsv3::buildGpuKernelsPipeline(OpPassManager &pm,
       "cse",
       // Device code: the warp tiles' ldmatrix (nvgpu), the weight-stream
       // kernels' vector ops (the NVVM patterns do not lower transfers),
-      // then gpu/memref/arith.
-      // wgmma.mma_async becomes inline PTX (convert-nvvm-to-llvm).
+      // then gpu/memref/arith, and wgmma.mma_async as inline PTX
+      // (convert-nvvm-to-llvm).
       "gpu.module(convert-nvgpu-to-nvvm,convert-vector-to-llvm,"
       "convert-gpu-to-nvvm,convert-nvvm-to-llvm,canonicalize,cse,"
       "reconcile-unrealized-casts)",

@@ -171,7 +171,8 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
   };
   // The tensor-core instruction of the GPU kernels' tiles (null without).
   llvm::json::Value mmaInstruction = nullptr;
-  if (options.tensorCores)
+  const bool tensorCores = options.tensorCoreTileRows != 0;
+  if (tensorCores)
     mmaInstruction = options.tensorCoreTileRows == 64 ? "wgmma.m64nNk16"
                                                       : "mma.sync.m16n8k16";
   llvm::json::Object manifest{
@@ -187,7 +188,7 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
                                        ? llvm::json::Value(options.chip)
                                        : llvm::json::Value(nullptr)},
                           {"gpu_tiled_on_cpu", options.gpuTiledOnCpu},
-                          {"tensor_cores", options.tensorCores},
+                          {"tensor_cores", tensorCores},
                           {"mma", mmaInstruction}}},
       {"config", std::move(configValue)},
       {"options",

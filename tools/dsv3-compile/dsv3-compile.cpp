@@ -375,9 +375,7 @@ int main(int argc, char **argv) {
   mlir::dsv3::ArtifactOptions artifactOptions;
   artifactOptions.cpu = cpuName;
   artifactOptions.gpuTiledOnCpu = gpuTiledOnCpu;
-  artifactOptions.tensorCores =
-      tensorCores && (gpuTiledOnCpu || targetKind == TargetKind::Cuda);
-  if (artifactOptions.tensorCores)
+  if (tensorCores && (gpuTiledOnCpu || targetKind == TargetKind::Cuda))
     artifactOptions.tensorCoreTileRows =
         mlir::dsv3::tensorCoreTileRows(gpuOptions);
   if (targetKind == TargetKind::Cuda) {

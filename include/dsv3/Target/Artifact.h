@@ -39,10 +39,9 @@ struct ArtifactOptions {
   std::string chip;
   /// The GPU kernels' tiled form compiled for the CPU (a test artifact).
   bool gpuTiledOnCpu = false;
-  /// GPU kernels: GEMMs with bf16 weights and the MLA attention products on
-  /// tensor cores (bf16 operands).
-  bool tensorCores = false;
-  /// Their tiles' rows: 16 (mma.sync) or 64 (wgmma); 0 without tensor cores.
+  /// GPU kernels with the GEMMs with bf16 weights and the MLA attention
+  /// products on tensor cores (bf16 operands): their tiles' rows, 16
+  /// (mma.sync) or 64 (wgmma); 0: no tensor cores.
   int64_t tensorCoreTileRows = 0;
 };
 
