@@ -40,9 +40,11 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
     (64 rows, a warpgroup; sm_90a)
     (see lib/Conversion/DSV3ToLinalg/WarpMma.h): the two grouped-expert
     kernels where the weights are bf16 and the widths fit (each expert's
-    rows gathered as bf16 first), the absorbed attention's q . cache and
-    P . latent products with the query heads as the M dimension (and its
-    W_UK / W_UV absorptions where kv_b is bf16), and every
+    rows gathered as bf16 first), the absorbed attention as one fused
+    kernel with the query heads as the M dimension (q . cache tiles, an
+    online softmax over chunks of 32 positions, P . latent tiles with P
+    still in registers; its W_UK / W_UV absorptions are tiles too where
+    kv_b is bf16), and every
     linear with bf16 weights but the router (the tokens as M; the router
     stays f32 so that rounding cannot change which experts are chosen).
 
@@ -254,6 +256,24 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     at the kernel's entry; each wgmma is fenced, committed and waited for.
     A 64-row tile needs shared memory: outside a `gpu.func` or with
     `shared-memory=false` it is an error.
+
+    The fused MLA attention (an online softmax between two products) adds
+    values that live in the same layout without being accumulators, each
+    given its per-thread form: R x 1 per-row values (two per thread: rows g
+    and g + 8; the running max and sum) from `shape_cast(multi_reduction
+    over the columns)` -- the thread combines its own values of a row, then
+    the row's four threads exchange theirs with two `gpu.shuffle xor` -- or
+    from `shape_cast(transfer_read)` of R elements (per-row limits, loaded
+    by each thread); `vector.broadcast` of a scalar, of an R x 1 value along
+    the columns, and of `vector.step` (each value's column number);
+    column slices (`extract_strided_slice`, `insert_strided_slice` at
+    multiples of 8); elementwise ops on any element type (masks, index
+    arithmetic). A contraction whose A operand is such a value
+    (`extf(truncf(P))`, R x 16) takes it from registers: on mma.sync the
+    accumulator layout of 16 x 16 is the A fragment, so the thread packs its
+    pairs; wgmma reads A from shared memory, so each thread stores its eight
+    values into a core-matrix buffer first (barrier, stores, proxy fence,
+    barrier).
   }];
   let options = [
     Option<"sharedMemory", "shared-memory", "bool", /*default=*/"true",
@@ -290,7 +310,10 @@ def DSV3GpuDeviceBuffers : Pass<"dsv3-gpu-device-buffers", "ModuleOp"> {
     brings it to a host scalar, and the host loads that; a
     `memref.get_global` used by kernels is re-created inside each kernel,
     so outlining copies the constant into the GPU module instead of passing
-    a host pointer. Host memory accesses that remain are an error.
+    a host pointer; so are the vector values canonicalization hoisted out of
+    the kernels (constants, `vector.step`, broadcasts and shape casts of
+    those), which `dsv3-gpu-warp-mma` must see as what they are rather than
+    as kernel arguments. Host memory accesses that remain are an error.
   }];
   let dependentDialects = ["mlir::gpu::GPUDialect", "mlir::memref::MemRefDialect"];
 }

@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
@@ -46,6 +47,7 @@ struct GpuDeviceBuffersPass
     for (auto func : getOperation().getOps<func::FuncOp>()) {
       if (func.isExternal())
         continue;
+      SmallVector<Operation *> vectorValues;
       for (Operation *op : hostOps(func)) {
         if (auto alloc = dyn_cast<memref::AllocOp>(op))
           toDeviceAlloc(alloc);
@@ -55,10 +57,13 @@ struct GpuDeviceBuffersPass
           stageToHost(load);
         else if (isa<memref::GetGlobalOp>(op))
           sinkIntoKernels(op);
-        else if (auto constant = dyn_cast<arith::ConstantOp>(op);
-                 constant && isa<VectorType>(constant.getType()))
-          sinkIntoKernels(op);
+        else if (isKernelVectorValue(op))
+          vectorValues.push_back(op);
       }
+      // Users first: each clone goes to the top of the kernel, so an
+      // operand's clone, made later, lands before its user's.
+      for (Operation *op : llvm::reverse(vectorValues))
+        sinkIntoKernels(op);
       if (failed(verifyNoHostAccess(func)))
         return signalPassFailure();
     }
@@ -108,6 +113,20 @@ struct GpuDeviceBuffersPass
     Value value = memref::LoadOp::create(b, loc, host, ValueRange{});
     load.replaceAllUsesWith(value);
     load.erase();
+  }
+
+  /// A vector value the kernels may read that canonicalization hoisted to
+  /// the host: a constant (the warp tiles' zero accumulator), vector.step
+  /// (a tile's column numbers), or a broadcast / shape_cast of such a value.
+  static bool isKernelVectorValue(Operation *op) {
+    if (op->getNumResults() != 1 || !isa<VectorType>(op->getResult(0).getType()))
+      return false;
+    if (isa<arith::ConstantOp, vector::StepOp>(op))
+      return true;
+    if (!isa<vector::BroadcastOp, vector::ShapeCastOp>(op))
+      return false;
+    Operation *source = op->getOperand(0).getDefiningOp();
+    return source && isKernelVectorValue(source);
   }
 
   /// A host pointer to a constant means nothing to a kernel: each kernel

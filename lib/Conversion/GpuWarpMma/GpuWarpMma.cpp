@@ -47,7 +47,7 @@ namespace {
 /// (mma.sync m16n8k16, a warp) or R = 64, N a multiple of 8 up to 256 (wgmma
 /// m64nNk16, a warpgroup).
 constexpr int64_t kWarpRows = 16, kWarpgroupRows = 64, kCols = 8,
-                  kDepth = 16, kMaxWgmmaCols = 256;
+                  kDepth = 16, kMaxWgmmaCols = 256, kWarpgroupThreads = 128;
 /// The values of a 16 x 8 C fragment each thread holds (per 8 columns of a
 /// 64 x N one).
 constexpr unsigned kFragment = 4;
@@ -72,9 +72,52 @@ int64_t accumulatorRows(Type type) {
 
 bool isAccumulatorType(Type type) { return accumulatorRows(type) != 0; }
 
-/// The values each thread holds of an accumulator tile: four per 8 columns.
+/// The rows of a value the warp(group) holds distributed like an
+/// accumulator, of any element type (f32 scores, i1 masks, index column
+/// numbers): R x N with N a multiple of 8 up to 256, or R x 1 (a per-row
+/// value: the online softmax's row max and sum), R = 16 or 64; 0 for any
+/// other type.
+int64_t distributedRows(Type type) {
+  auto vectorType = dyn_cast<VectorType>(type);
+  if (!vectorType || vectorType.getRank() != 2)
+    return 0;
+  int64_t rows = vectorType.getDimSize(0), cols = vectorType.getDimSize(1);
+  if (rows != kWarpRows && rows != kWarpgroupRows)
+    return 0;
+  if (cols == 1 || (cols % kCols == 0 && cols <= kMaxWgmmaCols))
+    return rows;
+  return 0;
+}
+
+bool isDistributedType(Type type) { return distributedRows(type) != 0; }
+
+/// A per-row value [R x 1]: each thread holds its two rows' values.
+bool isRowType(Type type) {
+  return isDistributedType(type) && cast<VectorType>(type).getDimSize(1) == 1;
+}
+
+/// The values each thread holds of a distributed tile: four per 8 columns
+/// (two per row, rows g and g + 8), or its two rows' values of an R x 1.
 unsigned fragmentSize(Type type) {
-  return kFragment * cast<VectorType>(type).getDimSize(1) / kCols;
+  const int64_t cols = cast<VectorType>(type).getDimSize(1);
+  return cols == 1 ? 2 : kFragment * cols / kCols;
+}
+
+/// Which of its two rows (g, g + 8) element i of a thread's fragment is in.
+unsigned rowHalfOf(unsigned i) { return (i % 4) / 2; }
+
+/// bf16(lo), bf16(hi) packed into one i32 register (lo in the low half), the
+/// form mma.sync takes its bf16 operands in.
+Value packBf16Pair(OpBuilder &b, Location loc, Value lo, Value hi) {
+  Type bf16 = b.getBF16Type();
+  auto narrow = [&](Value v) -> Value {
+    return v.getType().isBF16() ? v : arith::TruncFOp::create(b, loc, bf16, v);
+  };
+  Value pairVector = vector::FromElementsOp::create(
+      b, loc, VectorType::get({2}, bf16), ValueRange{narrow(lo), narrow(hi)});
+  Value asInt = vector::BitCastOp::create(
+      b, loc, VectorType::get({1}, b.getI32Type()), pairVector);
+  return vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0});
 }
 
 /// Where thread `t` keeps things: group = (t % 32) / 4 + 16 * (t / 32) (a
@@ -208,16 +251,30 @@ struct TileRead {
   /// Two consecutive bf16 of row `row`, columns col, col + 1 (tile
   /// coordinates), packed into the i32 register mma.sync takes.
   Value loadPair(OpBuilder &b, Location loc, Value row, Value col) const {
-    SmallVector<Value> elements{
-        loadElement(b, loc, row, col),
-        loadElement(b, loc, row, LaneCoordinates::offset(b, loc, col, 1))};
-    Value pairVector = vector::FromElementsOp::create(
-        b, loc, VectorType::get({2}, b.getBF16Type()), elements);
-    Value asInt = vector::BitCastOp::create(
-        b, loc, VectorType::get({1}, b.getI32Type()), pairVector);
-    return vector::ExtractOp::create(b, loc, asInt, ArrayRef<int64_t>{0});
+    return packBf16Pair(
+        b, loc, loadElement(b, loc, row, col),
+        loadElement(b, loc, row, LaneCoordinates::offset(b, loc, col, 1)));
   }
 };
+
+/// An A operand already in registers: extf(truncf(X)) with X a distributed
+/// R x 16 f32 value (the fused attention's probabilities, the A operand of
+/// its second product), rounded to bf16 where it is handed over.
+std::optional<Value> matchRegisterTile(Value operand, int64_t rows) {
+  auto ext = operand.getDefiningOp<arith::ExtFOp>();
+  if (!ext)
+    return std::nullopt;
+  auto trunc = ext.getIn().getDefiningOp<arith::TruncFOp>();
+  if (!trunc || !cast<VectorType>(trunc.getType()).getElementType().isBF16())
+    return std::nullopt;
+  Value x = trunc.getIn();
+  auto type = cast<VectorType>(x.getType());
+  if (type.getShape() != ArrayRef<int64_t>{rows, kDepth} ||
+      !type.getElementType().isF32() ||
+      x.getDefiningOp<vector::TransferReadOp>())
+    return std::nullopt;
+  return x;
+}
 
 bool isTileContraction(vector::ContractionOp op) {
   if (op.getKind() != vector::CombiningKind::ADD ||
@@ -279,6 +336,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   DenseMap<Value, SmallVector<Value>> stagedFragments;
   /// The wgmma matrix descriptor of each staged 64-row-kernel tile.
   DenseMap<Value, Value> descriptors;
+  /// The descriptor of each A operand staged from registers (once for all
+  /// the contractions that read it: the column tiles of P . latent).
+  DenseMap<Value, Value> registerTileDescriptors;
   bool failedToDistribute = false;
 
   void runOnOperation() override {
@@ -288,13 +348,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     stagedTiles.clear();
     stagedFragments.clear();
     descriptors.clear();
+    registerTileDescriptors.clear();
     failedToDistribute = false;
     Operation *root = getOperation();
     // 1. Loops carrying accumulators carry four f32 per accumulator.
     SmallVector<scf::ForOp> loops;
     root->walk([&](scf::ForOp loop) { // post-order: inner loops first
       if (llvm::any_of(loop.getInitArgs(), [](Value v) {
-            return isAccumulatorType(v.getType());
+            return isDistributedType(v.getType());
           }))
         loops.push_back(loop);
     });
@@ -306,11 +367,11 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     SmallVector<Operation *> sinks;
     root->walk([&](Operation *op) {
       if (auto write = dyn_cast<vector::TransferWriteOp>(op)) {
-        if (isAccumulatorType(write.getVectorType()))
+        if (isDistributedType(write.getVectorType()))
           sinks.push_back(op);
       } else if (auto cast = dyn_cast<UnrealizedConversionCastOp>(op)) {
         if (cast.getInputs().size() == 1 &&
-            isAccumulatorType(cast.getInputs()[0].getType()))
+            isDistributedType(cast.getInputs()[0].getType()))
           sinks.push_back(op);
       }
     });
@@ -361,11 +422,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     auto expand = [&](ValueRange values) {
       SmallVector<Value> out;
       for (Value v : values) {
-        if (isAccumulatorType(v.getType()))
+        if (isDistributedType(v.getType()))
           llvm::append_range(
               out, UnrealizedConversionCastOp::create(
                        b, loc,
-                       SmallVector<Type>(fragmentSize(v.getType()), f32), v)
+                       SmallVector<Type>(
+                           fragmentSize(v.getType()),
+                           cast<VectorType>(v.getType()).getElementType()),
+                       v)
                        .getResults());
         else
           out.push_back(v);
@@ -376,7 +440,7 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     auto replaceByParts = [&](ValueRange olds, ValueRange parts) {
       unsigned next = 0;
       for (Value old : olds) {
-        if (isAccumulatorType(old.getType())) {
+        if (isDistributedType(old.getType())) {
           const unsigned size = fragmentSize(old.getType());
           old.replaceAllUsesWith(
               UnrealizedConversionCastOp::create(b, loc, old.getType(),
@@ -442,26 +506,35 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       if (std::optional<Fragment> f = buildMma(b, loc, contract))
         return *f;
     }
-    // Elementwise arithmetic (the epilogue): per value.
+    // Elementwise arithmetic (the epilogue, the online softmax, masks):
+    // per value, on operands of the same shape.
+    auto sameShape = [&](Type t) {
+      return cast<VectorType>(t).getShape() ==
+             cast<VectorType>(v.getType()).getShape();
+    };
     if (def && def->hasTrait<OpTrait::Elementwise>() &&
         def->getNumResults() == 1 && def->getNumRegions() == 0 &&
-        llvm::all_of(def->getOperandTypes(),
-                     [&](Type t) { return t == v.getType(); })) {
+        llvm::all_of(def->getOperandTypes(), [&](Type t) {
+          return isa<VectorType>(t) && sameShape(t);
+        })) {
       SmallVector<Fragment> operands;
       for (Value operand : def->getOperands())
         operands.push_back(fragmentOf(operand));
       b.setInsertionPointAfter(def);
+      Type element = cast<VectorType>(v.getType()).getElementType();
       Fragment f;
       for (unsigned i = 0; i < size; ++i) {
         OperationState state(loc, def->getName());
         for (const Fragment &operand : operands)
           state.addOperands(operand[i]);
-        state.addTypes(b.getF32Type());
+        state.addTypes(element);
         state.addAttributes(def->getAttrs());
         f.push_back(b.create(state)->getResult(0));
       }
       return f;
     }
+    if (std::optional<Fragment> f = buildLayoutFragment(b, loc, v))
+      return *f;
     // Anything else (a kernel argument, a load of a whole tile) has no
     // per-lane form here: fail rather than leave a warp value in the kernel.
     (def ? def->emitOpError() : emitError(loc))
@@ -471,6 +544,181 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     failedToDistribute = true;
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
     return Fragment(size, zero);
+  }
+
+  /// The fragments of values that only move or combine other values
+  /// between lanes' registers: broadcasts (of a scalar, of a per-row value
+  /// along the columns, of vector.step as the column numbers), column
+  /// slices (multiples of 8), per-row reductions (shape_cast(multi_reduction
+  /// over the columns) to R x 1: each thread combines its values of a row,
+  /// then the four threads of the row exchange theirs with two xor
+  /// shuffles), and per-row reads (shape_cast(transfer_read [R]) to R x 1).
+  std::optional<Fragment> buildLayoutFragment(OpBuilder &b, Location loc,
+                                              Value v) {
+    Operation *def = v.getDefiningOp();
+    if (!def)
+      return std::nullopt;
+    const unsigned size = fragmentSize(v.getType());
+    const int64_t rows = distributedRows(v.getType());
+    if (auto broadcast = dyn_cast<vector::BroadcastOp>(def)) {
+      Value source = broadcast.getSource();
+      if (!isa<VectorType>(source.getType()))
+        return Fragment(size, source);
+      if (isRowType(source.getType()) && !isRowType(v.getType())) {
+        Fragment row = fragmentOf(source);
+        Fragment f;
+        for (unsigned i = 0; i < size; ++i)
+          f.push_back(row[rowHalfOf(i)]);
+        return f;
+      }
+      if (source.getDefiningOp<vector::StepOp>() && !isRowType(v.getType())) {
+        b.setInsertionPointAfter(def);
+        LaneCoordinates lane = LaneCoordinates::of(b, loc, rows);
+        Fragment f;
+        for (unsigned i = 0; i < size; ++i)
+          f.push_back(lane.accumulatorElement(b, loc, i).second);
+        return f;
+      }
+      return std::nullopt;
+    }
+    if (auto slice = dyn_cast<vector::ExtractStridedSliceOp>(def)) {
+      SmallVector<int64_t> offsets, sizes;
+      for (Attribute a : slice.getOffsets())
+        offsets.push_back(cast<IntegerAttr>(a).getInt());
+      if (offsets[0] != 0 || offsets[1] % kCols != 0 ||
+          !isDistributedType(slice.getSource().getType()))
+        return std::nullopt;
+      Fragment whole = fragmentOf(slice.getSource());
+      const unsigned first = offsets[1] / kCols * kFragment;
+      return Fragment(ArrayRef<Value>(whole).slice(first, size));
+    }
+    if (auto insert = dyn_cast<vector::InsertStridedSliceOp>(def)) {
+      SmallVector<int64_t> offsets;
+      for (Attribute a : insert.getOffsets())
+        offsets.push_back(cast<IntegerAttr>(a).getInt());
+      if (offsets[0] != 0 || offsets[1] % kCols != 0 ||
+          !isDistributedType(insert.getValueToStore().getType()))
+        return std::nullopt;
+      Fragment f = fragmentOf(insert.getDest());
+      Fragment part = fragmentOf(insert.getValueToStore());
+      const unsigned first = offsets[1] / kCols * kFragment;
+      for (auto [i, value] : llvm::enumerate(part))
+        f[first + i] = value;
+      return f;
+    }
+    auto shapeCast = dyn_cast<vector::ShapeCastOp>(def);
+    if (!shapeCast || !isRowType(v.getType()))
+      return std::nullopt;
+    if (auto reduction = shapeCast.getSource()
+                             .getDefiningOp<vector::MultiDimReductionOp>())
+      return buildRowReduction(b, loc, reduction);
+    if (auto read =
+            shapeCast.getSource().getDefiningOp<vector::TransferReadOp>())
+      return buildRowRead(b, loc, read, rows);
+    return std::nullopt;
+  }
+
+  /// combine(a, b) of a vector.multi_reduction's kind, on scalars.
+  static std::optional<Value> combine(OpBuilder &b, Location loc,
+                                      vector::CombiningKind kind, Value x,
+                                      Value y) {
+    switch (kind) {
+    case vector::CombiningKind::ADD:
+      return arith::AddFOp::create(b, loc, x, y).getResult();
+    case vector::CombiningKind::MAXNUMF:
+      return arith::MaxNumFOp::create(b, loc, x, y).getResult();
+    case vector::CombiningKind::MAXIMUMF:
+      return arith::MaximumFOp::create(b, loc, x, y).getResult();
+    default:
+      return std::nullopt;
+    }
+  }
+
+  /// multi_reduction(tile [R x N], acc [R]) over the columns: a thread's
+  /// values of row g (and g + 8) combined, then with the other three
+  /// threads' of the row (lanes 4g .. 4g + 3: xor 1, xor 2), then with acc.
+  std::optional<Fragment>
+  buildRowReduction(OpBuilder &b, Location loc,
+                    vector::MultiDimReductionOp reduction) {
+    Value source = reduction.getSource();
+    DenseElementsAttr accSplat;
+    if (reduction.getReductionDims() != ArrayRef<int64_t>{1} ||
+        !isDistributedType(source.getType()) ||
+        isRowType(source.getType()) ||
+        !cast<VectorType>(source.getType()).getElementType().isF32() ||
+        !matchPattern(reduction.getAcc(), m_Constant(&accSplat)) ||
+        !accSplat.isSplat())
+      return std::nullopt;
+    vector::CombiningKind kind = reduction.getKind();
+    Fragment values = fragmentOf(source);
+    b.setInsertionPointAfter(reduction);
+    Value acc = arith::ConstantOp::create(
+        b, loc, cast<TypedAttr>(accSplat.getSplatValue<Attribute>()));
+    Fragment rows(2, nullptr);
+    for (auto [i, value] : llvm::enumerate(values)) {
+      Value &row = rows[rowHalfOf(i)];
+      if (!row) {
+        row = value;
+        continue;
+      }
+      std::optional<Value> combined = combine(b, loc, kind, row, value);
+      if (!combined)
+        return std::nullopt;
+      row = *combined;
+    }
+    Type i32 = b.getI32Type();
+    Value width = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(32));
+    for (Value &row : rows) {
+      for (int32_t mask : {1, 2}) {
+        Value offset =
+            arith::ConstantOp::create(b, loc, IntegerAttr::get(i32, mask));
+        Value other = gpu::ShuffleOp::create(b, loc, row, offset, width,
+                                             gpu::ShuffleMode::XOR)
+                          .getShuffleResult();
+        row = *combine(b, loc, kind, row, other);
+      }
+      row = *combine(b, loc, kind, row, acc);
+    }
+    return rows;
+  }
+
+  /// A per-row value read from memory (a 1-D transfer_read of R elements):
+  /// each thread loads its rows g and g + 8, the padding past the end of a
+  /// dimension that is not in bounds.
+  std::optional<Fragment> buildRowRead(OpBuilder &b, Location loc,
+                                       vector::TransferReadOp read,
+                                       int64_t rows) {
+    AffineMap map = read.getPermutationMap();
+    if (read.getMask() || !isa<MemRefType>(read.getBase().getType()) ||
+        map.getNumResults() != 1 || !map.isProjectedPermutation() ||
+        read.getVectorType().getRank() != 1)
+      return std::nullopt;
+    b.setInsertionPointAfter(read);
+    LaneCoordinates lane = LaneCoordinates::of(b, loc, rows);
+    const unsigned dim = map.getDimPosition(0);
+    const bool inBounds = read.getInBoundsValues()[0];
+    Fragment f;
+    for (int64_t half = 0; half < 2; ++half) {
+      SmallVector<Value> indices(read.getIndices());
+      indices[dim] = arith::AddIOp::create(
+          b, loc, indices[dim],
+          LaneCoordinates::offset(b, loc, lane.group, 8 * half));
+      if (inBounds) {
+        f.push_back(memref::LoadOp::create(b, loc, read.getBase(), indices));
+        continue;
+      }
+      Value size = memref::DimOp::create(b, loc, read.getBase(), dim);
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           indices[dim], size);
+      Value one = arith::ConstantIndexOp::create(b, loc, 1);
+      Value last = arith::SubIOp::create(
+          b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
+      indices[dim] = arith::MinUIOp::create(b, loc, indices[dim], last);
+      Value value = memref::LoadOp::create(b, loc, read.getBase(), indices);
+      f.push_back(
+          arith::SelectOp::create(b, loc, inside, value, read.getPadding()));
+    }
+    return f;
   }
 
   /// contract(extf(A), extf(B), C) -> nvvm.mma.sync m16n8k16 or
@@ -484,10 +732,18 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         cast<VectorType>(contract.getAccType()).getDimSize(1);
     std::optional<TileRead> a = TileRead::match(contract.getLhs(),
                                                 {rows, kDepth});
+    std::optional<Value> aInRegisters;
+    if (!a)
+      aInRegisters = matchRegisterTile(contract.getLhs(), rows);
     std::optional<TileRead> bt = TileRead::match(contract.getRhs(),
                                                  {cols, kDepth});
-    if (!a || !bt)
+    if ((!a && !aInRegisters) || !bt)
       return std::nullopt;
+    // An A operand in registers: its fragment first (it is computed before
+    // the contraction).
+    Fragment aValues;
+    if (aInRegisters)
+      aValues = fragmentOf(*aInRegisters);
     Fragment c = fragmentOf(contract.getAcc());
     // Two threads per row: a warp for 16 rows, a warpgroup for 64.
     if (auto func = contract->getParentOfType<gpu::GPUFuncOp>()) {
@@ -504,8 +760,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       }
     }
     if (rows == kWarpgroupRows)
-      return buildWgmma(b, loc, contract, *a, *bt, c);
-    Value aBuffer = stage(*a, kWarpRows), bBuffer = stage(*bt, kCols);
+      return buildWgmma(b, loc, contract, a, aValues, *bt, c);
+    Value aBuffer = a ? stage(*a, kWarpRows) : nullptr;
+    Value bBuffer = stage(*bt, kCols);
     b.setInsertionPoint(contract);
     // A: (g, 2t), (g + 8, 2t), (g, 2t + 8), (g + 8, 2t + 8), each a pair.
     // B (stored [n][k]): n = g, k = 2t and 2t + 8, each a pair. From a
@@ -532,7 +789,15 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
                                 tile.loadPair(b, loc, lane.group, pair8),
                                 tile.loadPair(b, loc, group8, pair8)};
     };
-    SmallVector<Value> aRegs = registers(*a, aBuffer, kWarpRows);
+    // A in registers: the accumulator layout of a 16 x 16 tile is the A
+    // fragment's, value pairs (g, 2t..), (g + 8, 2t..), (g, 2t + 8..),
+    // (g + 8, 2t + 8..) -- FlashAttention's register reuse.
+    SmallVector<Value> aRegs =
+        a ? registers(*a, aBuffer, kWarpRows)
+          : SmallVector<Value>{packBf16Pair(b, loc, aValues[0], aValues[1]),
+                               packBf16Pair(b, loc, aValues[2], aValues[3]),
+                               packBf16Pair(b, loc, aValues[4], aValues[5]),
+                               packBf16Pair(b, loc, aValues[6], aValues[7])};
     SmallVector<Value> bRegs = registers(*bt, bBuffer, kCols);
     Type f32 = b.getF32Type();
     auto resultType = LLVM::LLVMStructType::getLiteral(
@@ -693,13 +958,15 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       return arith::ConstantIndexOp::create(b, loc, v);
     };
     Value thread = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-    Value row = arith::DivUIOp::create(b, loc, thread, constant(2));
-    Value half = arith::RemUIOp::create(b, loc, thread, constant(2));
     const int64_t chunks = 2 * rows;
-    Value eight = constant(8);
-    Value col = arith::MulIOp::create(b, loc, half, eight);
-    // Element j of the chunk: [row / 8][half][row % 8][j].
-    auto copy = [&](OpBuilder &b1) {
+    // Chunk c: row c / 2, columns 8 (c % 2) .. + 7; element j of it goes to
+    // [row / 8][c % 2][row % 8][j].
+    auto copy = [&](OpBuilder &b1, Value chunk) {
+      Value two = arith::ConstantIndexOp::create(b1, loc, 2);
+      Value eight = arith::ConstantIndexOp::create(b1, loc, 8);
+      Value row = arith::DivUIOp::create(b1, loc, chunk, two);
+      Value half = arith::RemUIOp::create(b1, loc, chunk, two);
+      Value col = arith::MulIOp::create(b1, loc, half, eight);
       Value group = arith::DivUIOp::create(b1, loc, row, eight);
       Value inGroup = arith::RemUIOp::create(b1, loc, row, eight);
       copyChunk(b1, loc, tile, row, col, 8, buffer,
@@ -708,14 +975,18 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
                           arith::ConstantIndexOp::create(b2, loc, j)};
                 });
     };
-    if (chunks >= 128) {
-      copy(b);
-    } else {
+    // 128 chunks per pass (a B tile wider than 64 rows takes several).
+    for (int64_t first = 0; first < chunks; first += kWarpgroupThreads) {
+      Value chunk = LaneCoordinates::offset(b, loc, thread, first);
+      if (chunks - first >= kWarpgroupThreads) {
+        copy(b, chunk);
+        continue;
+      }
       Value copies = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           thread, constant(chunks));
+                                           chunk, constant(chunks));
       auto guard = scf::IfOp::create(b, loc, copies, /*withElseRegion=*/false);
       OpBuilder inThen = guard.getThenBodyBuilder();
-      copy(inThen);
+      copy(inThen, chunk);
     }
     NVVM::FenceProxyOp::create(
         b, loc, NVVM::ProxyKind::async_shared,
@@ -726,12 +997,48 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     return {buffer, descriptor};
   }
 
+  /// An A operand in registers (64 x 16, the accumulator layout) copied
+  /// into a core-matrix buffer for wgmma, which reads A from shared memory
+  /// here: right before the contraction, each thread stores its 8 values
+  /// (rounded to bf16) at [r / 8][c / 8][r % 8][c % 8], between a barrier
+  /// (the previous wgmma reading the buffer is done) and a proxy fence plus
+  /// a barrier. Returns the buffer's descriptor.
+  Value stageRegistersForWgmma(vector::ContractionOp contract,
+                               const Fragment &values, gpu::GPUFuncOp func) {
+    Location loc = contract.getLoc();
+    Value buffer = addSharedBuffer(func, {kWarpgroupRows / 8, 2, 8, 8}, loc);
+    OpBuilder atEntry = OpBuilder::atBlockBegin(&func.getBody().front());
+    Value descriptor = matrixDescriptor(atEntry, loc, buffer);
+    OpBuilder b(contract);
+    gpu::BarrierOp::create(b, loc);
+    LaneCoordinates lane = LaneCoordinates::of(b, loc, kWarpgroupRows);
+    Value eight = arith::ConstantIndexOp::create(b, loc, 8);
+    for (auto [i, value] : llvm::enumerate(values)) {
+      auto [row, col] = lane.accumulatorElement(b, loc, i);
+      Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
+      memref::StoreOp::create(
+          b, loc, narrow, buffer,
+          ValueRange{arith::DivUIOp::create(b, loc, row, eight),
+                     arith::DivUIOp::create(b, loc, col, eight),
+                     arith::RemUIOp::create(b, loc, row, eight),
+                     arith::RemUIOp::create(b, loc, col, eight)});
+    }
+    NVVM::FenceProxyOp::create(
+        b, loc, NVVM::ProxyKind::async_shared,
+        NVVM::SharedSpaceAttr::get(b.getContext(),
+                                   NVVM::SharedSpace::shared_cta));
+    gpu::BarrierOp::create(b, loc);
+    return descriptor;
+  }
+
   /// contract(extf(A 64x16), extf(B Nx16), C 64xN) -> wgmma.mma_async
   /// m64nNk16 (f32 += bf16 x bf16, both operands K-major from shared
   /// memory), fenced, committed and waited for on the spot.
   Fragment buildWgmma(OpBuilder &b, Location loc,
-                      vector::ContractionOp contract, const TileRead &a,
-                      const TileRead &bt, const Fragment &c) {
+                      vector::ContractionOp contract,
+                      const std::optional<TileRead> &a,
+                      const Fragment &aValues, const TileRead &bt,
+                      const Fragment &c) {
     auto func = contract->getParentOfType<gpu::GPUFuncOp>();
     if (!func || !sharedMemory) {
       contract.emitOpError("dsv3-gpu-warp-mma: a 64-row tile (wgmma) reads "
@@ -743,8 +1050,17 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     }
     const int64_t cols =
         cast<VectorType>(contract.getAccType()).getDimSize(1);
-    Value descA = stageForWgmma(a, kWarpgroupRows, func).second;
+    Value descA = a ? stageForWgmma(*a, kWarpgroupRows, func).second : nullptr;
     Value descB = stageForWgmma(bt, cols, func).second;
+    // An A in registers is staged last, right before the first wgmma that
+    // reads it.
+    if (!a) {
+      Value x = *matchRegisterTile(contract.getLhs(), kWarpgroupRows);
+      Value &staged = registerTileDescriptors[x];
+      if (!staged)
+        staged = stageRegistersForWgmma(contract, aValues, func);
+      descA = staged;
+    }
     b.setInsertionPoint(contract);
     MLIRContext *ctx = b.getContext();
     Type f32 = b.getF32Type();
@@ -786,11 +1102,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         !map.isProjectedPermutation())
       return write.emitOpError("dsv3-gpu-warp-mma: expected an unmasked "
                                "2-D write of a warp tile to a memref");
+    if (isRowType(write.getVectorType()))
+      return write.emitOpError("dsv3-gpu-warp-mma: a per-row [R x 1] value "
+                               "is not written; broadcast it to a tile first");
     Fragment f = fragmentOf(write.getVector());
     OpBuilder b(write);
     Location loc = write.getLoc();
     LaneCoordinates lane =
-        LaneCoordinates::of(b, loc, accumulatorRows(write.getVectorType()));
+        LaneCoordinates::of(b, loc, distributedRows(write.getVectorType()));
     unsigned dims[2] = {map.getDimPosition(0), map.getDimPosition(1)};
     SmallVector<bool> inBounds = write.getInBoundsValues();
     for (unsigned i = 0; i < f.size(); ++i) {

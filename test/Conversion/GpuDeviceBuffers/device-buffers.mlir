@@ -64,3 +64,32 @@ func.func @host_stack_in_kernel() {
   }
   return
 }
+
+// -----
+
+// Vector values hoisted out of a kernel (a tile's column numbers:
+// vector.step broadcast over the rows, a splat constant) are re-created in
+// it, the step before its broadcast, so dsv3-gpu-warp-mma sees them.
+
+// CHECK-LABEL: func.func @hoisted_vector_values
+// CHECK-NOT: vector.step
+// CHECK: gpu.launch
+// CHECK: %[[STEP:.*]] = vector.step : vector<8xindex>
+// CHECK: %[[COLS:.*]] = vector.broadcast %[[STEP]] : vector<8xindex> to vector<16x8xindex>
+// CHECK: arith.constant dense<0.000000e+00> : vector<16x8xf32>
+// CHECK: vector.transfer_write %[[COLS]]
+// CHECK: gpu.terminator
+func.func @hoisted_vector_values(%out: memref<16x8xindex>, %outf: memref<16x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %step = vector.step : vector<8xindex>
+  %cols = vector.broadcast %step : vector<8xindex> to vector<16x8xindex>
+  %zero = arith.constant dense<0.0> : vector<16x8xf32>
+  gpu.launch blocks(%bx, %by, %bz) in (%gx = %c1, %gy = %c1, %gz = %c1)
+             threads(%tx, %ty, %tz) in (%sx = %c1, %sy = %c1, %sz = %c1) {
+    vector.transfer_write %cols, %out[%c0, %c0] {in_bounds = [true, true]} : vector<16x8xindex>, memref<16x8xindex>
+    vector.transfer_write %zero, %outf[%c0, %c0] {in_bounds = [true, true]} : vector<16x8xf32>, memref<16x8xf32>
+    gpu.terminator
+  }
+  return
+}
