@@ -81,13 +81,19 @@ mlir::dsv3::buildCpuLowerToLLVMPipeline(OpPassManager &pm,
       // Drop the alloca scopes it wraps loop bodies in (they hold no
       // allocas); scf-to-cf would otherwise leave them multi-block.
       "canonicalize",
+      // Row reductions (the fused attention's online softmax) as 1-D ones.
+      "func.func(lower-vector-multi-reduction)",
       // Masked (tail) transfer reads become scf.if + loads first.
       "convert-vector-to-scf",
       // expand-strided-metadata introduces affine.apply: lower affine after.
       "expand-strided-metadata",
       "lower-affine",
       "convert-scf-to-cf",
-      "convert-vector-to-llvm",
+      // The tensor-core tiles' contractions (only in --gpu-tiled-on-cpu) as
+      // outer products: a few FMAs on whole rows where the default dot
+      // lowering makes one reduction per output element (4x the LLVM
+      // codegen time for 64-row tiles).
+      "convert-vector-to-llvm{vector-contract-lowering=outerproduct}",
       "convert-to-llvm",
   };
   if (options.emitPackedEntryPoints)
