@@ -16,8 +16,9 @@ everything needed to run them, and nothing of MLIR or LLVM, into one folder of a
     BUNDLE/gpu_check.py, bundle.json this script and what the bundle holds
 
 run (on the GPU machine: CUDA driver, numpy, no network, no compiler): generates the bench-450m checkpoint, runs
-the golden cases (identical greedy tokens, logits within GOLDEN_TOLERANCE * max|logit|, also the mma.sync builds; the
-CUDA-core builds within CUDA_CORE_TOLERANCE), measures decode and prefill
+the golden cases (logits within GOLDEN_TOLERANCE * max|logit| and the golden greedy tokens -- a bf16 build may part
+from them only at a near tie, see compare_with_golden --, also the mma.sync builds; the CUDA-core builds within
+CUDA_CORE_TOLERANCE and identical tokens), measures decode and prefill
 tokens/s of bench-450m, alternating round by round with the same model compiled without tensor cores (the ratios
 are the tensor cores' speedup, measured side by side), the MLA decode attention bandwidth (its kernels' bytes over
 their time, and as a fraction of the device's peak) and the grouped expert GEMM TFLOP/s (from per-kernel event
@@ -59,8 +60,12 @@ MAX_BUNDLE_BYTES = 64 << 20
 # with bf16 weights (linears but the router, the grouped expert GEMMs) and the absorbed attention run on tensor cores
 # with bf16 operands (8 significant bits): that puts the golden logits 4e-3..8e-3 * max|logit| off on these models
 # (measured on the same tiles compiled for the CPU, test_gpu_tiled_on_cpu.py). Allow 2e-2 * max|logit| (a few bf16
-# ulps), and require identical greedy tokens.
+# ulps), and the golden greedy tokens up to a near tie (tiny-v3's first token: its two best logits are 2e-3 *
+# max|logit| apart, so bf16 rounding may pick either).
 GOLDEN_TOLERANCE = 2e-2
+# Where the golden's two best logits are this close (relative to max|logit|; below the bf16 builds' measured error),
+# bf16 rounding may pick either token, and the trajectories may part there.
+NEAR_TIE = 5e-3
 # The CUDA-core builds (--tensor-cores=false) compute in f32 like the CPU, with the GPU's exp/rsqrt and another
 # summation order: half a bf16 ulp of the largest logit.
 CUDA_CORE_TOLERANCE = 2.0 ** -9
@@ -206,16 +211,46 @@ def check_golden(bundle: str, runner: Runner, tmp: str, suffix: str = "",
             log(f"golden {case}{suffix}: FAILED ({e})")
             continue
         got = np.load(os.path.join(tmp, "logits.npy"))
-        tokens_ok = stats["generated_tokens"][0] == golden["greedy_tokens"][:n]
-        shape_ok = got.shape == want.shape
-        rel = float(np.abs(got - want).max() / np.abs(want).max()) if shape_ok else float("inf")
-        argmax_ok = shape_ok and bool((got.argmax(-1) == want.argmax(-1)).all())
-        ok = tokens_ok and argmax_ok and rel <= tolerance
-        results.append({"case": case, "ok": ok, "tokens_identical": tokens_ok,
-                        "max_abs_logit_diff_over_max_logit": rel, "tolerance": tolerance})
-        log(f"golden {case}{suffix}: {'ok' if ok else 'FAILED'} (rel {rel:.2e}, "
-            f"tokens {'=' if tokens_ok else '!='})")
+        # Exact f32 builds must follow the golden tokens everywhere; bf16 ones may part at a near tie.
+        result = compare_with_golden(stats["generated_tokens"][0], got, golden["greedy_tokens"][:n], want,
+                                     tolerance, allow_near_ties=tolerance > CUDA_CORE_TOLERANCE)
+        results.append({"case": case, **result})
+        log(f"golden {case}{suffix}: {'ok' if result['ok'] else 'FAILED'} "
+            f"(rel {result['max_abs_logit_diff_over_max_logit']:.2e}, tokens "
+            f"{'=' if result['tokens_identical'] else '!= from step ' + str(result['steps_compared'] - 1)})")
     return results
+
+
+def compare_with_golden(generated: List[int], got, greedy: List[int], want, tolerance: float,
+                        allow_near_ties: bool) -> Dict[str, Any]:
+    """Logits row i (after the prompt and the first i generated tokens) against the golden row i, step by step.
+    Every compared row must be within tolerance * max|golden logit| and its token the row's argmax. The generated
+    tokens must be the golden ones -- except, with allow_near_ties (bf16 operands), at a step where the golden's two
+    best logits are within NEAR_TIE * max|logit| and twice the logit error there: rounding may pick the other one,
+    as any bf16 implementation may. The sequences then continue from different tokens, so the comparison stops after that step."""
+    import numpy as np
+    scale = float(np.abs(want).max())
+    rows = min(len(got), len(want))
+    rel, compared, ok = 0.0, 0, got.shape[1:] == want.shape[1:] and len(generated) == len(greedy)
+    near_tie = False
+    for i in range(rows if ok else 0):
+        error = float(np.abs(got[i] - want[i]).max())
+        rel = max(rel, error / scale)
+        compared = i + 1
+        if i >= len(generated) or error / scale > tolerance:
+            ok = ok and error / scale <= tolerance
+            break
+        if generated[i] != int(got[i].argmax()):
+            ok = False
+            break
+        if generated[i] != greedy[i]:
+            top2 = np.sort(want[i])[-2:]
+            margin = float(top2[1] - top2[0])
+            near_tie = allow_near_ties and margin <= min(2 * error, NEAR_TIE * scale)
+            ok = near_tie
+            break
+    return {"ok": bool(ok and compared > 0), "tokens_identical": generated == greedy, "steps_compared": compared,
+            "parted_at_near_tie": near_tie, "max_abs_logit_diff_over_max_logit": rel, "tolerance": tolerance}
 
 
 def kernel_seconds(kernels: Dict[str, Dict[str, float]], prefixes: List[str]) -> float:

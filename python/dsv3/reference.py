@@ -198,6 +198,29 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+# Positions per step of the fused attention kernel's online softmax (WarpMma.h kFlashChunk).
+FLASH_CHUNK = 32
+
+
+def flash_attention(scores: np.ndarray, values: np.ndarray, chunk: int = FLASH_CHUNK) -> np.ndarray:
+    """softmax(scores) @ values as the fused tensor-core attention computes it: over the keys in chunks, a running
+    row max m and sum l (f32, from the unrounded probabilities), o += bf16(exp(s - m)) @ values (values already
+    rounded as the kernel reads them) with o and l rescaled by exp(m_old - m_new); o / l at the end.
+    scores [..., T] with -inf where masked (every row sees key 0), values [..., T, C]."""
+    m = np.full(scores.shape[:-1], -np.inf, dtype=np.float32)
+    l = np.zeros(scores.shape[:-1], dtype=np.float32)
+    o = np.zeros(scores.shape[:-1] + values.shape[-1:], dtype=np.float32)
+    for t0 in range(0, scores.shape[-1], chunk):
+        s = scores[..., t0:t0 + chunk]
+        m_new = np.maximum(m, s.max(-1))
+        rescale = np.exp(m - m_new)
+        p = np.exp(s - m_new[..., None])
+        l = l * rescale + p.sum(-1)
+        o = o * rescale[..., None] + np.matmul(round_to_bf16(p), values[..., t0:t0 + chunk, :])
+        m = m_new
+    return o / l[..., None]
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     m = np.max(x, axis=axis, keepdims=True)
     e = np.exp(x - m)
@@ -310,8 +333,9 @@ class Model:
         self.cfg = config if config is not None else load_config(checkpoint)
         self.mla_form = mla_form
         # Round what the GPU's tensor-core kernels take as bf16 (the inputs of linears with bf16 weights except the
-        # router, of the fused MoE expert GEMMs; q, the latent cache and the probabilities of absorbed attention)
-        # instead of keeping f32: their numerics, for comparisons.
+        # router, of the fused MoE expert GEMMs; q, the latent cache and the probabilities of absorbed attention,
+        # computed as the fused kernel's online softmax, flash_attention) instead of keeping f32: their numerics,
+        # for comparisons.
         self.bf16_tensor_core_inputs = bf16_tensor_core_inputs
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
@@ -434,9 +458,13 @@ class Model:
             q_lat = np.matmul(rw(q_nope.transpose(0, 2, 1, 3)), wkv_b[:, :dn, :])      # [B, H, S, C]
             scores = (np.matmul(rq(q_lat), rk(lat)[:, None].transpose(0, 1, 3, 2))
                       + np.matmul(rq(q_pe.transpose(0, 2, 1, 3)), rk(pe)[:, None].transpose(0, 1, 3, 2)))
-            scores = scores * self.softmax_scale                                        # [B, H, S, T]
-            p = softmax(np.where(keep, scores, -np.inf))
-            o_lat = np.matmul(rq(p), rk(lat)[:, None])                                  # [B, H, S, C]
+            scores = np.where(keep, scores * self.softmax_scale, -np.inf)               # [B, H, S, T]
+            if self.bf16_tensor_core_inputs:
+                # The fused tensor-core kernel's online softmax: per chunk of FLASH_CHUNK positions, the running
+                # row max m and sum l in f32, o += bf16(exp(s - m)) @ bf16(latent), rescaled as m grows.
+                o_lat = flash_attention(scores, rk(lat)[:, None])                       # [B, H, S, C]
+            else:
+                o_lat = np.matmul(softmax(scores), lat[:, None])                        # [B, H, S, C]
             # Absorb W_UV into the output: o[b,h,s,:] = o_lat @ Wv[h]^T
             o = np.matmul(rw(o_lat), wkv_b[:, dn:, :].transpose(0, 2, 1))               # [B, H, S, dv]
         else:

@@ -129,3 +129,26 @@ def test_kernel_metrics_by_hand():
     # 10 tokens x 3 experts x (gate + up + down = 3 * 2 * 8 * 3 FLOPs) x 1 MoE layer over 0.75 s.
     assert m["grouped_expert_gemm"]["flops"] == 10 * 3 * 144
     assert m["grouped_expert_gemm"]["tflops_per_second"] == pytest.approx(10 * 3 * 144 / 0.75 / 1e12)
+
+
+def test_golden_comparison_allows_bf16_to_part_only_at_a_near_tie():
+    import numpy as np
+    want = np.array([[1.0, 0.999, 0.0], [0.0, 1.0, 0.5], [0.2, 0.0, 1.0]], dtype=np.float32)  # step 0: a near tie
+    greedy = [0, 1]
+    same = gpu_check.compare_with_golden([0, 1], want.copy(), greedy, want, 1e-2, allow_near_ties=False)
+    assert same["ok"] and same["tokens_identical"] and same["steps_compared"] == 3
+    # Rounding tips step 0 the other way (error 2e-3 >= half the 1e-3 margin): fine for bf16, not for f32 builds.
+    tipped = want.copy()
+    tipped[0, :2] = [0.9985, 0.9995]
+    bf16 = gpu_check.compare_with_golden([1, 2], tipped, greedy, want, 1e-2, allow_near_ties=True)
+    assert bf16["ok"] and bf16["parted_at_near_tie"] and bf16["steps_compared"] == 1
+    assert not gpu_check.compare_with_golden([1, 2], tipped, greedy, want, 1e-2, allow_near_ties=False)["ok"]
+    # Parting where the golden margin is wide is a fault, and so is a token that is not its row's argmax.
+    wrong = want.copy()
+    wrong[1] = [0.0, 0.49, 0.5]
+    assert not gpu_check.compare_with_golden([0, 2], wrong, greedy, want, 1.0, allow_near_ties=True)["ok"]
+    assert not gpu_check.compare_with_golden([0, 2], want.copy(), greedy, want, 1e-2, allow_near_ties=True)["ok"]
+    # Logits beyond the tolerance fail on a shared trajectory.
+    far = want.copy()
+    far[2, 0] += 0.05
+    assert not gpu_check.compare_with_golden([0, 1], far, greedy, want, 1e-2, allow_near_ties=True)["ok"]

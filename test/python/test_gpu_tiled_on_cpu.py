@@ -14,8 +14,10 @@ Those run the CUDA-core kernels (--tensor-cores=false: f32 throughout, so the 1e
 kernels (MMA tiles with bf16 operands and f32 accumulation, which the GPU runs as wgmma on sm_90a -- 64-row tiles, a
 warpgroup each -- and as mma.sync on sm_80 -- 16-row tiles, a warp each; both shapes run here: the linears with
 bf16 weights but the router, the grouped expert GEMMs on the expert rows gathered as bf16, and the absorbed
-attention's q . cache and P . latent products) are checked on their own, against the golden logits and against the
-numpy reference that rounds the same operands to bf16 (Model(bf16_tensor_core_inputs=True)), on 60-token prompts (an
+attention as one fused kernel: q . cache, an online softmax over chunks of 32 positions, P . latent) are checked on
+their own, against the golden logits (the golden tokens, which a bf16 build may leave only at a near tie:
+gpu_check.compare_with_golden) and against the numpy reference that rounds the same operands to bf16 and runs the
+same online softmax (Model(bf16_tensor_core_inputs=True)), on 60-token prompts (an
 expert's rows span several 16-row tiles or part of a 64-row one, shared slots sit after the routed rows, heads and positions fill partial
 tiles), within BF16_TOLERANCE with identical greedy tokens. Not tighter: a value within ~1e-7 of a bf16 rounding
 midpoint rounds one way in the reference and the other in the tiles (their f32 sums differ in order), and where few
@@ -24,13 +26,17 @@ values are rounded (7 attention probabilities, a 48-wide hidden state) one such 
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import GOLDEN_CASES, load_golden
+from conftest import GOLDEN_CASES, ROOT, load_golden
 from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artifact,  # noqa: F401
                                  reference_runs, run_artifact)
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import gpu_check  # noqa: E402  (the golden comparison the GPU check makes)
 
 TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false")
 TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA tiles where the weights allow
@@ -102,8 +108,13 @@ def test_tensor_core_tiles_reproduce_golden(case, fusion, tiles, tmp_path):
     assert target["tensor_cores"] is True
     assert target["mma"] == MMA_OF_TILES[tiles]
     tokens, got = run_artifact(artifact, ckpt, [golden["tokens"]], golden["max_new_tokens"], tmp_path)
-    assert tokens[0] == golden["greedy_tokens"][:golden["max_new_tokens"]]
-    assert_close_bf16(got, want)
+    result = gpu_check.compare_with_golden(tokens[0], got, golden["greedy_tokens"][:golden["max_new_tokens"]], want,
+                                           BF16_TOLERANCE, allow_near_ties=True)
+    assert result["ok"], result
+    # Only tiny-v3's first step is a near tie (its two best logits 2e-3 * max|logit| apart): everywhere else the
+    # whole trajectory is compared.
+    if case != "tiny-v3":
+        assert result["tokens_identical"] and result["steps_compared"] == len(want), result
 
 
 @pytest.mark.parametrize("tiles", TILE_SHAPES)

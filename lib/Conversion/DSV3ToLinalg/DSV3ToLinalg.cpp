@@ -685,23 +685,23 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                 });
             linalg::YieldOp::create(b, loc, ValueRange{v});
           });
-      // scores[b, (s,h), t] = qcat[b, (s,h), :] . cache[b, t, :]; on tensor
-      // cores with the S*H query rows as M (bf16 operands, f32 scores).
-      Value scores3 =
-          tensorCores
-              ? emitBatchedWarpGemm(e, qCat, prefix, /*nDim=*/1, /*kDim=*/2)
-              : emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
-      Value scores = emitReshape(e, scores3, {{0}, {1, 2}, {3}},
-                                 {idx(batch), seqLen, idx(heads), used});
-      Value probs = emitCausalSoftmax(e, scores, positions, scale);
-      Value probs3 = emitReshape(e, probs, {{0}, {1, 2}, {3}},
-                                 {idx(batch), rowsPerBatch, used});
-      // o_lat[b, (s,h), c] = sum_t P[b, (s,h), t] * latent[b, t, c]
-      Value oLat =
-          tensorCores
-              ? emitBatchedWarpGemm(e, probs3, prefixLatent, /*nDim=*/2,
-                                    /*kDim=*/1)
-              : emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
+      // o_lat[b, (s,h), :] = softmax(qcat[b, (s,h), :] . cache[b, :used]^T)
+      // . latent[b, :used]. On tensor cores: one fused kernel, the S*H query
+      // rows as M and an online softmax over the cache in chunks (bf16
+      // operands, f32 statistics and accumulators).
+      Value oLat;
+      if (tensorCores) {
+        oLat = emitFlashLatentAttention(e, qCat, prefix, prefixLatent,
+                                        positions, heads, scale);
+      } else {
+        Value scores3 = emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
+        Value scores = emitReshape(e, scores3, {{0}, {1, 2}, {3}},
+                                   {idx(batch), seqLen, idx(heads), used});
+        Value probs = emitCausalSoftmax(e, scores, positions, scale);
+        Value probs3 = emitReshape(e, probs, {{0}, {1, 2}, {3}},
+                                   {idx(batch), rowsPerBatch, used});
+        oLat = emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
+      }
       Value oLat4 = emitReshape(e, oLat, {{0}, {1, 2}, {3}},
                                 {idx(batch), seqLen, idx(heads), idx(kvRank)});
       Value oLatT = emitReshape(e, emitTranspose(e, oLat4, {2, 0, 1, 3}),

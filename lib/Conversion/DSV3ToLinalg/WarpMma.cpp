@@ -9,6 +9,7 @@
 #include "Elementwise.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
@@ -380,6 +381,251 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
                                   /*inBounds=*/false);
             });
         Value written = writeTiles(b, loc, acc, block);
+        auto inParallel = scf::InParallelOp::create(b, loc);
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPointToStart(inParallel.getBody());
+        tensor::ParallelInsertSliceOp::create(b, loc, written, out, offsets,
+                                              sizes, strides);
+      });
+  return forall.getResult(0);
+}
+
+namespace {
+
+/// A [rows x 1] per-row value (the online softmax's statistics) of `tiles`'
+/// rows: combine(tile[r, :]) over every tile, by `kind` (max or sum).
+Value emitRowReduction(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
+                       vector::CombiningKind kind) {
+  auto tileType = cast<VectorType>(tiles.front().getType());
+  const int64_t rows = tileType.getDimSize(0);
+  const bool max = kind == vector::CombiningKind::MAXNUMF;
+  const float identity = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+  Value init = arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(VectorType::get({rows}, b.getF32Type()),
+                             identity));
+  Value result;
+  for (Value tile : tiles) {
+    Value reduced = vector::MultiDimReductionOp::create(
+        b, loc, tile, init, ArrayRef<bool>{false, true}, kind);
+    Value column = vector::ShapeCastOp::create(
+        b, loc, VectorType::get({rows, 1}, b.getF32Type()), reduced);
+    if (!result)
+      result = column;
+    else if (max)
+      result = arith::MaxNumFOp::create(b, loc, result, column);
+    else
+      result = arith::AddFOp::create(b, loc, result, column);
+  }
+  return result;
+}
+
+/// A [rows x 1] value broadcast along the columns of `like`'s type.
+Value broadcastRows(OpBuilder &b, Location loc, Value column, Type like) {
+  return vector::BroadcastOp::create(b, loc, like, column);
+}
+
+/// Columns [col0, col0 + width) of the row of tiles `tiles` (equal widths,
+/// side by side), width a multiple of their width or a slice of one: the
+/// A operand [rows x width] of the next product, still in registers.
+Value columnsOf(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
+                int64_t col0, int64_t width) {
+  auto tileType = cast<VectorType>(tiles.front().getType());
+  const int64_t rows = tileType.getDimSize(0), cols = tileType.getDimSize(1);
+  if (width <= cols)
+    return vector::ExtractStridedSliceOp::create(
+        b, loc, tiles[col0 / cols], ArrayRef<int64_t>{0, col0 % cols},
+        ArrayRef<int64_t>{rows, width}, ArrayRef<int64_t>{1, 1});
+  Value result = arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(VectorType::get({rows, width}, b.getF32Type()),
+                             0.0f));
+  for (int64_t c = 0; c < width; c += cols)
+    result = vector::InsertStridedSliceOp::create(
+        b, loc, tiles[(col0 + c) / cols], result, ArrayRef<int64_t>{0, c},
+        ArrayRef<int64_t>{1, 1});
+  return result;
+}
+
+} // namespace
+
+Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
+                               Value positions, int64_t heads, double scale) {
+  OpFoldResult batch = e.dim(q, 0), m = e.dim(q, 1), depth = e.dim(q, 2);
+  OpFoldResult used = e.dim(keys, 1), width = e.dim(values, 2);
+  // The last visible position of each query row: positions[b, row / H].
+  Value limitsInit = e.empty({batch, m}, e.b.getIndexType());
+  Value limits = linalg::GenericOp::create(
+                     e.b, e.loc, TypeRange{limitsInit.getType()},
+                     ValueRange{}, ValueRange{limitsInit},
+                     ArrayRef<AffineMap>{e.b.getMultiDimIdentityMap(2)},
+                     ArrayRef<IteratorType>{IteratorType::parallel,
+                                            IteratorType::parallel},
+                     [&](OpBuilder &b, Location loc, ValueRange) {
+                       Value bi = linalg::IndexOp::create(b, loc, 0);
+                       Value row = linalg::IndexOp::create(b, loc, 1);
+                       Value s = arith::DivUIOp::create(
+                           b, loc, row, indexConst(b, loc, heads));
+                       Value p = tensor::ExtractOp::create(
+                           b, loc, positions, ValueRange{bi, s});
+                       linalg::YieldOp::create(
+                           b, loc,
+                           ValueRange{arith::IndexCastOp::create(
+                               b, loc, b.getIndexType(), p)});
+                     })
+                     .getResult(0);
+  const int64_t tileRows = e.tensorCores.rows;
+  const int64_t scoreCols = accumulatorCols(e, kMmaColTilesPerWarp);
+  const int64_t valueCols = scoreCols;
+  const int64_t numScores = kFlashChunk / scoreCols,
+                numValues = kFlashValueCols / valueCols;
+  Value init = e.empty({batch, m, width});
+  auto tiles = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
+    return arith::CeilDivUIOp::create(
+               e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
+               e.index(tile))
+        .getResult();
+  };
+  auto forall = scf::ForallOp::create(
+      e.b, e.loc,
+      ArrayRef<OpFoldResult>{batch, tiles(m, tileRows),
+                             tiles(width, kFlashValueCols)},
+      ValueRange{init}, std::nullopt,
+      [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+        Value bi = ivsAndOuts[0], out = ivsAndOuts[3];
+        Value m0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
+                                         indexConst(b, loc, tileRows));
+        Value c0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
+                                         indexConst(b, loc, kFlashValueCols));
+        auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
+          Value rest = arith::SubIOp::create(
+              b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
+          return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile))
+              .getResult();
+        };
+        SmallVector<OpFoldResult> offsets{bi, m0, c0};
+        SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
+                                        left(m, m0, tileRows),
+                                        left(width, c0, kFlashValueCols)};
+        SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+        auto blockType = RankedTensorType::get(
+            {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
+        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
+                                                     offsets, sizes, strides);
+
+        Type f32 = b.getF32Type();
+        auto rowType = VectorType::get({tileRows, 1}, f32);
+        auto splat = [&](VectorType type, float v) -> Value {
+          return arith::ConstantOp::create(b, loc,
+                                           DenseElementsAttr::get(type, v));
+        };
+        // Rows past M read limit 0: they see position 0 and stay finite.
+        Value limitRow = vector::TransferReadOp::create(
+            b, loc, VectorType::get({tileRows}, b.getIndexType()), limits,
+            ValueRange{bi, m0}, indexConst(b, loc, 0),
+            AffineMap::get(2, 0, {b.getAffineDimExpr(1)}, b.getContext()),
+            ArrayRef<bool>{false});
+        Value limit = vector::ShapeCastOp::create(
+            b, loc, VectorType::get({tileRows, 1}, b.getIndexType()),
+            limitRow);
+        const float negInf = -std::numeric_limits<float>::infinity();
+        SmallVector<Value> inits(
+            numValues, splat(VectorType::get({tileRows, valueCols}, f32), 0));
+        inits.push_back(splat(rowType, negInf)); // running row max
+        inits.push_back(splat(rowType, 0));      // running row sum
+        auto chunks = scf::ForOp::create(
+            b, loc, indexConst(b, loc, 0),
+            getValueOrCreateConstantIndexOp(b, loc, used),
+            indexConst(b, loc, kFlashChunk), inits,
+            [&](OpBuilder &b1, Location l1, Value t0, ValueRange carried) {
+              SmallVector<Value> acc(carried.take_front(numValues));
+              Value rowMax = carried[numValues], rowSum = carried[numValues + 1];
+              // Scores of the chunk's positions t0 .. t0 + 31.
+              SmallVector<Value> scores = emitTileLoop(
+                  b1, l1, depth, tileRows, scoreCols, numScores,
+                  [&](OpBuilder &b2, Location l2, Value k) {
+                    return readBf16Tile(b2, l2, q, ValueRange{bi, m0, k}, 1, 2,
+                                        tileRows, /*inBounds=*/false);
+                  },
+                  [&](OpBuilder &b2, Location l2, unsigned i, Value k) {
+                    Value t = arith::AddIOp::create(
+                        b2, l2, t0, indexConst(b2, l2, i * scoreCols));
+                    return readBf16Tile(b2, l2, keys, ValueRange{bi, t, k}, 1,
+                                        2, scoreCols, /*inBounds=*/false);
+                  });
+              // Scaled; -inf where the position is not visible.
+              auto scoreType = VectorType::get({tileRows, scoreCols}, f32);
+              auto indexType =
+                  VectorType::get({tileRows, scoreCols}, b1.getIndexType());
+              Value limits2 = broadcastRows(b1, l1, limit, indexType);
+              Value colIndex = vector::BroadcastOp::create(
+                  b1, l1, indexType,
+                  vector::StepOp::create(
+                      b1, l1, VectorType::get({scoreCols}, b1.getIndexType())));
+              for (size_t i = 0; i < scores.size(); ++i) {
+                Value &s = scores[i];
+                Value first = arith::AddIOp::create(
+                    b1, l1, t0, indexConst(b1, l1, i * scoreCols));
+                Value t = arith::AddIOp::create(
+                    b1, l1, colIndex,
+                    vector::BroadcastOp::create(b1, l1, indexType, first));
+                Value visible = arith::CmpIOp::create(
+                    b1, l1, arith::CmpIPredicate::ule, t, limits2);
+                Value scaled = arith::MulFOp::create(
+                    b1, l1, s, splat(scoreType, static_cast<float>(scale)));
+                s = arith::SelectOp::create(b1, l1, visible, scaled,
+                                            splat(scoreType, negInf));
+              }
+              // Online softmax: the new row max, the old sums' rescale.
+              Value newMax = arith::MaxNumFOp::create(
+                  b1, l1, rowMax,
+                  emitRowReduction(b1, l1, scores,
+                                   vector::CombiningKind::MAXNUMF));
+              Value rescale = math::ExpOp::create(
+                  b1, l1, arith::SubFOp::create(b1, l1, rowMax, newMax));
+              Value maxTile = broadcastRows(b1, l1, newMax, scoreType);
+              SmallVector<Value> probs;
+              for (Value s : scores)
+                probs.push_back(math::ExpOp::create(
+                    b1, l1, arith::SubFOp::create(b1, l1, s, maxTile)));
+              Value newSum = arith::AddFOp::create(
+                  b1, l1, arith::MulFOp::create(b1, l1, rowSum, rescale),
+                  emitRowReduction(b1, l1, probs, vector::CombiningKind::ADD));
+              Value rescaleTile = broadcastRows(
+                  b1, l1, rescale, VectorType::get({tileRows, valueCols}, f32));
+              for (Value &a : acc)
+                a = arith::MulFOp::create(b1, l1, a, rescaleTile);
+              // o += bf16(P) . values[t0 .., c0 ..]: P is the A operand.
+              for (int64_t k = 0; k < kFlashChunk; k += kMmaDepth) {
+                auto aType = VectorType::get({tileRows, kMmaDepth}, f32);
+                Value rounded = arith::TruncFOp::create(
+                    b1, l1,
+                    VectorType::get({tileRows, kMmaDepth}, b1.getBF16Type()),
+                    columnsOf(b1, l1, probs, k, kMmaDepth));
+                Value p = arith::ExtFOp::create(b1, l1, aType, rounded);
+                Value t = arith::AddIOp::create(b1, l1, t0,
+                                                indexConst(b1, l1, k));
+                for (int64_t j = 0; j < numValues; ++j) {
+                  Value c = arith::AddIOp::create(
+                      b1, l1, c0, indexConst(b1, l1, j * valueCols));
+                  acc[j] = mmaStep(b1, l1, p,
+                              readBf16Tile(b1, l1, values,
+                                           ValueRange{bi, t, c}, 2, 1,
+                                           valueCols, /*inBounds=*/false),
+                              acc[j]);
+                }
+              }
+              acc.push_back(newMax);
+              acc.push_back(newSum);
+              scf::YieldOp::create(b1, l1, acc);
+            });
+        Value sumTile = broadcastRows(
+            b, loc, chunks.getResult(numValues + 1),
+            VectorType::get({tileRows, valueCols}, f32));
+        SmallVector<Value> outTiles;
+        for (Value a : chunks.getResults().take_front(numValues))
+          outTiles.push_back(arith::DivFOp::create(b, loc, a, sumTile));
+        Value written = writeTiles(b, loc, outTiles, block);
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());

@@ -72,6 +72,27 @@ Value emitExpertDownMma(Emitter &e, Value act, Value weights,
 Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
                           unsigned kDim);
 
+/// The positions one step of the fused attention's online softmax covers:
+/// one scores tile's columns (R x 32).
+constexpr int64_t kFlashChunk = kMmaColTilesPerWarp * kMmaCols;
+/// The latent columns of o_lat one fused-attention tile computes (its f32
+/// accumulator: 64 values per thread); C / 128 tiles per row tile.
+constexpr int64_t kFlashValueCols = 128;
+
+/// The absorbed MLA attention on the latent cache as ONE kernel of warp MMA
+/// tiles (FlashMLA's structure): per (sequence b, R query rows (s, h), 128
+/// latent columns), a loop over the cache in chunks of kFlashChunk
+/// positions computes the chunk's scores q . keys^T on the tensor cores,
+/// masks them causally (t <= positions[b, s]), keeps the running row max m
+/// and sum l of the online softmax in registers, and accumulates
+/// o += bf16(exp(s - m)) . values (the probabilities stay in registers as
+/// the next MMA's A operand), rescaled by exp(m_old - m_new) as m grows;
+/// o / l is written at the end. q [B, M = S * H, D] (rows s-major), keys
+/// [B, T, D], values [B, T, C] (views of the cache), positions [B, S].
+/// Returns o_lat [B, M, C].
+Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
+                               Value positions, int64_t heads, double scale);
+
 } // namespace lowering
 } // namespace dsv3
 } // namespace mlir
