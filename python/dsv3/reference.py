@@ -198,26 +198,39 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-# Positions per step of the fused attention kernel's online softmax (WarpMma.h kFlashChunk).
+# Positions per step of the fused attention kernel's online softmax, and per split of the cache (WarpMma.h
+# kFlashChunk, kFlashSplit).
 FLASH_CHUNK = 32
+FLASH_SPLIT = 256
 
 
-def flash_attention(scores: np.ndarray, values: np.ndarray, chunk: int = FLASH_CHUNK) -> np.ndarray:
-    """softmax(scores) @ values as the fused tensor-core attention computes it: over the keys in chunks, a running
-    row max m and sum l (f32, from the unrounded probabilities), o += bf16(exp(s - m)) @ values (values already
-    rounded as the kernel reads them) with o and l rescaled by exp(m_old - m_new); o / l at the end.
-    scores [..., T] with -inf where masked (every row sees key 0), values [..., T, C]."""
-    m = np.full(scores.shape[:-1], -np.inf, dtype=np.float32)
-    l = np.zeros(scores.shape[:-1], dtype=np.float32)
-    o = np.zeros(scores.shape[:-1] + values.shape[-1:], dtype=np.float32)
-    for t0 in range(0, scores.shape[-1], chunk):
-        s = scores[..., t0:t0 + chunk]
-        m_new = np.maximum(m, s.max(-1))
-        rescale = np.exp(m - m_new)
-        p = np.exp(s - m_new[..., None])
-        l = l * rescale + p.sum(-1)
-        o = o * rescale[..., None] + np.matmul(round_to_bf16(p), values[..., t0:t0 + chunk, :])
-        m = m_new
+def flash_attention(scores: np.ndarray, values: np.ndarray, chunk: int = FLASH_CHUNK,
+                    split: int = FLASH_SPLIT) -> np.ndarray:
+    """softmax(scores) @ values as the fused tensor-core attention computes it. The keys in splits of `split`, each
+    on its own: over its chunks a running row max m and sum l (f32, from the unrounded probabilities),
+    o += bf16(exp(s - m)) @ values (values already rounded as the kernel reads them), o and l rescaled by
+    exp(m_old - m_new) (exponents against 0 while a row has seen no key); then the splits combined,
+    sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s. scores [..., T] with -inf where masked (every row sees key 0),
+    values [..., T, C]."""
+    parts = []
+    for s0 in range(0, scores.shape[-1], split):
+        m = np.full(scores.shape[:-1], -np.inf, dtype=np.float32)
+        l = np.zeros(scores.shape[:-1], dtype=np.float32)
+        o = np.zeros(scores.shape[:-1] + values.shape[-1:], dtype=np.float32)
+        for t0 in range(s0, min(s0 + split, scores.shape[-1]), chunk):
+            s = scores[..., t0:t0 + chunk]
+            m_new = np.maximum(m, s.max(-1))
+            base = np.where(m_new == -np.inf, np.float32(0), m_new)
+            rescale = np.exp(m - base)
+            p = np.exp(s - base[..., None])
+            l = l * rescale + p.sum(-1)
+            o = o * rescale[..., None] + np.matmul(round_to_bf16(p), values[..., t0:t0 + chunk, :])
+            m = m_new
+        parts.append((m, l, o))
+    top = np.max([m for m, _, _ in parts], axis=0)
+    weights = [np.exp(m - top) for m, _, _ in parts]
+    o = sum(w[..., None] * o for w, (_, _, o) in zip(weights, parts))
+    l = sum(w * l for w, (_, l, _) in zip(weights, parts))
     return o / l[..., None]
 
 

@@ -26,13 +26,14 @@ values are rounded (7 attention probabilities, a 48-wide hidden state) one such 
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import GOLDEN_CASES, ROOT, load_golden
-from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artifact,  # noqa: F401
+from test_compiled_model import (BIN, NEW_TOKENS, PROMPT, assert_close, compile_artifact,  # noqa: F401
                                  reference_runs, run_artifact)
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -134,6 +135,24 @@ def test_tensor_core_tiles_match_bf16_reference(name, tiles, variant_checkpoints
     # The rounding is really there: the f32 reference is further away than f32 kernels ever are.
     want_f32, _ = greedy_logits(Model(ckpt), PROMPT, NEW_TOKENS)
     assert np.abs(got - want_f32).max() / np.abs(want_f32).max() > 1e-3
+
+
+@pytest.mark.parametrize("tiles", TILE_SHAPES)
+def test_fused_attention_splits_a_long_cache(tiles, variant_checkpoints, tmp_path):
+    """A 300-token prompt spans two 256-position splits of the fused attention (both run as tiles, then the combine
+    kernel merges them); absorbed attention for the prefill too, so the queries before position 256 see nothing in
+    the second split (their row max stays -inf there and must not turn into NaN)."""
+    from dsv3.reference import FLASH_SPLIT, Model, greedy_logits
+    ckpt = variant_checkpoints["sigmoid-groups-bias"]
+    prompt = [(5 * i + 1) % 50 + 2 for i in range(300)]
+    assert FLASH_SPLIT < len(prompt) < 2 * FLASH_SPLIT
+    artifact = tmp_path / "artifact"
+    subprocess.run([os.path.join(BIN, "dsv3-compile"), ckpt, "-o", str(artifact), "--max-seq-len", "320",
+                    "--naive-prefill-from=0", *TENSOR_CORES, *TILE_SHAPES[tiles]], check=True, capture_output=True)
+    want, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True), prompt, 4)
+    tokens, got = run_artifact(str(artifact), ckpt, [prompt], 4, tmp_path)
+    assert tokens[0] == greedy[:4]
+    assert_close_bf16(got, want)
 
 
 @pytest.mark.parametrize("tiles", TILE_SHAPES)

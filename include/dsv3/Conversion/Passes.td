@@ -273,7 +273,8 @@ def DSV3GpuWarpMma : Pass<"dsv3-gpu-warp-mma"> {
     accumulator layout of 16 x 16 is the A fragment, so the thread packs its
     pairs; wgmma reads A from shared memory, so each thread stores its eight
     values into a core-matrix buffer first (barrier, stores, proxy fence,
-    barrier).
+    barrier). A per-row value written to memory is stored by the first of
+    the four threads of each row.
   }];
   let options = [
     Option<"sharedMemory", "shared-memory", "bool", /*default=*/"true",

@@ -453,14 +453,14 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                                Value positions, int64_t heads, double scale) {
   OpFoldResult batch = e.dim(q, 0), m = e.dim(q, 1), depth = e.dim(q, 2);
   OpFoldResult used = e.dim(keys, 1), width = e.dim(values, 2);
+  auto parallel2 = SmallVector<IteratorType>(2, IteratorType::parallel);
   // The last visible position of each query row: positions[b, row / H].
   Value limitsInit = e.empty({batch, m}, e.b.getIndexType());
   Value limits = linalg::GenericOp::create(
                      e.b, e.loc, TypeRange{limitsInit.getType()},
                      ValueRange{}, ValueRange{limitsInit},
                      ArrayRef<AffineMap>{e.b.getMultiDimIdentityMap(2)},
-                     ArrayRef<IteratorType>{IteratorType::parallel,
-                                            IteratorType::parallel},
+                     parallel2,
                      [&](OpBuilder &b, Location loc, ValueRange) {
                        Value bi = linalg::IndexOp::create(b, loc, 0);
                        Value row = linalg::IndexOp::create(b, loc, 1);
@@ -479,39 +479,73 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
   const int64_t valueCols = scoreCols;
   const int64_t numScores = kFlashChunk / scoreCols,
                 numValues = kFlashValueCols / valueCols;
-  Value init = e.empty({batch, m, width});
-  auto tiles = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
+  auto ceilDiv = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
     return arith::CeilDivUIOp::create(
                e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
                e.index(tile))
         .getResult();
   };
+  OpFoldResult splits = ceilDiv(used, kFlashSplit);
+  // Per split: o unnormalised, and each row's max and sum ([.., M, 1]: the
+  // tiles write them as R x 1 columns).
+  Value partialInit = e.empty({batch, splits, m, width});
+  Value statsInit = e.empty({batch, splits, m, e.b.getIndexAttr(1)});
   auto forall = scf::ForallOp::create(
       e.b, e.loc,
-      ArrayRef<OpFoldResult>{batch, tiles(m, tileRows),
-                             tiles(width, kFlashValueCols)},
-      ValueRange{init}, std::nullopt,
+      ArrayRef<OpFoldResult>{batch, ceilDiv(m, tileRows),
+                             ceilDiv(width, kFlashValueCols), splits},
+      ValueRange{partialInit, statsInit, statsInit}, std::nullopt,
       [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
-        Value bi = ivsAndOuts[0], out = ivsAndOuts[3];
+        Value bi = ivsAndOuts[0], split = ivsAndOuts[3];
+        Value outO = ivsAndOuts[4], outMax = ivsAndOuts[5],
+              outSum = ivsAndOuts[6];
         Value m0 = arith::MulIOp::create(b, loc, ivsAndOuts[1],
                                          indexConst(b, loc, tileRows));
         Value c0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
                                          indexConst(b, loc, kFlashValueCols));
+        Value firstPosition = arith::MulIOp::create(
+            b, loc, split, indexConst(b, loc, kFlashSplit));
+        Value lastPosition = arith::MinUIOp::create(
+            b, loc,
+            arith::AddIOp::create(b, loc, firstPosition,
+                                  indexConst(b, loc, kFlashSplit)),
+            getValueOrCreateConstantIndexOp(b, loc, used));
         auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
           Value rest = arith::SubIOp::create(
               b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
           return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile))
               .getResult();
         };
-        SmallVector<OpFoldResult> offsets{bi, m0, c0};
-        SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
-                                        left(m, m0, tileRows),
+        Value rowsHere = left(m, m0, tileRows);
+        SmallVector<OpFoldResult> offsets{bi, split, m0, c0};
+        SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1),
+                                        rowsHere,
                                         left(width, c0, kFlashValueCols)};
-        SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+        SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
         auto blockType = RankedTensorType::get(
             {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
-        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
+        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, outO,
                                                      offsets, sizes, strides);
+        // The row statistics: written by the first column block only (the
+        // others computed the same), as a [rows, 1] slice.
+        Value firstColumns = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq, ivsAndOuts[2],
+            indexConst(b, loc, 0));
+        Value statRows = arith::SelectOp::create(b, loc, firstColumns,
+                                                 rowsHere,
+                                                 indexConst(b, loc, 0));
+        SmallVector<OpFoldResult> statOffsets{bi, split, m0,
+                                              b.getIndexAttr(0)};
+        SmallVector<OpFoldResult> statSizes{b.getIndexAttr(1),
+                                            b.getIndexAttr(1), statRows,
+                                            b.getIndexAttr(1)};
+        SmallVector<OpFoldResult> statStrides(4, b.getIndexAttr(1));
+        auto statType = RankedTensorType::get({ShapedType::kDynamic, 1},
+                                              b.getF32Type());
+        auto statBlock = [&](Value out) -> Value {
+          return tensor::ExtractSliceOp::create(
+              b, loc, statType, out, statOffsets, statSizes, statStrides);
+        };
 
         Type f32 = b.getF32Type();
         auto rowType = VectorType::get({tileRows, 1}, f32);
@@ -534,8 +568,7 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
         inits.push_back(splat(rowType, negInf)); // running row max
         inits.push_back(splat(rowType, 0));      // running row sum
         auto chunks = scf::ForOp::create(
-            b, loc, indexConst(b, loc, 0),
-            getValueOrCreateConstantIndexOp(b, loc, used),
+            b, loc, firstPosition, lastPosition,
             indexConst(b, loc, kFlashChunk), inits,
             [&](OpBuilder &b1, Location l1, Value t0, ValueRange carried) {
               SmallVector<Value> acc(carried.take_front(numValues));
@@ -576,14 +609,22 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                 s = arith::SelectOp::create(b1, l1, visible, scaled,
                                             splat(scoreType, negInf));
               }
-              // Online softmax: the new row max, the old sums' rescale.
+              // Online softmax: the new row max, the old sums' rescale. A
+              // row that has seen no visible position yet (a later split of
+              // an early query) keeps max -inf, its exponents taken against
+              // 0 so that they are 0, not NaN.
               Value newMax = arith::MaxNumFOp::create(
                   b1, l1, rowMax,
                   emitRowReduction(b1, l1, scores,
                                    vector::CombiningKind::MAXNUMF));
+              Value nothingSeen = arith::CmpFOp::create(
+                  b1, l1, arith::CmpFPredicate::OEQ, newMax,
+                  splat(rowType, negInf));
+              Value base = arith::SelectOp::create(b1, l1, nothingSeen,
+                                                   splat(rowType, 0), newMax);
               Value rescale = math::ExpOp::create(
-                  b1, l1, arith::SubFOp::create(b1, l1, rowMax, newMax));
-              Value maxTile = broadcastRows(b1, l1, newMax, scoreType);
+                  b1, l1, arith::SubFOp::create(b1, l1, rowMax, base));
+              Value maxTile = broadcastRows(b1, l1, base, scoreType);
               SmallVector<Value> probs;
               for (Value s : scores)
                 probs.push_back(math::ExpOp::create(
@@ -609,30 +650,92 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                   Value c = arith::AddIOp::create(
                       b1, l1, c0, indexConst(b1, l1, j * valueCols));
                   acc[j] = mmaStep(b1, l1, p,
-                              readBf16Tile(b1, l1, values,
-                                           ValueRange{bi, t, c}, 2, 1,
-                                           valueCols, /*inBounds=*/false),
-                              acc[j]);
+                                   readBf16Tile(b1, l1, values,
+                                                ValueRange{bi, t, c}, 2, 1,
+                                                valueCols, /*inBounds=*/false),
+                                   acc[j]);
                 }
               }
               acc.push_back(newMax);
               acc.push_back(newSum);
               scf::YieldOp::create(b1, l1, acc);
             });
-        Value sumTile = broadcastRows(
-            b, loc, chunks.getResult(numValues + 1),
-            VectorType::get({tileRows, valueCols}, f32));
-        SmallVector<Value> outTiles;
-        for (Value a : chunks.getResults().take_front(numValues))
-          outTiles.push_back(arith::DivFOp::create(b, loc, a, sumTile));
-        Value written = writeTiles(b, loc, outTiles, block);
+        Value written = writeTiles(
+            b, loc, SmallVector<Value>(chunks.getResults().take_front(numValues)),
+            block);
+        Value zero = indexConst(b, loc, 0);
+        auto writeStat = [&](Value stat, Value out) -> Value {
+          return vector::TransferWriteOp::create(
+                     b, loc, stat, statBlock(out), ValueRange{zero, zero},
+                     ArrayRef<bool>{false, true})
+              .getResult();
+        };
+        Value maxWritten = writeStat(chunks.getResult(numValues), outMax);
+        Value sumWritten = writeStat(chunks.getResult(numValues + 1), outSum);
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());
-        tensor::ParallelInsertSliceOp::create(b, loc, written, out, offsets,
+        tensor::ParallelInsertSliceOp::create(b, loc, written, outO, offsets,
                                               sizes, strides);
+        tensor::ParallelInsertSliceOp::create(b, loc, maxWritten, outMax,
+                                              statOffsets, statSizes,
+                                              statStrides);
+        tensor::ParallelInsertSliceOp::create(b, loc, sumWritten, outSum,
+                                              statOffsets, statSizes,
+                                              statStrides);
       });
-  return forall.getResult(0);
+  Value partial = forall.getResult(0), partialMax = forall.getResult(1),
+        partialSum = forall.getResult(2);
+  // Combine the splits: o = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s
+  // with M the largest m_s (split 0 always saw position 0).
+  Value splitCount = getValueOrCreateConstantIndexOp(e.b, e.loc, splits);
+  return e.generic(
+      {}, e.empty({batch, m, width}), {e.b.getMultiDimIdentityMap(3)},
+      SmallVector<IteratorType>(3, IteratorType::parallel),
+      [&](OpBuilder &b, Location loc, ValueRange) {
+        Value bi = linalg::IndexOp::create(b, loc, 0);
+        Value row = linalg::IndexOp::create(b, loc, 1);
+        Value c = linalg::IndexOp::create(b, loc, 2);
+        Value zero = indexConst(b, loc, 0), one = indexConst(b, loc, 1);
+        Value f0 = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+        auto maxLoop = scf::ForOp::create(
+            b, loc, zero, splitCount, one,
+            ValueRange{arith::ConstantOp::create(
+                b, loc,
+                b.getF32FloatAttr(-std::numeric_limits<float>::infinity()))},
+            [&](OpBuilder &b1, Location l1, Value s, ValueRange acc) {
+              Value ms = tensor::ExtractOp::create(b1, l1, partialMax,
+                                                   ValueRange{bi, s, row, zero});
+              scf::YieldOp::create(
+                  b1, l1,
+                  ValueRange{arith::MaxNumFOp::create(b1, l1, acc[0], ms)});
+            });
+        Value top = maxLoop.getResult(0);
+        auto sumLoop = scf::ForOp::create(
+            b, loc, zero, splitCount, one, ValueRange{f0, f0},
+            [&](OpBuilder &b1, Location l1, Value s, ValueRange acc) {
+              Value ms = tensor::ExtractOp::create(b1, l1, partialMax,
+                                                   ValueRange{bi, s, row, zero});
+              Value w = math::ExpOp::create(
+                  b1, l1, arith::SubFOp::create(b1, l1, ms, top));
+              Value os = tensor::ExtractOp::create(b1, l1, partial,
+                                                   ValueRange{bi, s, row, c});
+              Value ls = tensor::ExtractOp::create(b1, l1, partialSum,
+                                                   ValueRange{bi, s, row, zero});
+              scf::YieldOp::create(
+                  b1, l1,
+                  ValueRange{arith::AddFOp::create(
+                                 b1, l1, acc[0],
+                                 arith::MulFOp::create(b1, l1, w, os)),
+                             arith::AddFOp::create(
+                                 b1, l1, acc[1],
+                                 arith::MulFOp::create(b1, l1, w, ls))});
+            });
+        linalg::YieldOp::create(
+            b, loc,
+            ValueRange{arith::DivFOp::create(b, loc, sumLoop.getResult(0),
+                                             sumLoop.getResult(1))});
+      });
 }
 
 } // namespace lowering

@@ -78,6 +78,9 @@ constexpr int64_t kFlashChunk = kMmaColTilesPerWarp * kMmaCols;
 /// The latent columns of o_lat one fused-attention tile computes (its f32
 /// accumulator: 64 values per thread); C / 128 tiles per row tile.
 constexpr int64_t kFlashValueCols = 128;
+/// The cache positions one fused-attention tile covers (split-KV: the
+/// splits of a long cache run in parallel, a combine kernel merges them).
+constexpr int64_t kFlashSplit = 256;
 
 /// The absorbed MLA attention on the latent cache as ONE kernel of warp MMA
 /// tiles (FlashMLA's structure): per (sequence b, R query rows (s, h), 128
@@ -86,10 +89,14 @@ constexpr int64_t kFlashValueCols = 128;
 /// masks them causally (t <= positions[b, s]), keeps the running row max m
 /// and sum l of the online softmax in registers, and accumulates
 /// o += bf16(exp(s - m)) . values (the probabilities stay in registers as
-/// the next MMA's A operand), rescaled by exp(m_old - m_new) as m grows;
-/// o / l is written at the end. q [B, M = S * H, D] (rows s-major), keys
-/// [B, T, D], values [B, T, C] (views of the cache), positions [B, S].
-/// Returns o_lat [B, M, C].
+/// the next MMA's A operand), rescaled by exp(m_old - m_new) as m grows.
+/// The cache is split into kFlashSplit-position parts that run as
+/// separate tiles (decode's parallelism on long contexts, FlashMLA's
+/// split-KV); each writes its unnormalised o and row max m and sum l, and a
+/// second kernel combines them: o = sum_s e^(m_s - M) o_s / sum_s e^(m_s -
+/// M) l_s. q [B, M = S * H, D] (rows s-major), keys [B, T, D], values
+/// [B, T, C] (views of the cache), positions [B, S]. Returns o_lat
+/// [B, M, C].
 Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                                Value positions, int64_t heads, double scale);
 

@@ -1102,9 +1102,6 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         !map.isProjectedPermutation())
       return write.emitOpError("dsv3-gpu-warp-mma: expected an unmasked "
                                "2-D write of a warp tile to a memref");
-    if (isRowType(write.getVectorType()))
-      return write.emitOpError("dsv3-gpu-warp-mma: a per-row [R x 1] value "
-                               "is not written; broadcast it to a tile first");
     Fragment f = fragmentOf(write.getVector());
     OpBuilder b(write);
     Location loc = write.getLoc();
@@ -1112,8 +1109,25 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         LaneCoordinates::of(b, loc, distributedRows(write.getVectorType()));
     unsigned dims[2] = {map.getDimPosition(0), map.getDimPosition(1)};
     SmallVector<bool> inBounds = write.getInBoundsValues();
+    // A per-row value: the first of the four threads of a row writes its
+    // two rows (the others hold the same values).
+    const bool perRow = isRowType(write.getVectorType());
+    Value rowWriter;
+    if (perRow) {
+      Value lanes = gpu::LaneIdOp::create(b, loc, IntegerAttr());
+      rowWriter = arith::CmpIOp::create(
+          b, loc, arith::CmpIPredicate::eq,
+          arith::RemUIOp::create(b, loc, lanes,
+                                 arith::ConstantIndexOp::create(b, loc, 4)),
+          arith::ConstantIndexOp::create(b, loc, 0));
+    }
     for (unsigned i = 0; i < f.size(); ++i) {
-      auto [row, col] = lane.accumulatorElement(b, loc, i);
+      auto [row, col] =
+          perRow ? std::pair<Value, Value>{LaneCoordinates::offset(
+                                               b, loc, lane.group, 8 * i),
+                                           arith::ConstantIndexOp::create(
+                                               b, loc, 0)}
+                 : lane.accumulatorElement(b, loc, i);
       SmallVector<Value> indices(write.getIndices());
       Value cond;
       Value offsets[2] = {row, col};
@@ -1127,6 +1141,9 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
             b, loc, arith::CmpIPredicate::ult, indices[dims[d]], size);
         cond = cond ? arith::AndIOp::create(b, loc, cond, inside) : inside;
       }
+      if (rowWriter)
+        cond = cond ? arith::AndIOp::create(b, loc, cond, rowWriter)
+                    : rowWriter;
       if (!cond) {
         memref::StoreOp::create(b, loc, f[i], write.getBase(), indices);
         continue;
