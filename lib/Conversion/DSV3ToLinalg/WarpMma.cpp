@@ -231,6 +231,34 @@ int64_t accumulatorCols(const Emitter &e, int64_t tiles) {
   return e.tensorCores.rows == 64 ? tiles * kMmaCols : kMmaCols;
 }
 
+/// The tiles of `tile` that cover `extent`: ceil(extent / tile).
+OpFoldResult tileCount(Emitter &e, OpFoldResult extent, int64_t tile) {
+  return arith::CeilDivUIOp::create(
+             e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
+             e.index(tile))
+      .getResult();
+}
+
+/// The part of a tile starting at `start` that exists: min(extent - start,
+/// tile).
+Value tileExtent(OpBuilder &b, Location loc, OpFoldResult extent, Value start,
+                 int64_t tile) {
+  Value rest = arith::SubIOp::create(
+      b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
+  return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile));
+}
+
+/// A tile's 2-D f32 block of `out` (the dims of size 1 dropped).
+Value extractTileBlock(OpBuilder &b, Location loc, Value out,
+                       ArrayRef<OpFoldResult> offsets,
+                       ArrayRef<OpFoldResult> sizes,
+                       ArrayRef<OpFoldResult> strides) {
+  auto blockType = RankedTensorType::get(
+      {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
+  return tensor::ExtractSliceOp::create(b, loc, blockType, out, offsets, sizes,
+                                        strides);
+}
+
 } // namespace
 
 Value emitExpertGateUpMma(Emitter &e, Value x, const ExpertRows &rows,
@@ -329,11 +357,8 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
   OpFoldResult groups = e.dim(a, 0), m = e.dim(a, 1), depth = e.dim(a, 2);
   OpFoldResult n = e.dim(bSource, nDim);
   Value init = e.empty({groups, m, n});
-  auto tiles = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
-    return arith::CeilDivUIOp::create(
-               e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
-               e.index(tile))
-        .getResult();
+  auto tiles = [&](OpFoldResult extent, int64_t tile) {
+    return tileCount(e, extent, tile);
   };
   // A warp computes kMmaColTilesPerWarp tiles side by side (sharing its A
   // tile); the last columns are masked.
@@ -352,20 +377,14 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
                                          indexConst(b, loc, warpCols));
         // The tile's slice of the output: the rows and columns that exist.
         auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
-          Value rest = arith::SubIOp::create(
-              b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
-          return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile))
-              .getResult();
+          return tileExtent(b, loc, extent, start, tile);
         };
         SmallVector<OpFoldResult> offsets{g, m0, n0};
         SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
                                         left(m, m0, tileRows),
                                         left(n, n0, warpCols)};
         SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-        auto blockType = RankedTensorType::get(
-            {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
-        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, out,
-                                                     offsets, sizes, strides);
+        Value block = extractTileBlock(b, loc, out, offsets, sizes, strides);
         SmallVector<Value> acc = emitTileLoop(
             b, loc, depth, tileRows, accCols, warpCols / accCols,
             [&](OpBuilder &b1, Location l1, Value k) {
@@ -479,11 +498,8 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
   const int64_t valueCols = scoreCols;
   const int64_t numScores = kFlashChunk / scoreCols,
                 numValues = kFlashValueCols / valueCols;
-  auto ceilDiv = [&](OpFoldResult extent, int64_t tile) -> OpFoldResult {
-    return arith::CeilDivUIOp::create(
-               e.b, e.loc, getValueOrCreateConstantIndexOp(e.b, e.loc, extent),
-               e.index(tile))
-        .getResult();
+  auto ceilDiv = [&](OpFoldResult extent, int64_t tile) {
+    return tileCount(e, extent, tile);
   };
   OpFoldResult splits = ceilDiv(used, kFlashSplit);
   // Per split: o unnormalised, and each row's max and sum ([.., M, 1]: the
@@ -511,10 +527,7 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                                   indexConst(b, loc, kFlashSplit)),
             getValueOrCreateConstantIndexOp(b, loc, used));
         auto left = [&](OpFoldResult extent, Value start, int64_t tile) {
-          Value rest = arith::SubIOp::create(
-              b, loc, getValueOrCreateConstantIndexOp(b, loc, extent), start);
-          return arith::MinUIOp::create(b, loc, rest, indexConst(b, loc, tile))
-              .getResult();
+          return tileExtent(b, loc, extent, start, tile);
         };
         Value rowsHere = left(m, m0, tileRows);
         SmallVector<OpFoldResult> offsets{bi, split, m0, c0};
@@ -522,10 +535,7 @@ Value emitFlashLatentAttention(Emitter &e, Value q, Value keys, Value values,
                                         rowsHere,
                                         left(width, c0, kFlashValueCols)};
         SmallVector<OpFoldResult> strides(4, b.getIndexAttr(1));
-        auto blockType = RankedTensorType::get(
-            {ShapedType::kDynamic, ShapedType::kDynamic}, b.getF32Type());
-        Value block = tensor::ExtractSliceOp::create(b, loc, blockType, outO,
-                                                     offsets, sizes, strides);
+        Value block = extractTileBlock(b, loc, outO, offsets, sizes, strides);
         // The row statistics: written by the first column block only (the
         // others computed the same), as a [rows, 1] slice.
         Value firstColumns = arith::CmpIOp::create(

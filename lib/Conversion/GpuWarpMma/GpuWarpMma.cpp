@@ -582,28 +582,22 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       return std::nullopt;
     }
     if (auto slice = dyn_cast<vector::ExtractStridedSliceOp>(def)) {
-      SmallVector<int64_t> offsets, sizes;
-      for (Attribute a : slice.getOffsets())
-        offsets.push_back(cast<IntegerAttr>(a).getInt());
-      if (offsets[0] != 0 || offsets[1] % kCols != 0 ||
-          !isDistributedType(slice.getSource().getType()))
+      std::optional<unsigned> first = firstFragmentValueOfColumns(
+          slice.getOffsets(), slice.getSource().getType());
+      if (!first)
         return std::nullopt;
       Fragment whole = fragmentOf(slice.getSource());
-      const unsigned first = offsets[1] / kCols * kFragment;
-      return Fragment(ArrayRef<Value>(whole).slice(first, size));
+      return Fragment(ArrayRef<Value>(whole).slice(*first, size));
     }
     if (auto insert = dyn_cast<vector::InsertStridedSliceOp>(def)) {
-      SmallVector<int64_t> offsets;
-      for (Attribute a : insert.getOffsets())
-        offsets.push_back(cast<IntegerAttr>(a).getInt());
-      if (offsets[0] != 0 || offsets[1] % kCols != 0 ||
-          !isDistributedType(insert.getValueToStore().getType()))
+      std::optional<unsigned> first = firstFragmentValueOfColumns(
+          insert.getOffsets(), insert.getValueToStore().getType());
+      if (!first)
         return std::nullopt;
       Fragment f = fragmentOf(insert.getDest());
       Fragment part = fragmentOf(insert.getValueToStore());
-      const unsigned first = offsets[1] / kCols * kFragment;
       for (auto [i, value] : llvm::enumerate(part))
-        f[first + i] = value;
+        f[*first + i] = value;
       return f;
     }
     auto shapeCast = dyn_cast<vector::ShapeCastOp>(def);
@@ -616,6 +610,19 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
             shapeCast.getSource().getDefiningOp<vector::TransferReadOp>())
       return buildRowRead(b, loc, read, rows);
     return std::nullopt;
+  }
+
+  /// For a column slice of a distributed tile (offsets [0, c], c a
+  /// multiple of 8; `tile` the sliced or inserted tile's type): the index
+  /// of its first value in a thread's fragment of the whole.
+  static std::optional<unsigned> firstFragmentValueOfColumns(ArrayAttr offsets,
+                                                             Type tile) {
+    int64_t row = cast<IntegerAttr>(offsets[0]).getInt();
+    int64_t col = cast<IntegerAttr>(offsets[1]).getInt();
+    if (row != 0 || col % kCols != 0 || !isDistributedType(tile) ||
+        isRowType(tile))
+      return std::nullopt;
+    return col / kCols * kFragment;
   }
 
   /// combine(a, b) of a vector.multi_reduction's kind, on scalars.
