@@ -412,31 +412,27 @@ Value emitBatchedWarpGemm(Emitter &e, Value a, Value bSource, unsigned nDim,
 namespace {
 
 /// A [rows x 1] per-row value (the online softmax's statistics) of `tiles`'
-/// rows: combine(tile[r, :]) over every tile, by `kind` (max or sum).
+/// rows: combine(tile[r, :]) over every tile, by `kind` (max or sum). The
+/// tiles are combined elementwise first, so one reduction (on the GPU: one
+/// exchange among the four threads of a row) serves them all.
 Value emitRowReduction(OpBuilder &b, Location loc, ArrayRef<Value> tiles,
                        vector::CombiningKind kind) {
   auto tileType = cast<VectorType>(tiles.front().getType());
   const int64_t rows = tileType.getDimSize(0);
   const bool max = kind == vector::CombiningKind::MAXNUMF;
   const float identity = max ? -std::numeric_limits<float>::infinity() : 0.0f;
+  Value combined = tiles.front();
+  for (Value tile : tiles.drop_front())
+    combined = max ? arith::MaxNumFOp::create(b, loc, combined, tile).getResult()
+                   : arith::AddFOp::create(b, loc, combined, tile).getResult();
   Value init = arith::ConstantOp::create(
       b, loc,
       DenseElementsAttr::get(VectorType::get({rows}, b.getF32Type()),
                              identity));
-  Value result;
-  for (Value tile : tiles) {
-    Value reduced = vector::MultiDimReductionOp::create(
-        b, loc, tile, init, ArrayRef<bool>{false, true}, kind);
-    Value column = vector::ShapeCastOp::create(
-        b, loc, VectorType::get({rows, 1}, b.getF32Type()), reduced);
-    if (!result)
-      result = column;
-    else if (max)
-      result = arith::MaxNumFOp::create(b, loc, result, column);
-    else
-      result = arith::AddFOp::create(b, loc, result, column);
-  }
-  return result;
+  Value reduced = vector::MultiDimReductionOp::create(
+      b, loc, combined, init, ArrayRef<bool>{false, true}, kind);
+  return vector::ShapeCastOp::create(
+      b, loc, VectorType::get({rows, 1}, b.getF32Type()), reduced);
 }
 
 /// A [rows x 1] value broadcast along the columns of `like`'s type.

@@ -81,6 +81,8 @@ constexpr int64_t kFlashValueCols = 128;
 /// The cache positions one fused-attention tile covers (split-KV: the
 /// splits of a long cache run in parallel, a combine kernel merges them).
 constexpr int64_t kFlashSplit = 256;
+static_assert(kFlashSplit % kFlashChunk == 0,
+              "a chunk of the online softmax never spans two splits");
 
 /// The absorbed MLA attention on the latent cache as ONE kernel of warp MMA
 /// tiles (FlashMLA's structure): per (sequence b, R query rows (s, h), 128

@@ -1010,16 +1010,19 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
   /// (rounded to bf16) at [r / 8][c / 8][r % 8][c % 8], between a barrier
   /// (the previous wgmma reading the buffer is done) and a proxy fence plus
   /// a barrier. Returns the buffer's descriptor.
-  Value stageRegistersForWgmma(vector::ContractionOp contract,
-                               const Fragment &values, gpu::GPUFuncOp func) {
-    Location loc = contract.getLoc();
+  Value stageRegistersForWgmma(Operation *before, const Fragment &values,
+                               gpu::GPUFuncOp func) {
+    Location loc = before->getLoc();
     Value buffer = addSharedBuffer(func, {kWarpgroupRows / 8, 2, 8, 8}, loc);
+    // The descriptor and the thread's coordinates at the kernel's entry:
+    // nothing then separates this barrier from the one that ends the B
+    // tile's staging, and the two collapse.
     OpBuilder atEntry = OpBuilder::atBlockBegin(&func.getBody().front());
     Value descriptor = matrixDescriptor(atEntry, loc, buffer);
-    OpBuilder b(contract);
+    LaneCoordinates lane = LaneCoordinates::of(atEntry, loc, kWarpgroupRows);
+    Value eight = arith::ConstantIndexOp::create(atEntry, loc, 8);
+    OpBuilder b(before);
     gpu::BarrierOp::create(b, loc);
-    LaneCoordinates lane = LaneCoordinates::of(b, loc, kWarpgroupRows);
-    Value eight = arith::ConstantIndexOp::create(b, loc, 8);
     for (auto [i, value] : llvm::enumerate(values)) {
       auto [row, col] = lane.accumulatorElement(b, loc, i);
       Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
@@ -1059,13 +1062,19 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
         cast<VectorType>(contract.getAccType()).getDimSize(1);
     Value descA = a ? stageForWgmma(*a, kWarpgroupRows, func).second : nullptr;
     Value descB = stageForWgmma(bt, cols, func).second;
-    // An A in registers is staged last, right before the first wgmma that
-    // reads it.
+    // An A in registers is staged once, right before the first wgmma (in
+    // program order, whichever this pass reaches first) that reads it.
     if (!a) {
       Value x = *matchRegisterTile(contract.getLhs(), kWarpgroupRows);
       Value &staged = registerTileDescriptors[x];
-      if (!staged)
-        staged = stageRegistersForWgmma(contract, aValues, func);
+      if (!staged) {
+        Operation *first = contract;
+        for (Operation *user : contract.getLhs().getUsers())
+          if (user->getBlock() == first->getBlock() &&
+              user->isBeforeInBlock(first))
+            first = user;
+        staged = stageRegistersForWgmma(first, aValues, func);
+      }
       descA = staged;
     }
     b.setInsertionPoint(contract);
