@@ -30,9 +30,9 @@ pytestmark = pytest.mark.skipif(
     reason="the C++ tools are not built (run scripts/setup.sh)")
 
 
-def compile_artifact(checkpoint, out_dir, *extra):
-    subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoint, "-o", str(out_dir), "--max-seq-len", "96",
-                    *extra], check=True, capture_output=True, text=True)
+def compile_artifact(checkpoint, out_dir, *extra, max_seq_len=96):
+    subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoint, "-o", str(out_dir), "--max-seq-len",
+                    str(max_seq_len), *extra], check=True, capture_output=True, text=True)
     return str(out_dir)
 
 

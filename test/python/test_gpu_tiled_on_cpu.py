@@ -26,14 +26,13 @@ values are rounded (7 attention probabilities, a 48-wide hidden state) one such 
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from conftest import GOLDEN_CASES, ROOT, load_golden
-from test_compiled_model import (BIN, NEW_TOKENS, PROMPT, assert_close, compile_artifact,  # noqa: F401
+from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artifact,  # noqa: F401
                                  reference_runs, run_artifact)
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -146,11 +145,10 @@ def test_fused_attention_splits_a_long_cache(tiles, variant_checkpoints, tmp_pat
     ckpt = variant_checkpoints["sigmoid-groups-bias"]
     prompt = [(5 * i + 1) % 50 + 2 for i in range(300)]
     assert FLASH_SPLIT < len(prompt) < 2 * FLASH_SPLIT
-    artifact = tmp_path / "artifact"
-    subprocess.run([os.path.join(BIN, "dsv3-compile"), ckpt, "-o", str(artifact), "--max-seq-len", "320",
-                    "--naive-prefill-from=0", *TENSOR_CORES, *TILE_SHAPES[tiles]], check=True, capture_output=True)
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", "--naive-prefill-from=0", *TENSOR_CORES,
+                                *TILE_SHAPES[tiles], max_seq_len=320)
     want, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True), prompt, 4)
-    tokens, got = run_artifact(str(artifact), ckpt, [prompt], 4, tmp_path)
+    tokens, got = run_artifact(artifact, ckpt, [prompt], 4, tmp_path)
     assert tokens[0] == greedy[:4]
     assert_close_bf16(got, want)
 

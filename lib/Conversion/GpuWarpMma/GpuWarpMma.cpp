@@ -157,6 +157,28 @@ struct LaneCoordinates {
   }
 };
 
+/// Clamps indices[d] of each dimension d in `masked` into [0, size(d)) so
+/// that a load stays inside `base`; returns whether they all were inside
+/// already (null when nothing is masked): the caller selects the padding
+/// where not.
+Value clampIntoBounds(OpBuilder &b, Location loc, Value base,
+                      MutableArrayRef<Value> indices,
+                      ArrayRef<unsigned> masked) {
+  Value inside;
+  for (unsigned d : masked) {
+    Value &index = indices[d];
+    Value size = memref::DimOp::create(b, loc, base, d);
+    Value ok =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, index, size);
+    inside = inside ? arith::AndIOp::create(b, loc, inside, ok) : ok;
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    Value last = arith::SubIOp::create(
+        b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
+    index = arith::MinUIOp::create(b, loc, index, last);
+  }
+  return inside;
+}
+
 /// A 2-D operand tile read from memory: `read` with its two vector
 /// dimensions on memref dimensions dims[0] (rows) and dims[1] (columns),
 /// bf16 in memory, or f32 rounded to bf16 (`rounded`).
@@ -222,21 +244,12 @@ struct TileRead {
   /// itself clamped to stay inside).
   Value loadElement(OpBuilder &b, Location loc, Value row, Value col) const {
     SmallVector<Value> indices = indicesAt(b, loc, row, col);
-    Value inside;
     SmallVector<bool> inBounds = read.getInBoundsValues();
-    for (unsigned d = 0; d < 2; ++d) {
-      if (inBounds[d])
-        continue;
-      Value &index = indices[dims[d]];
-      Value size = memref::DimOp::create(b, loc, read.getBase(), dims[d]);
-      Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       index, size);
-      inside = inside ? arith::AndIOp::create(b, loc, inside, ok) : ok;
-      Value one = arith::ConstantIndexOp::create(b, loc, 1);
-      Value last = arith::SubIOp::create(
-          b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
-      index = arith::MinUIOp::create(b, loc, index, last);
-    }
+    SmallVector<unsigned> masked;
+    for (unsigned d = 0; d < 2; ++d)
+      if (!inBounds[d])
+        masked.push_back(dims[d]);
+    Value inside = clampIntoBounds(b, loc, read.getBase(), indices, masked);
     Value v = memref::LoadOp::create(b, loc, read.getBase(), indices);
     if (rounded)
       v = arith::TruncFOp::create(b, loc, b.getBF16Type(), v);
@@ -540,7 +553,8 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
     (def ? def->emitOpError() : emitError(loc))
         << "dsv3-gpu-warp-mma: cannot give each lane its part of this "
            "warp tile (expected a loop argument, a splat constant, a "
-           "contraction or elementwise arithmetic of those)";
+           "contraction, elementwise arithmetic, a broadcast, a column "
+           "slice, a row reduction or a per-row read of those)";
     failedToDistribute = true;
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
     return Fragment(size, zero);
@@ -710,20 +724,14 @@ struct GpuWarpMmaPass : dsv3::impl::DSV3GpuWarpMmaBase<GpuWarpMmaPass> {
       indices[dim] = arith::AddIOp::create(
           b, loc, indices[dim],
           LaneCoordinates::offset(b, loc, lane.group, 8 * half));
-      if (inBounds) {
-        f.push_back(memref::LoadOp::create(b, loc, read.getBase(), indices));
-        continue;
-      }
-      Value size = memref::DimOp::create(b, loc, read.getBase(), dim);
-      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           indices[dim], size);
-      Value one = arith::ConstantIndexOp::create(b, loc, 1);
-      Value last = arith::SubIOp::create(
-          b, loc, arith::MaxUIOp::create(b, loc, size, one), one);
-      indices[dim] = arith::MinUIOp::create(b, loc, indices[dim], last);
+      Value inside =
+          inBounds ? Value()
+                   : clampIntoBounds(b, loc, read.getBase(), indices, {dim});
       Value value = memref::LoadOp::create(b, loc, read.getBase(), indices);
-      f.push_back(
-          arith::SelectOp::create(b, loc, inside, value, read.getPadding()));
+      f.push_back(inside ? arith::SelectOp::create(b, loc, inside, value,
+                                                   read.getPadding())
+                               .getResult()
+                         : value);
     }
     return f;
   }
