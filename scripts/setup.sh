@@ -10,8 +10,12 @@ BUILD_DIR="${DSV3_BUILD_DIR:-$ROOT/build}"
 PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
   cmake ninja-build ccache nlohmann-json3-dev libgtest-dev
+  libpcre2-dev libcpp-httplib-dev
   python3-numpy python3-pytest python3-matplotlib
 )
+# node + npm run the tests' references (test/node). These machines' image ships a nodejs package that bundles
+# npm (and conflicts with Debian's npm); elsewhere Debian's two packages provide them.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
 need_install=()
 for p in "${PACKAGES[@]}"; do
@@ -34,6 +38,14 @@ if [ -x "$CUDA_ROOT/bin/ptxas" ]; then
 else
   echo "setup: WARNING: no CUDA toolkit (ptxas) under $CUDA_ROOT: GPU code generation (cubin) tests are disabled"
   CUDA_FLAG=OFF
+fi
+
+# The tests' independent references come from the npm registry, pinned by test/node/package-lock.json:
+# HF `tokenizers` (the Rust implementation, native binary), `@huggingface/jinja` (chat templates) and the
+# official `openai` client (drives dsv3-serve).
+if [ ! -d "$ROOT/test/node/node_modules" ] || [ "$ROOT/test/node/package-lock.json" -nt "$ROOT/test/node/node_modules" ]; then
+  echo "setup: installing the tests' npm packages (test/node)"
+  (cd "$ROOT/test/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules)
 fi
 
 cmake -G Ninja -S "$ROOT" -B "$BUILD_DIR" \
