@@ -87,8 +87,16 @@ class StepFailed(Exception):
     one run on a borrowed GPU reports as much as it can."""
 
 
-def run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+# One command of the run half may take this long: a kernel that hangs on the GPU (a barrier not all threads reach)
+# then costs one step, not the whole check's time on a borrowed machine.
+STEP_TIMEOUT_SECONDS = 120
+
+
+def run(cmd: List[str], env: Optional[Dict[str, str]] = None, timeout: Optional[float] = None) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise StepFailed(f"{os.path.basename(cmd[0])} did not finish within {timeout} s (killed)")
     if done.returncode != 0:
         raise StepFailed(f"{os.path.basename(cmd[0])} failed (exit {done.returncode}): "
                          f"{done.stderr.strip()[-2000:]}")
@@ -181,7 +189,7 @@ class Runner:
             cmd += ["--logits-out", os.path.join(tmp, "logits.npy")]
         if kernel_times:
             cmd += ["--kernel-times-out", os.path.join(tmp, "kernels.json")]
-        run(cmd)
+        run(cmd, timeout=STEP_TIMEOUT_SECONDS)
         with open(stats, encoding="utf-8") as f:
             result = json.load(f)
         if kernel_times:
