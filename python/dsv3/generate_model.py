@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -320,6 +321,24 @@ def generate_checkpoint(config: Dict[str, Any], out_dir: str, seed: int = 0, dty
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def tokenizer_size(tokenizer_dir: str) -> int:
+    """One past the largest id of DIR/tokenizer.json (its BPE vocab and its added tokens)."""
+    path = os.path.join(tokenizer_dir, "tokenizer.json")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            tok = json.load(f)
+        ids = list(tok["model"]["vocab"].values()) + [t["id"] for t in tok.get("added_tokens") or []]
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read: {e.strerror or e}") from e
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a Hugging Face tokenizer.json with a model vocab: {e}") from e
+    if not ids or not all(isinstance(i, int) and i >= 0 for i in ids):
+        raise ValueError(f"{path}: token ids must be non-negative integers")
+    return max(ids) + 1
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m dsv3.generate_model",
                                  description="write a random DeepSeek-V3-architecture HF checkpoint")
@@ -331,6 +350,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dtype", choices=DTYPES, default="bf16")
     ap.add_argument("--shards", type=int, default=1, help="number of safetensors files (>1 writes an index)")
     ap.add_argument("--config-only", action="store_true", help="write only config.json")
+    ap.add_argument("--tokenizer", metavar="DIR",
+                    help="copy DIR's tokenizer.json and tokenizer_config.json into the checkpoint and size the "
+                         "model's vocab to the tokenizer (so every id the model can emit has a token)")
     args = ap.parse_args(argv)
     try:
         if args.preset:
@@ -346,6 +368,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"{args.config}: cannot read: {e.strerror or e}") from e
             except json.JSONDecodeError as e:
                 raise ValueError(f"{args.config}: invalid JSON: {e}") from e
+        if args.tokenizer:
+            config = dict(config, vocab_size=tokenizer_size(args.tokenizer))
         if args.config_only:
             os.makedirs(args.out, exist_ok=True)
             with open(os.path.join(args.out, "config.json"), "w", encoding="utf-8") as f:
@@ -353,6 +377,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 f.write("\n")
         else:
             generate_checkpoint(config, args.out, seed=args.seed, dtype=args.dtype, shards=args.shards)
+        if args.tokenizer:
+            for name in TOKENIZER_FILES:
+                shutil.copy2(os.path.join(args.tokenizer, name), os.path.join(args.out, name))
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

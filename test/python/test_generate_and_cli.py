@@ -148,6 +148,28 @@ def test_generator_cli(tmp_path):
     assert r.returncode == 1 and r.stderr.startswith("error:")
 
 
+def test_generator_with_tokenizer(tmp_path):
+    """--tokenizer copies the tokenizer files and sizes the vocab to one past the tokenizer's largest id, counted
+    here from the file independently of the generator."""
+    tok_dir = os.path.join(os.path.dirname(__file__), "..", "data", "tokenizer")
+    with open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    largest = max(max(tok["model"]["vocab"].values()), max(t["id"] for t in tok["added_tokens"]))
+    out = tmp_path / "tiny"
+    r = run_module("dsv3.generate_model", "--preset", "tiny", "--out", str(out), "--tokenizer", tok_dir)
+    assert r.returncode == 0, r.stderr
+    assert load_config(str(out)).vocab_size == largest + 1
+    assert Checkpoint(str(out)).info("model.embed_tokens.weight").shape[0] == largest + 1
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        with open(os.path.join(tok_dir, name), "rb") as a, open(out / name, "rb") as b:
+            assert a.read() == b.read()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "tokenizer.json").write_text("{\"model\": {}}")
+    r = run_module("dsv3.generate_model", "--preset", "tiny", "--out", str(tmp_path / "x"), "--tokenizer", str(bad))
+    assert r.returncode == 1 and "tokenizer.json" in r.stderr
+
+
 def test_reference_cli_golden(tmp_path):
     d, g, ref = load_golden("tiny-v3")
     out = tmp_path / "l.npy"
