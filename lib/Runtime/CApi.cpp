@@ -23,6 +23,8 @@ using namespace dsv3::runtime;
 
 struct dsv3rt_model {
   std::unique_ptr<Model> model;
+  dsv3rt_token_fn onToken = nullptr;
+  void *onTokenUser = nullptr;
 };
 
 namespace {
@@ -116,7 +118,7 @@ ThreadPool *poolOfThisThread() {
 
 extern "C" {
 
-const char *dsv3rt_version(void) { return "dsv3rt 2"; }
+const char *dsv3rt_version(void) { return "dsv3rt 3"; }
 
 void dsv3rt_open_options_init(dsv3rt_open_options *options) {
   if (!options)
@@ -259,9 +261,15 @@ int dsv3rt_generate(dsv3rt_model *model, const int32_t *const *prompts,
     std::string error = toPrompts(prompts, prompt_lens, batch, copied);
     SamplingOptions options = toSampling(sampling);
     GenerateOutput out;
+    TokenCallback onToken;
+    if (model->onToken)
+      onToken = [fn = model->onToken, user = model->onTokenUser](
+                    int64_t seq, int32_t token) {
+        return fn(seq, token, user) == 0;
+      };
     if (error.empty())
       error = model->model->generate(copied, options, out_logits != nullptr,
-                                     out);
+                                     out, onToken);
     if (!error.empty()) {
       setError(err, err_len, error);
       return -1;
@@ -288,6 +296,14 @@ int dsv3rt_generate(dsv3rt_model *model, const int32_t *const *prompts,
     setError(err, err_len, "internal error during generation");
   }
   return -1;
+}
+
+void dsv3rt_set_token_callback(dsv3rt_model *model, dsv3rt_token_fn fn,
+                               void *user) {
+  if (!model)
+    return;
+  model->onToken = fn;
+  model->onTokenUser = fn ? user : nullptr;
 }
 
 int64_t dsv3rt_last_logits(const dsv3rt_model *model, int64_t seq, float *out,

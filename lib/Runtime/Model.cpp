@@ -659,9 +659,87 @@ const float *Model::hostLogits() const {
                  : static_cast<const float *>(logits_.data);
 }
 
+//===----------------------------------------------------------------------===//
+// Step level: shared by generate() and the Scheduler
+//===----------------------------------------------------------------------===//
+
+Sequence::Sequence(std::vector<int32_t> prompt,
+                   const SamplingOptions &sampling, uint64_t stream)
+    : prompt(std::move(prompt)), sampling(sampling),
+      rng(sampling.seed, stream), finished(sampling.maxNewTokens == 0) {}
+
+int32_t Sequence::tokenAt(int64_t position) const {
+  int64_t promptLen = static_cast<int64_t>(prompt.size());
+  return position < promptLen ? prompt[position]
+                              : tokens[position - promptLen];
+}
+
+static const char *entryName(Entry entry) {
+  return entry == Entry::Prefill ? "prefill" : "decode";
+}
+
+std::string Model::step(Entry entry, int64_t seqLen,
+                        const std::vector<RowInput> &rows) {
+  const int64_t maxSeqLen = manifest_.maxSeqLen;
+  for (int64_t b = 0; b < manifest_.maxBatch; ++b) {
+    const RowInput row =
+        b < static_cast<int64_t>(rows.size()) ? rows[b] : RowInput();
+    for (int64_t p = 0; p < seqLen; ++p) {
+      int64_t token = 0, position = p;
+      if (row.seq && row.feed) {
+        token = row.seq->tokenAt(row.seq->fed + p);
+        position = row.seq->fed + p;
+      } else if (row.seq) {
+        position = std::min(row.seq->fed + p, maxSeqLen - 1);
+      }
+      setInput(manifest_.tokensInput, b, p, seqLen, token);
+      setInput(manifest_.positionsInput, b, p, seqLen, position);
+    }
+  }
+  std::string error = call(entry == Entry::Prefill ? prefill_ : decode_,
+                           seqLen);
+  if (!error.empty())
+    return std::string(entryName(entry)) + " failed: " + error;
+  for (const RowInput &row : rows)
+    if (row.seq && row.feed)
+      row.seq->fed += seqLen;
+  return "";
+}
+
+std::string Model::checkLogits(const float *logits, Entry entry,
+                               const std::string &who) const {
+  if (!hasNaN(logits, manifest_.vocabSize()))
+    return "";
+  return std::string("the artifact's ") + entryName(entry) +
+         " entry point produced NaN logits for " + who;
+}
+
+std::string Model::sampleNext(Sequence &seq, const float *logits, Entry entry,
+                              const std::string &who,
+                              SamplerScratch &scratch) {
+  const int64_t vocab = manifest_.vocabSize();
+  const SamplingOptions &sampling = seq.sampling;
+  int64_t token = sampling.temperature == 0.0f
+                      ? argmaxLogits(logits, vocab)
+                      : sampleLogits(logits, vocab, sampling.temperature,
+                                     sampling.topP, seq.rng, scratch);
+  if (token < 0)
+    return std::string("the artifact's ") + entryName(entry) +
+           " entry point produced no finite logit for " + who;
+  seq.tokens.push_back(static_cast<int32_t>(token));
+  if (static_cast<int64_t>(seq.tokens.size()) == sampling.maxNewTokens ||
+      (sampling.stopAtEos && token == manifest_.config.eosTokenId))
+    seq.finished = true;
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
 std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
                             const SamplingOptions &sampling, bool recordLogits,
-                            GenerateOutput &out) {
+                            GenerateOutput &out, const TokenCallback &onToken) {
   const int64_t vocab = manifest_.vocabSize();
   const int64_t maxBatch = manifest_.maxBatch;
   const int64_t maxSeqLen = manifest_.maxSeqLen;
@@ -671,76 +749,48 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
     return error;
 
   const int64_t batch = static_cast<int64_t>(prompts.size());
-  const int64_t maxNew = sampling.maxNewTokens;
-  const int64_t eos = manifest_.config.eosTokenId;
   stats_ = RunStats();
   out.tokens.assign(batch, {});
   out.logits.assign(recordLogits ? batch : 0, {});
   for (auto &row : lastLogits_)
     row.clear();
 
-  // Per sequence: tokens in the cache (`fed`, also the next position),
-  // whether it may generate more, and its own random stream.
-  struct Row {
-    int64_t fed = 0;
-    bool finished = false;
-    Rng rng;
-    explicit Row(Rng r) : rng(r) {}
-  };
-  std::vector<Row> rows;
-  for (int64_t b = 0; b < batch; ++b) {
-    rows.emplace_back(Rng(sampling.seed, static_cast<uint64_t>(b)));
-    rows.back().finished = maxNew == 0;
-  }
-  auto length = [&](int64_t b) {
-    return static_cast<int64_t>(prompts[b].size() + out.tokens[b].size());
-  };
-  auto tokenAt = [&](int64_t b, int64_t p) {
-    int64_t promptLen = static_cast<int64_t>(prompts[b].size());
-    return p < promptLen ? prompts[b][p] : out.tokens[b][p - promptLen];
-  };
-  // A row is fed its next token while that token is still part of the
-  // prompt, while it generates, or (when logits are recorded) once more to
-  // produce the row after its last token.
-  auto needsFeed = [&](int64_t b) {
-    const Row &row = rows[b];
-    return row.fed < length(b) &&
-           (row.fed < static_cast<int64_t>(prompts[b].size()) ||
-            !row.finished || recordLogits);
-  };
+  // Sequence b lives in cache row b and draws from stream (seed, b).
+  std::vector<Sequence> seqs;
+  seqs.reserve(batch);
+  for (int64_t b = 0; b < batch; ++b)
+    seqs.emplace_back(prompts[b], sampling, static_cast<uint64_t>(b));
+  std::vector<RowInput> rows(batch);
+  for (int64_t b = 0; b < batch; ++b)
+    rows[b].seq = &seqs[b];
 
   SamplerScratch scratch;
-  const float *logits = hostLogits();
   // After a call in which row b was fed: if its whole sequence is now in the
   // cache, the logits predict its next token.
-  auto afterCall = [&](int64_t b, const char *entry) -> std::string {
-    Row &row = rows[b];
-    if (row.fed != length(b))
+  auto afterCall = [&](int64_t b, Entry entry) -> std::string {
+    Sequence &seq = seqs[b];
+    if (seq.fed != seq.length())
       return "";
-    const float *rowLogits = logits + b * vocab;
-    if (hasNaN(rowLogits, vocab))
-      return std::string("the artifact's ") + entry +
-             " entry point produced NaN logits for sequence " +
-             std::to_string(b);
-    lastLogits_[b].assign(rowLogits, rowLogits + vocab);
+    const float *logits = rowLogits(b);
+    const std::string who = "sequence " + std::to_string(b);
+    std::string error = checkLogits(logits, entry, who);
+    if (!error.empty())
+      return error;
+    lastLogits_[b].assign(logits, logits + vocab);
     if (recordLogits)
-      out.logits[b].insert(out.logits[b].end(), rowLogits, rowLogits + vocab);
-    if (row.finished)
+      out.logits[b].insert(out.logits[b].end(), logits, logits + vocab);
+    if (seq.finished)
       return "";
-    int64_t token =
-        sampling.temperature == 0.0f
-            ? argmaxLogits(rowLogits, vocab)
-            : sampleLogits(rowLogits, vocab, sampling.temperature,
-                           sampling.topP, row.rng, scratch);
-    if (token < 0)
-      return std::string("the artifact's ") + entry +
-             " entry point produced no finite logit for sequence " +
-             std::to_string(b);
-    out.tokens[b].push_back(static_cast<int32_t>(token));
-    if (static_cast<int64_t>(out.tokens[b].size()) == maxNew ||
-        (sampling.stopAtEos && token == eos))
-      row.finished = true;
+    error = sampleNext(seq, logits, entry, who, scratch);
+    if (!error.empty())
+      return error;
+    if (onToken && !onToken(b, seq.tokens.back()))
+      seq.finished = true;
     return "";
+  };
+  auto collect = [&]() {
+    for (int64_t b = 0; b < batch; ++b)
+      out.tokens[b] = seqs[b].tokens;
   };
 
   // -- Prefill: the prefix all prompts share in length ----------------------
@@ -748,66 +798,49 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
   int64_t common = maxSeqLen;
   for (const auto &prompt : prompts)
     common = std::min<int64_t>(common, prompt.size());
-  for (int64_t b = 0; b < maxBatch; ++b) {
-    for (int64_t p = 0; p < common; ++p) {
-      // Rows beyond the batch are padding: token 0 at positions 0..S-1.
-      setInput(manifest_.tokensInput, b, p, common,
-               b < batch ? prompts[b][p] : 0);
-      setInput(manifest_.positionsInput, b, p, common, p);
-    }
-  }
-  error = call(prefill_, common);
+  for (RowInput &row : rows)
+    row.feed = true;
+  error = step(Entry::Prefill, common, rows);
   if (!error.empty())
-    return "prefill failed: " + error;
+    return error;
   stats_.prefillCalls = 1;
   stats_.prefillTokens = common * batch;
   for (int64_t b = 0; b < batch; ++b) {
-    rows[b].fed = common;
-    error = afterCall(b, "prefill");
+    error = afterCall(b, Entry::Prefill);
     if (!error.empty())
       return error;
   }
   stats_.prefillSeconds = secondsSince(start);
 
   // -- Decode: one token per row per call -----------------------------------
+  // A row is fed its next token while that token is still part of the
+  // prompt, while it generates, or (when logits are recorded) once more to
+  // produce the row after its last token; otherwise it gets filler at its
+  // own position and its result is ignored.
   start = std::chrono::steady_clock::now();
-  std::vector<char> fedNow(batch);
   for (;;) {
     bool any = false;
-    for (int64_t b = 0; b < maxBatch; ++b) {
-      int64_t token = 0, position = 0;
-      if (b < batch) {
-        fedNow[b] = needsFeed(b);
-        any |= fedNow[b] != 0;
-        if (fedNow[b]) {
-          token = tokenAt(b, rows[b].fed);
-          position = rows[b].fed;
-        } else {
-          // Done (or waiting for nothing): its result is ignored, so feed a
-          // valid token at its own current position, clamped to the cache.
-          position = std::min(rows[b].fed, maxSeqLen - 1);
-        }
-      }
-      setInput(manifest_.tokensInput, b, 0, 1, token);
-      setInput(manifest_.positionsInput, b, 0, 1, position);
+    for (RowInput &row : rows) {
+      row.feed = row.seq->needsFeed(recordLogits);
+      any |= row.feed;
     }
     if (!any)
       break;
-    error = call(decode_, 1);
+    error = step(Entry::Decode, 1, rows);
     if (!error.empty())
-      return "decode failed: " + error;
+      return error;
     ++stats_.decodeCalls;
     for (int64_t b = 0; b < batch; ++b) {
-      if (!fedNow[b])
+      if (!rows[b].feed)
         continue;
-      ++rows[b].fed;
       ++stats_.decodeTokens;
-      error = afterCall(b, "decode");
+      error = afterCall(b, Entry::Decode);
       if (!error.empty())
         return error;
     }
   }
   stats_.decodeSeconds = secondsSince(start);
+  collect();
   return "";
 }
 

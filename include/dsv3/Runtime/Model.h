@@ -19,6 +19,7 @@
 #define DSV3_RUNTIME_MODEL_H
 
 #include "dsv3/Runtime/Manifest.h"
+#include "dsv3/Runtime/Sampler.h"
 #include "dsv3/Runtime/ThreadPool.h"
 
 #include <cstdint>
@@ -55,6 +56,52 @@ struct GenerateOutput {
   /// When requested: per sequence, (1 + tokens[i].size()) rows of vocab
   /// floats. Row 0: after the prompt; row r: after feeding token r.
   std::vector<std::vector<float>> logits;
+};
+
+/// Called for each generated token of sequence `seq`, in order; returning
+/// false ends that sequence after this token.
+using TokenCallback = std::function<bool(int64_t seq, int32_t token)>;
+
+/// One sequence in a cache row, as generate() and the Scheduler drive it
+/// through Model::step: its tokens, how many of them the row's cache holds,
+/// and its sampling state.
+struct Sequence {
+  Sequence(std::vector<int32_t> prompt, const SamplingOptions &sampling,
+           uint64_t stream);
+
+  std::vector<int32_t> prompt;
+  /// Generated so far (an emitted eos included).
+  std::vector<int32_t> tokens;
+  SamplingOptions sampling;
+  /// Stream (seed, stream): the sequence index in a generate call, 0 for a
+  /// Scheduler request, so a request draws what it draws alone.
+  Rng rng;
+  /// Tokens in the cache, which is also the position of the next one.
+  int64_t fed = 0;
+  /// Generates no more tokens (max_new_tokens, eos, or stopped).
+  bool finished = false;
+
+  int64_t length() const {
+    return static_cast<int64_t>(prompt.size() + tokens.size());
+  }
+  int32_t tokenAt(int64_t position) const;
+  bool promptFed() const {
+    return fed >= static_cast<int64_t>(prompt.size());
+  }
+  /// Whether the next call must feed this sequence: its prompt is not all
+  /// in the cache yet, or its last sampled token is not and it goes on (or
+  /// `feedLastToken`: to get the logits after the last token).
+  bool needsFeed(bool feedLastToken) const {
+    return fed < length() && (!promptFed() || !finished || feedLastToken);
+  }
+};
+
+enum class Entry { Prefill, Decode };
+
+/// What one entry-point call gives a cache row.
+struct RowInput {
+  Sequence *seq = nullptr; // nullptr: an unused row
+  bool feed = false;       // feed seq's next tokens (else: filler)
 };
 
 struct RunStats {
@@ -94,9 +141,45 @@ public:
 
   /// Runs one generation; "" or an error line. With `recordLogits`, fills
   /// `out.logits` and feeds every generated token (so its row exists).
+  /// `onToken`, if set, sees every generated token as it is sampled and
+  /// may stop its sequence.
   std::string generate(const std::vector<std::vector<int32_t>> &prompts,
                        const SamplingOptions &sampling, bool recordLogits,
-                       GenerateOutput &out);
+                       GenerateOutput &out,
+                       const TokenCallback &onToken = nullptr);
+
+  // -- Step level: what generate() is made of, for other schedules of the
+  // -- cache rows (Scheduler). One thread at a time.
+
+  /// Calls `entry` once with `seqLen` positions per row (decode: 1).
+  /// `rows[b]` describes cache row b (rows past its size are unused):
+  ///  - fed: seq's tokens fed .. fed + seqLen - 1 at those positions, then
+  ///    `fed` advances by seqLen (the caller makes sure they exist);
+  ///  - a sequence not fed: token 0 at positions fed, fed + 1, ... clamped
+  ///    to max_seq_len - 1. All are at or beyond what its cache holds, and
+  ///    each row attends only to positions <= the one it computes, which it
+  ///    writes first: the filler is overwritten before anything reads it;
+  ///  - unused: token 0 at positions 0 .. seqLen - 1.
+  /// "" or an error line (a failed GPU call).
+  std::string step(Entry entry, int64_t seqLen,
+                   const std::vector<RowInput> &rows);
+
+  /// The logits the last call left for cache row `row` ([vocab], host
+  /// memory): they predict the token after the row's last fed position.
+  const float *rowLogits(int64_t row) const {
+    return hostLogits() + row * manifest_.vocabSize();
+  }
+
+  /// "" if `logits` (of `entry`, for `who`, e.g. "sequence 1") hold no NaN,
+  /// else the error line.
+  std::string checkLogits(const float *logits, Entry entry,
+                          const std::string &who) const;
+
+  /// Samples seq's next token from `logits` (which predict it; checked
+  /// already), appends it, and finishes the sequence after max_new_tokens
+  /// or an eos (with stopAtEos). "" or an error line (no finite logit).
+  std::string sampleNext(Sequence &seq, const float *logits, Entry entry,
+                         const std::string &who, SamplerScratch &scratch);
 
   /// The latest next-token logits of sequence `seq` of the last generate
   /// call ([vocab]); nullptr if there is none.

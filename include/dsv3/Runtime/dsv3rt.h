@@ -42,7 +42,7 @@ extern "C" {
 #endif
 
 /* Bumped when a struct below changes layout or a function changes meaning. */
-#define DSV3RT_API_VERSION 2
+#define DSV3RT_API_VERSION 3
 
 /* An opened artifact with its weights and KV cache. */
 typedef struct dsv3rt_model dsv3rt_model;
@@ -166,6 +166,16 @@ DSV3RT_API int dsv3rt_generate(dsv3rt_model *model,
                                const dsv3rt_sampling *sampling,
                                int32_t *out_tokens, int64_t *out_counts,
                                float *out_logits, char *err, size_t err_len);
+
+/* Streaming: `fn(seq, token, user)` is called by dsv3rt_generate on the
+ * calling thread for every generated token of sequence `seq`, in order, as
+ * soon as it is sampled (before the next entry-point call). A non-zero
+ * return ends that sequence after this token (its count includes it); the
+ * others go on. fn must not call back into the same model. NULL removes the
+ * callback. Stays set for later dsv3rt_generate calls of this model. */
+typedef int (*dsv3rt_token_fn)(int64_t seq, int32_t token, void *user);
+DSV3RT_API void dsv3rt_set_token_callback(dsv3rt_model *model,
+                                          dsv3rt_token_fn fn, void *user);
 
 /* Copies the most recent next-token logits of sequence `seq` of the last
  * generate call (the row its last token was sampled from, or the row after

@@ -1,0 +1,402 @@
+//===- Scheduler.cpp - Continuous batching over one Model -----------------===//
+//
+// One thread owns the model and loops over steps. A step:
+//  1. takes the cancellations, and gives every free cache row to the oldest
+//     waiting request;
+//  2. if some admitted request has not been prefilled: ONE prefill call for
+//     the oldest of them, together with every other one whose prompt has the
+//     same length. Its whole prompt is one call, at positions 0..S-1, as
+//     Model::generate feeds a prompt alone: the same entry point, the same
+//     S, the same positions, so the same numbers. The other active rows get
+//     filler beyond their length (Model::step), which they overwrite before
+//     they read it;
+//  3. ONE decode call advancing every active sequence by a token.
+// So a newly admitted request waits at most for the prefills of those
+// admitted before it, and streams already decoding lose at most one prefill
+// call between two of their tokens: prefill and decode alternate, neither
+// starves the other.
+//
+// Callbacks run on this thread without the lock held (onFinish may submit).
+//
+//===----------------------------------------------------------------------===//
+
+#include "dsv3/Runtime/Scheduler.h"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+namespace dsv3 {
+namespace runtime {
+
+struct Scheduler::State {
+  struct Waiting {
+    RequestId id;
+    GenerationRequest request;
+  };
+  /// A request in a cache row.
+  struct Active {
+    RequestId id = 0;
+    GenerationRequest request;
+    std::unique_ptr<Sequence> seq;
+    uint64_t admittedAt = 0; // admission order: the oldest prefills first
+  };
+
+  State(Model &model, SchedulerOptions options)
+      : model(model), options(options) {
+    const int64_t maxBatch = model.manifest().maxBatch;
+    rows.resize(static_cast<size_t>(maxBatch));
+    freeRows = maxBatch;
+  }
+
+  void run();
+  /// Under the lock: waits for work, takes the cancellations (the queued
+  /// requests they name are taken out into `cancelledWaiting`) and the
+  /// requests the free rows admit. False when shutting down.
+  bool takeWork(std::vector<Waiting> &cancelledWaiting,
+                std::vector<Waiting> &admitted,
+                std::vector<RequestId> &cancelled);
+  void finish(size_t row, FinishReason reason, const std::string &error);
+  void finishWaiting(Waiting &waiting, FinishReason reason);
+  void prefillStep();
+  void decodeStep();
+  /// After a call that fed `row`: sample its next token if its sequence is
+  /// all in the cache, pass it on, and end the request if it is done.
+  void afterCall(size_t row, Entry entry);
+
+  Model &model;
+  const SchedulerOptions options;
+
+  // Shared, under `mutex`.
+  mutable std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Waiting> queue;
+  std::unordered_set<RequestId> live; // queued or active
+  std::vector<RequestId> cancels;
+  /// Rows no request holds; a queued request beyond them waits.
+  int64_t freeRows = 0;
+  bool stopping = false;
+  RequestId nextId = 1;
+  SchedulerStats stats;
+
+  // The scheduling thread's own.
+  std::vector<std::optional<Active>> rows;
+  uint64_t admissions = 0;
+  SamplerScratch scratch;
+  std::thread thread;
+};
+
+namespace {
+
+/// validateRequest names the sequence ("sequence 0: ..."); a request has
+/// one.
+std::string withoutSequencePrefix(std::string error) {
+  const std::string prefix = "sequence 0: ";
+  if (error.compare(0, prefix.size(), prefix) == 0)
+    error.erase(0, prefix.size());
+  return error;
+}
+
+} // namespace
+
+Scheduler::Scheduler(Model &model, SchedulerOptions options)
+    : state_(std::make_unique<State>(model, options)) {
+  state_->thread = std::thread([state = state_.get()] { state->run(); });
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stopping = true;
+  }
+  state_->wake.notify_all();
+  state_->thread.join();
+}
+
+SubmitResult Scheduler::submit(GenerationRequest request) {
+  SubmitResult result;
+  const Manifest &manifest = state_->model.manifest();
+  std::string error = validateRequest(
+      manifest.vocabSize(), manifest.maxBatch, manifest.maxSeqLen,
+      {request.prompt}, request.sampling);
+  if (!error.empty()) {
+    result.status = SubmitResult::Invalid;
+    result.error = withoutSequencePrefix(error);
+    return result;
+  }
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    // Requests that will not find a free row at the next step are the ones
+    // waiting; counting the free rows makes the bound independent of how
+    // far the scheduling thread has got.
+    const int64_t waiting =
+        static_cast<int64_t>(state_->queue.size()) - state_->freeRows;
+    if (state_->stopping ||
+        waiting >= static_cast<int64_t>(state_->options.maxQueued)) {
+      result.status = SubmitResult::QueueFull;
+      result.error = state_->stopping
+                         ? "the scheduler is shutting down"
+                         : "the queue is full: " +
+                               std::to_string(state_->options.maxQueued) +
+                               " requests already wait for one of the " +
+                               std::to_string(manifest.maxBatch) +
+                               " sequence slots";
+      return result;
+    }
+    result.status = SubmitResult::Accepted;
+    result.id = state_->nextId++;
+    state_->live.insert(result.id);
+    state_->queue.push_back({result.id, std::move(request)});
+    state_->stats.queued = static_cast<int64_t>(state_->queue.size());
+  }
+  state_->wake.notify_all();
+  return result;
+}
+
+void Scheduler::cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (!state_->live.count(id))
+      return;
+    state_->cancels.push_back(id);
+  }
+  state_->wake.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->stats;
+}
+
+//===----------------------------------------------------------------------===//
+// The scheduling thread
+//===----------------------------------------------------------------------===//
+
+bool Scheduler::State::takeWork(std::vector<Waiting> &cancelledWaiting,
+                                std::vector<Waiting> &admitted,
+                                std::vector<RequestId> &cancelled) {
+  std::unique_lock<std::mutex> lock(mutex);
+  bool anyActive = false;
+  for (const auto &row : rows)
+    anyActive |= row.has_value();
+  wake.wait(lock, [&] {
+    return stopping || !cancels.empty() || anyActive ||
+           (!queue.empty() && freeRows > 0);
+  });
+  if (stopping)
+    return false;
+  cancelled.swap(cancels);
+  // A cancelled request still in the queue never takes a row.
+  std::unordered_set<RequestId> cancelledSet(cancelled.begin(),
+                                             cancelled.end());
+  for (auto it = queue.begin(); it != queue.end();) {
+    if (cancelledSet.count(it->id)) {
+      cancelledWaiting.push_back(std::move(*it));
+      it = queue.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!queue.empty() && freeRows > 0) {
+    admitted.push_back(std::move(queue.front()));
+    queue.pop_front();
+    --freeRows;
+  }
+  stats.queued = static_cast<int64_t>(queue.size());
+  return true;
+}
+
+void Scheduler::State::finishWaiting(Waiting &waiting, FinishReason reason) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    live.erase(waiting.id);
+    ++stats.completed;
+  }
+  if (waiting.request.onFinish)
+    waiting.request.onFinish(reason, "");
+}
+
+void Scheduler::State::finish(size_t row, FinishReason reason,
+                              const std::string &error) {
+  Active active = std::move(*rows[row]);
+  rows[row].reset();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    live.erase(active.id);
+    ++freeRows;
+    ++stats.completed;
+    --stats.active;
+  }
+  if (active.request.onFinish)
+    active.request.onFinish(reason,
+                            reason == FinishReason::Error ? error : "");
+}
+
+void Scheduler::State::run() {
+  for (;;) {
+    std::vector<Waiting> cancelledWaiting, admitted;
+    std::vector<RequestId> cancelled;
+    if (!takeWork(cancelledWaiting, admitted, cancelled))
+      break;
+    for (Waiting &waiting : cancelledWaiting)
+      finishWaiting(waiting, FinishReason::Cancelled);
+    for (RequestId id : cancelled)
+      for (size_t r = 0; r < rows.size(); ++r)
+        if (rows[r] && rows[r]->id == id)
+          finish(r, FinishReason::Cancelled, "");
+    for (Waiting &waiting : admitted) {
+      size_t r = 0;
+      while (rows[r])
+        ++r; // takeWork admitted no more than the free rows
+      Active active;
+      active.id = waiting.id;
+      active.request = std::move(waiting.request);
+      // Stream 0: what the request draws alone, as sequence 0 of a
+      // generate call.
+      active.seq = std::make_unique<Sequence>(active.request.prompt,
+                                              active.request.sampling, 0);
+      active.admittedAt = admissions++;
+      rows[r] = std::move(active);
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ++stats.active;
+      }
+      // Nothing to generate: done without a call.
+      if (rows[r]->seq->finished)
+        finish(r, FinishReason::Length, "");
+    }
+    prefillStep();
+    decodeStep();
+  }
+  // Shutting down: everything still here ends as cancelled.
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (rows[r])
+      finish(r, FinishReason::Cancelled, "");
+  std::deque<Waiting> waiting;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    waiting.swap(queue);
+    stats.queued = 0;
+  }
+  for (Waiting &w : waiting)
+    finishWaiting(w, FinishReason::Cancelled);
+}
+
+void Scheduler::State::prefillStep() {
+  // The oldest admitted request whose prompt is not in the cache yet.
+  std::optional<size_t> first;
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (rows[r] && rows[r]->seq->fed == 0 &&
+        (!first || rows[r]->admittedAt < rows[*first]->admittedAt))
+      first = r;
+  if (!first)
+    return;
+  const int64_t seqLen =
+      static_cast<int64_t>(rows[*first]->seq->prompt.size());
+  std::vector<RowInput> inputs(rows.size());
+  int64_t promptTokens = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (!rows[r])
+      continue;
+    Sequence *seq = rows[r]->seq.get();
+    // Others admitted but not prefilled are unused rows for this call: the
+    // filler goes to positions 0..S-1, which their own prefill rewrites.
+    if (seq->fed == 0 &&
+        static_cast<int64_t>(seq->prompt.size()) != seqLen)
+      continue;
+    inputs[r].seq = seq;
+    inputs[r].feed = seq->fed == 0;
+    promptTokens += inputs[r].feed ? seqLen : 0;
+  }
+  std::string error = model.step(Entry::Prefill, seqLen, inputs);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++stats.prefillCalls;
+    if (error.empty())
+      stats.promptTokens += promptTokens;
+  }
+  if (!error.empty()) {
+    // The call may have left any row's cache half written: every request
+    // in the model ends.
+    for (size_t r = 0; r < rows.size(); ++r)
+      if (rows[r])
+        finish(r, FinishReason::Error, error);
+    return;
+  }
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (inputs[r].feed)
+      afterCall(r, Entry::Prefill);
+}
+
+void Scheduler::State::decodeStep() {
+  std::vector<RowInput> inputs(rows.size());
+  bool any = false;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (!rows[r] || rows[r]->seq->fed == 0)
+      continue; // not prefilled yet: an unused row for this call
+    inputs[r].seq = rows[r]->seq.get();
+    inputs[r].feed = inputs[r].seq->needsFeed(false);
+    any |= inputs[r].feed;
+  }
+  if (!any)
+    return;
+  std::string error = model.step(Entry::Decode, 1, inputs);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++stats.decodeCalls;
+  }
+  if (!error.empty()) {
+    for (size_t r = 0; r < rows.size(); ++r)
+      if (rows[r])
+        finish(r, FinishReason::Error, error);
+    return;
+  }
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (inputs[r].feed)
+      afterCall(r, Entry::Decode);
+}
+
+void Scheduler::State::afterCall(size_t row, Entry entry) {
+  Active &active = *rows[row];
+  Sequence &seq = *active.seq;
+  if (seq.fed != seq.length() || seq.finished)
+    return;
+  const std::string who = "request " + std::to_string(active.id);
+  const float *logits = model.rowLogits(static_cast<int64_t>(row));
+  std::string error = model.checkLogits(logits, entry, who);
+  if (error.empty())
+    error = model.sampleNext(seq, logits, entry, who, scratch);
+  if (!error.empty()) {
+    finish(row, FinishReason::Error, error);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ++stats.generatedTokens;
+  }
+  const int32_t token = seq.tokens.back();
+  bool goOn = true;
+  if (active.request.onToken) {
+    try {
+      goOn = active.request.onToken(token);
+    } catch (...) {
+      finish(row, FinishReason::Error, "the request's token callback threw");
+      return;
+    }
+  }
+  if (!goOn)
+    finish(row, FinishReason::Stopped, "");
+  else if (seq.finished)
+    finish(row,
+           seq.sampling.stopAtEos &&
+                   token == model.manifest().config.eosTokenId
+               ? FinishReason::Eos
+               : FinishReason::Length,
+           "");
+}
+
+} // namespace runtime
+} // namespace dsv3
