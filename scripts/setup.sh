@@ -11,7 +11,7 @@ PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
   cmake ninja-build ccache nlohmann-json3-dev libgtest-dev
   libpcre2-dev libcpp-httplib-dev
-  python3-numpy python3-pytest python3-matplotlib
+  python3-numpy python3-pytest python3-matplotlib python3-regex
 )
 # node + npm run the tests' references (test/node). These machines' image ships a nodejs package that bundles
 # npm (and conflicts with Debian's npm); elsewhere Debian's two packages provide them.

@@ -1,0 +1,178 @@
+// dsv3's tokenizer (through dsv3-tokenize) against independent implementations:
+//   - HF `tokenizers` (the Rust library, native binary from npm) reading the same
+//     tokenizer.json: identical ids for every paragraph and line of a fixed corpus, with
+//     and without bos, and identical decoded text (also for random id sequences, most of
+//     which are not valid UTF-8);
+//   - @huggingface/jinja rendering the chat_template string of tokenizer_config.json:
+//     byte-identical prompts for several conversations.
+// The binaries are found in $DSV3_BUILD_DIR/bin (default /work/main/build).
+// Run: node --test test/node/tokenizer.test.mjs   (ctest: node-tokenizer)
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const { Tokenizer } = require('tokenizers');
+const { Template } = require('@huggingface/jinja');
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const dataDir = path.join(root, 'test', 'data', 'tokenizer');
+const buildDir = process.env.DSV3_BUILD_DIR || '/work/main/build';
+const tool = path.join(buildDir, 'bin', 'dsv3-tokenize');
+
+const hf = Tokenizer.fromFile(path.join(dataDir, 'tokenizer.json'));
+const config = JSON.parse(fs.readFileSync(path.join(dataDir, 'tokenizer_config.json'), 'utf8'));
+const tokenText = (t) => (typeof t === 'string' ? t : t.content);
+
+function run(args, input) {
+  assert.ok(fs.existsSync(tool), `${tool} is missing: build the dsv3-tokenize target (or set DSV3_BUILD_DIR)`);
+  const r = spawnSync(tool, [dataDir, ...args], { input: input ?? '', maxBuffer: 64 << 20 });
+  assert.equal(r.status, 0, `dsv3-tokenize ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+const ours = {
+  encode: (text, bos) => {
+    const out = run(bos ? ['--encode'] : ['--encode', '--no-bos'], Buffer.from(text, 'utf8')).toString('utf8').trim();
+    return out === '' ? [] : out.split(' ').map(Number);
+  },
+  decode: (ids, skip) => run(skip ? ['--decode', '--skip-special'] : ['--decode'], ids.join(' ')).toString('utf8'),
+};
+
+// The corpus: the whole file, every paragraph (blank-line separated; \r\n, tabs and
+// whitespace runs kept) and every line.
+const corpus = fs.readFileSync(path.join(dataDir, 'reference-corpus.txt'), 'utf8');
+const samples = [...new Set([corpus, ...corpus.split('\n\n'), ...corpus.split('\n'), ''])];
+
+test('the reference corpus covers what it must', () => {
+  for (const needle of ['1234567', '\r\n', '\t\t', '    ', '\u200d', '\u0301', '<｜User｜>', '<｜begin▁of▁sentence｜>', '```'])
+    assert.ok(corpus.includes(needle), `reference-corpus.txt lacks ${JSON.stringify(needle)}`);
+  assert.ok(samples.length > 50);
+});
+
+test('encode: the same ids as HF tokenizers, with and without bos', async () => {
+  let tokens = 0;
+  for (const text of samples) {
+    for (const bos of [false, true]) {
+      const expected = (await hf.encode(text, null, { addSpecialTokens: bos })).getIds();
+      assert.deepEqual(ours.encode(text, bos), expected, `encode(${JSON.stringify(text)}, bos=${bos})`);
+      tokens += expected.length;
+    }
+  }
+  assert.ok(tokens > 1000, 'the corpus should give a fair number of tokens');
+});
+
+test('decode: the same text as HF tokenizers', async () => {
+  for (const text of samples) {
+    const ids = (await hf.encode(text, null, { addSpecialTokens: true })).getIds();
+    for (const skip of [false, true]) {
+      const expected = await hf.decode(ids, skip);
+      assert.equal(ours.decode(ids, skip), expected, `decode of ${JSON.stringify(text)}, skip=${skip}`);
+    }
+  }
+});
+
+test('decode: random id sequences (invalid UTF-8, special tokens) as HF does', async () => {
+  // A fixed-seed LCG so that a failure reproduces.
+  let state = 12345;
+  const next = () => ((state = (state * 1103515245 + 12345) % 2147483648), state);
+  const size = hf.getVocabSize(true);
+  for (let trial = 0; trial < 120; ++trial) {
+    const ids = Array.from({ length: 1 + (next() % 12) }, () => next() % size);
+    for (const skip of [false, true]) {
+      const expected = await hf.decode(ids, skip);
+      assert.equal(ours.decode(ids, skip), expected, `decode([${ids}], skip=${skip})`);
+    }
+  }
+});
+
+test('chat: dsv3-tokenize --chat equals @huggingface/jinja rendering the real template', async () => {
+  assert.ok(config.chat_template.includes("'<｜User｜>' + message['content']"), 'not DeepSeek-V3\'s template');
+  const template = new Template(config.chat_template);
+  const conversations = [
+    { messages: [{ role: 'user', content: 'Hello!' }], add_generation_prompt: true },
+    { messages: [{ role: 'user', content: 'Hello!' }], add_generation_prompt: false },
+    {
+      messages: [
+        { role: 'system', content: 'You are a helpful assistant.' },
+        { role: 'user', content: 'What is 2+2?' },
+      ],
+      add_generation_prompt: true,
+    },
+    {
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Name a prime.' },
+        { role: 'assistant', content: '7' },
+        { role: 'user', content: '再来一个？ 😀\n\tplease' },
+        { role: 'assistant', content: '11' },
+      ],
+      add_generation_prompt: false,
+    },
+    {
+      messages: [
+        { role: 'system', content: 'First rule.' },
+        { role: 'user', content: 'a' },
+        { role: 'system', content: 'Second rule, given late.' },
+        { role: 'assistant', content: 'b' },
+        { role: 'system', content: '' },
+        { role: 'user', content: 'c' },
+      ],
+      add_generation_prompt: true,
+    },
+    {
+      messages: [
+        { role: 'user', content: '' },
+        { role: 'assistant', content: '' },
+        { role: 'user', content: 'text with <｜User｜> and <｜end▁of▁sentence｜> inside, {{ not jinja }} {% raw %}' },
+      ],
+      add_generation_prompt: true,
+    },
+    { messages: [{ role: 'assistant', content: 'An assistant opening.' }], add_generation_prompt: false },
+  ];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsv3-chat-'));
+  try {
+    conversations.forEach((conv, i) => {
+      const expected = template.render({
+        messages: conv.messages,
+        add_generation_prompt: conv.add_generation_prompt,
+        bos_token: tokenText(config.bos_token),
+        eos_token: tokenText(config.eos_token),
+      });
+      const file = path.join(dir, `chat-${i}.json`);
+      fs.writeFileSync(file, JSON.stringify(conv));
+      assert.equal(run(['--chat', file]).toString('utf8'), expected, `conversation ${i}`);
+      conv.expected = expected;
+      conv.file = file;
+    });
+    // And the prompt's ids are HF's ids of the Jinja rendering (no second bos).
+    for (const conv of conversations) {
+      const expected = (await hf.encode(conv.expected, null, { addSpecialTokens: false })).getIds();
+      const got = run(['--chat', conv.file, '--ids']).toString('utf8').trim().split(' ').map(Number);
+      assert.deepEqual(got, expected);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('dsv3-tokenize reports a malformed tokenizer in one line', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsv3-badtok-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": ');
+    const r = spawnSync(tool, [dir, '--encode'], { input: 'x' });
+    assert.equal(r.status, 1);
+    assert.equal(r.stdout.length, 0);
+    const err = r.stderr.toString();
+    assert.match(err, /^dsv3-tokenize: error: .*tokenizer\.json: invalid JSON: .*\n$/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
