@@ -119,9 +119,9 @@ Scheduler::~Scheduler() {
 SubmitResult Scheduler::submit(GenerationRequest request) {
   SubmitResult result;
   const Manifest &manifest = state_->model.manifest();
-  std::string error = validateRequest(
-      manifest.vocabSize(), manifest.maxBatch, manifest.maxSeqLen,
-      {request.prompt}, request.sampling);
+  std::string error =
+      validateRequest(manifest.vocabSize(), manifest.maxBatch,
+                      manifest.maxSeqLen, {request.prompt}, request.sampling);
   if (!error.empty()) {
     result.status = SubmitResult::Invalid;
     result.error = withoutSequencePrefix(error);
@@ -231,8 +231,7 @@ void Scheduler::State::finish(size_t row, FinishReason reason,
     --stats.active;
   }
   if (active.request.onFinish)
-    active.request.onFinish(reason,
-                            reason == FinishReason::Error ? error : "");
+    active.request.onFinish(reason, reason == FinishReason::Error ? error : "");
 }
 
 void Scheduler::State::run() {
@@ -294,8 +293,7 @@ void Scheduler::State::prefillStep() {
       first = r;
   if (!first)
     return;
-  const int64_t seqLen =
-      static_cast<int64_t>(rows[*first]->seq->prompt.size());
+  const int64_t seqLen = static_cast<int64_t>(rows[*first]->seq->prompt.size());
   std::vector<RowInput> inputs(rows.size());
   int64_t promptTokens = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -304,8 +302,7 @@ void Scheduler::State::prefillStep() {
     Sequence *seq = rows[r]->seq.get();
     // Others admitted but not prefilled are unused rows for this call: the
     // filler goes to positions 0..S-1, which their own prefill rewrites.
-    if (seq->fed == 0 &&
-        static_cast<int64_t>(seq->prompt.size()) != seqLen)
+    if (seq->fed == 0 && static_cast<int64_t>(seq->prompt.size()) != seqLen)
       continue;
     inputs[r].seq = seq;
     inputs[r].feed = seq->fed == 0;
@@ -391,8 +388,7 @@ void Scheduler::State::afterCall(size_t row, Entry entry) {
     finish(row, FinishReason::Stopped, "");
   else if (seq.finished)
     finish(row,
-           seq.sampling.stopAtEos &&
-                   token == model.manifest().config.eosTokenId
+           seq.sampling.stopAtEos && token == model.manifest().config.eosTokenId
                ? FinishReason::Eos
                : FinishReason::Length,
            "");

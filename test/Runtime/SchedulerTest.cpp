@@ -8,10 +8,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "dsv3/Runtime/Model.h"
 #include "dsv3/Runtime/Scheduler.h"
+#include "dsv3/Runtime/Model.h"
 
 #include "RuntimeTestUtil.h"
+#include "SchedulerTestUtil.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -30,96 +31,6 @@ namespace {
 
 constexpr int64_t kVocab = 32;
 
-/// What a request saw: its tokens, and how it ended.
-struct Outcome {
-  std::vector<int32_t> tokens;
-  bool finished = false;
-  FinishReason reason = FinishReason::Error;
-  std::string error;
-};
-
-/// Collects the callbacks of many requests and lets the test wait for them.
-class Collector {
-public:
-  /// A request whose callbacks fill outcome `key`. `onToken` (optional)
-  /// runs first for each token and decides whether to go on.
-  GenerationRequest request(int key, std::vector<int32_t> prompt,
-                            SamplingOptions sampling,
-                            std::function<bool(int32_t)> onToken = nullptr) {
-    GenerationRequest r;
-    r.prompt = std::move(prompt);
-    r.sampling = sampling;
-    r.onToken = [this, key, onToken](int32_t token) {
-      bool goOn = onToken ? onToken(token) : true;
-      std::lock_guard<std::mutex> lock(mutex);
-      outcomes[key].tokens.push_back(token);
-      return goOn;
-    };
-    r.onFinish = [this, key](FinishReason reason, const std::string &error) {
-      std::lock_guard<std::mutex> lock(mutex);
-      Outcome &o = outcomes[key];
-      EXPECT_FALSE(o.finished) << "onFinish called twice for " << key;
-      o.finished = true;
-      o.reason = reason;
-      o.error = error;
-      order.push_back(key);
-      done.notify_all();
-    };
-    return r;
-  }
-
-  /// Waits until `count` requests have finished (fails after 20 s).
-  bool waitFor(size_t count) {
-    std::unique_lock<std::mutex> lock(mutex);
-    return done.wait_for(lock, std::chrono::seconds(20),
-                         [&] { return order.size() >= count; });
-  }
-
-  Outcome get(int key) {
-    std::lock_guard<std::mutex> lock(mutex);
-    return outcomes[key];
-  }
-
-  std::vector<int> finishOrder() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return order;
-  }
-
-private:
-  std::mutex mutex;
-  std::condition_variable done;
-  std::map<int, Outcome> outcomes;
-  std::vector<int> order;
-};
-
-/// Blocks the scheduling thread inside a callback until the test opens it,
-/// so the test can submit or cancel while rows are known to be taken.
-class Gate {
-public:
-  /// Called on the scheduling thread.
-  void block() {
-    std::unique_lock<std::mutex> lock(mutex);
-    reached = true;
-    changed.notify_all();
-    changed.wait(lock, [&] { return open; });
-  }
-  void waitUntilReached() {
-    std::unique_lock<std::mutex> lock(mutex);
-    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(20),
-                                 [&] { return reached; }));
-  }
-  void release() {
-    std::lock_guard<std::mutex> lock(mutex);
-    open = true;
-    changed.notify_all();
-  }
-
-private:
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool reached = false, open = false;
-};
-
 SamplingOptions greedy(int64_t maxNew, bool stopAtEos = true) {
   SamplingOptions s;
   s.maxNewTokens = maxNew;
@@ -137,8 +48,7 @@ protected:
     writeFile(checkpoint + "/config.json", config.dump(1));
     writeSafetensors(
         checkpoint + "/model.safetensors",
-        {TestTensor::make("model.embed_tokens.weight", "BF16", {kVocab, 16},
-                          1),
+        {TestTensor::make("model.embed_tokens.weight", "BF16", {kVocab, 16}, 1),
          TestTensor::make("model.norm.weight", "BF16", {16}, 2)});
     json weights = json::array(
         {weightEntry("embed", "model.embed_tokens.weight", "bf16",
@@ -190,8 +100,9 @@ TEST_F(SchedulerTest, ConcurrentRequestsGetTheirTokensAlone) {
   {
     Scheduler scheduler(*model);
     for (size_t i = 0; i < cases.size(); ++i) {
-      SubmitResult r = scheduler.submit(collector.request(
-          static_cast<int>(i), cases[i].prompt, greedy(cases[i].maxNew, false)));
+      SubmitResult r = scheduler.submit(
+          collector.request(static_cast<int>(i), cases[i].prompt,
+                            greedy(cases[i].maxNew, false)));
       ASSERT_EQ(r.status, SubmitResult::Accepted) << r.error;
     }
     ASSERT_TRUE(collector.waitFor(cases.size()));
@@ -218,6 +129,7 @@ TEST_F(SchedulerTest, ConcurrentRequestsGetTheirTokensAlone) {
     EXPECT_EQ(o.reason, FinishReason::Length) << "request " << i;
     EXPECT_EQ(o.tokens, expected[i]) << "request " << i;
   }
+  EXPECT_EQ(collector.finishedTwice, 0);
 }
 
 TEST_F(SchedulerTest, SampledRequestsDrawTheirOwnStream) {
@@ -297,15 +209,15 @@ TEST_F(SchedulerTest, BoundedQueue) {
                                           }))
                 .status,
             SubmitResult::Accepted);
-  gate.waitUntilReached();
+  ASSERT_TRUE(gate.waitUntilReached());
   // One row is free and the queue holds one more: two are accepted, and
   // whatever the scheduling thread does, the third is refused.
-  EXPECT_EQ(scheduler.submit(collector.request(1, prompt, greedy(6, false)))
-                .status,
-            SubmitResult::Accepted);
-  EXPECT_EQ(scheduler.submit(collector.request(2, prompt, greedy(6, false)))
-                .status,
-            SubmitResult::Accepted);
+  EXPECT_EQ(
+      scheduler.submit(collector.request(1, prompt, greedy(6, false))).status,
+      SubmitResult::Accepted);
+  EXPECT_EQ(
+      scheduler.submit(collector.request(2, prompt, greedy(6, false))).status,
+      SubmitResult::Accepted);
   SubmitResult full =
       scheduler.submit(collector.request(3, prompt, greedy(6, false)));
   EXPECT_EQ(full.status, SubmitResult::QueueFull);
@@ -317,9 +229,9 @@ TEST_F(SchedulerTest, BoundedQueue) {
     EXPECT_EQ(collector.get(i).tokens, expected) << "request " << i;
   EXPECT_FALSE(collector.get(3).finished); // refused: no callback, ever
   // Room again.
-  EXPECT_EQ(scheduler.submit(collector.request(4, prompt, greedy(2, false)))
-                .status,
-            SubmitResult::Accepted);
+  EXPECT_EQ(
+      scheduler.submit(collector.request(4, prompt, greedy(2, false))).status,
+      SubmitResult::Accepted);
   ASSERT_TRUE(collector.waitFor(4));
 }
 
@@ -343,7 +255,7 @@ TEST_F(SchedulerTest, CancelFreesTheRowForAWaitingRequest) {
                                           }))
                 .status,
             SubmitResult::Accepted);
-  gateA.waitUntilReached();
+  ASSERT_TRUE(gateA.waitUntilReached());
   RequestId idB = scheduler
                       .submit(collector.request(1, promptB, greedy(20, false),
                                                 [&](int32_t) {
@@ -356,11 +268,11 @@ TEST_F(SchedulerTest, CancelFreesTheRowForAWaitingRequest) {
                       .id;
   ASSERT_NE(idB, 0u);
   // Both rows are taken once B is admitted: C waits.
-  ASSERT_EQ(scheduler.submit(collector.request(2, promptC, greedy(3, false)))
-                .status,
-            SubmitResult::Accepted);
+  ASSERT_EQ(
+      scheduler.submit(collector.request(2, promptC, greedy(3, false))).status,
+      SubmitResult::Accepted);
   gateA.release();
-  gateB.waitUntilReached();
+  ASSERT_TRUE(gateB.waitUntilReached());
   EXPECT_EQ(scheduler.stats().active, 2);
   EXPECT_EQ(scheduler.stats().queued, 1);
   scheduler.cancel(idB);
@@ -394,7 +306,7 @@ TEST_F(SchedulerTest, CancelAQueuedRequest) {
     }
     return true;
   }));
-  gate.waitUntilReached();
+  ASSERT_TRUE(gate.waitUntilReached());
   scheduler.submit(collector.request(1, {3}, greedy(4, false)));
   RequestId queued =
       scheduler.submit(collector.request(2, {4}, greedy(4, false))).id;
@@ -413,15 +325,14 @@ TEST_F(SchedulerTest, ShutdownCancelsEverything) {
   bool first = true;
   {
     Scheduler scheduler(*model);
-    scheduler.submit(collector.request(0, {2}, greedy(20, false),
-                                       [&](int32_t) {
-                                         if (first) {
-                                           first = false;
-                                           gate.block();
-                                         }
-                                         return true;
-                                       }));
-    gate.waitUntilReached();
+    scheduler.submit(collector.request(0, {2}, greedy(20, false), [&](int32_t) {
+      if (first) {
+        first = false;
+        gate.block();
+      }
+      return true;
+    }));
+    ASSERT_TRUE(gate.waitUntilReached());
     scheduler.submit(collector.request(1, {3}, greedy(20, false)));
     scheduler.submit(collector.request(2, {4}, greedy(20, false)));
     scheduler.submit(collector.request(3, {5}, greedy(20, false)));
@@ -448,8 +359,8 @@ TEST_F(SchedulerTest, InvalidRequestsAreRefusedWithoutCallbacks) {
   r = scheduler.submit(collector.request(1, {1, 40}, greedy(2)));
   EXPECT_EQ(r.status, SubmitResult::Invalid);
   EXPECT_THAT(r.error, HasSubstr("token id 40 at position 1 is out of range"));
-  r = scheduler.submit(collector.request(2, std::vector<int32_t>(30, 1),
-                                         greedy(3)));
+  r = scheduler.submit(
+      collector.request(2, std::vector<int32_t>(30, 1), greedy(3)));
   EXPECT_EQ(r.status, SubmitResult::Invalid);
   EXPECT_THAT(r.error, HasSubstr("exceed the artifact's max sequence length"));
   SamplingOptions bad = greedy(2);
@@ -475,13 +386,13 @@ TEST_F(SchedulerTest, LongPromptNextToAnAlmostFullRow) {
   Gate gate;
   int seen = 0;
   Scheduler scheduler(*model);
-  scheduler.submit(collector.request(0, longSeqPrompt, greedy(12, false),
-                                     [&](int32_t) {
-                                       if (++seen == 8)
-                                         gate.block();
-                                       return true;
-                                     }));
-  gate.waitUntilReached(); // 28 positions used of 32
+  scheduler.submit(
+      collector.request(0, longSeqPrompt, greedy(12, false), [&](int32_t) {
+        if (++seen == 8)
+          gate.block();
+        return true;
+      }));
+  ASSERT_TRUE(gate.waitUntilReached()); // 28 positions used of 32
   scheduler.submit(collector.request(1, longPrompt, greedy(5, false)));
   gate.release();
   ASSERT_TRUE(collector.waitFor(2));
@@ -505,9 +416,8 @@ TEST_F(SchedulerTest, GenerateStreamsThroughItsCallback) {
             "");
   EXPECT_EQ(out.tokens[1], all.tokens[1]);
   EXPECT_EQ(streamed[1], all.tokens[1]);
-  EXPECT_EQ(out.tokens[0],
-            std::vector<int32_t>(all.tokens[0].begin(),
-                                 all.tokens[0].begin() + 2));
+  EXPECT_EQ(out.tokens[0], std::vector<int32_t>(all.tokens[0].begin(),
+                                                all.tokens[0].begin() + 2));
   EXPECT_EQ(streamed[0], out.tokens[0]);
 }
 
