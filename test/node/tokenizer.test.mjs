@@ -84,11 +84,41 @@ test('decode: random id sequences (invalid UTF-8, special tokens) as HF does', a
   let state = 12345;
   const next = () => ((state = (state * 1103515245 + 12345) % 2147483648), state);
   const size = hf.getVocabSize(true);
-  for (let trial = 0; trial < 120; ++trial) {
-    const ids = Array.from({ length: 1 + (next() % 12) }, () => next() % size);
+  // Half the ids are single-byte tokens, so that characters are often cut short, at the end
+  // of a sequence too.
+  const byteTokens = [];
+  for (let id = 0; id < size; ++id) if ([...(hf.idToToken(id) ?? '')].length === 1) byteTokens.push(id);
+  assert.equal(byteTokens.length, 256);
+  for (let trial = 0; trial < 60; ++trial) {
+    const ids = Array.from({ length: 1 + (next() % 12) }, () =>
+      next() % 2 ? byteTokens[next() % 256] : next() % size);
     for (const skip of [false, true]) {
       const expected = await hf.decode(ids, skip);
       assert.equal(ours.decode(ids, skip), expected, `decode([${ids}], skip=${skip})`);
+    }
+  }
+});
+
+test('decode: characters cut short or malformed, anywhere in the sequence, as HF does', async () => {
+  // GPT-2's byte -> character map (the byte-level alphabet), to name single-byte tokens.
+  const printable = [];
+  for (let b = 0; b < 256; ++b)
+    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff)) printable.push(b);
+  const byteChar = new Map(printable.map((b) => [b, String.fromCodePoint(b)]));
+  let extra = 0;
+  for (let b = 0; b < 256; ++b) if (!byteChar.has(b)) byteChar.set(b, String.fromCodePoint(256 + extra++));
+  const byteId = (b) => hf.tokenToId(byteChar.get(b));
+  const sequences = [
+    [0xc3], [0xe4], [0xe4, 0xb8], [0xf0], [0xf0, 0x9f], [0xf0, 0x9f, 0x98], // prefixes of é 中 😀
+    [0xe0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xc0, 0xaf], [0xf5], [0x80], [0xbf, 0xbf],
+    [0xe4, 0xb8, 0xe4, 0xb8, 0xad], [0xf0, 0x9f, 0x98, 0x80],
+  ];
+  const a = byteId(0x41);
+  for (const bytes of sequences) {
+    const ids = bytes.map(byteId);
+    for (const seq of [ids, [...ids, a], [a, ...ids, 0, ...ids], [...ids, 1]]) {
+      for (const skip of [false, true])
+        assert.equal(ours.decode(seq, skip), await hf.decode(seq, skip), `decode([${seq}], skip=${skip})`);
     }
   }
 });
