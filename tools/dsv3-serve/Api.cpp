@@ -279,7 +279,8 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error &e) {
+  } catch (const json::exception &e) {
+    // parse_error, and out_of_range for numbers beyond a double (1e400).
     return invalid("", std::string("malformed JSON body: ") + e.what(),
                    "invalid_json");
   }
