@@ -15,6 +15,9 @@
 //   3. ByteLevel maps each piece's bytes to GPT-2's printable alphabet; the
 //      BPE model then merges by rank, exactly as HF's Word::merge_all
 //      (priority queue ordered by rank, then position).
+// PCRE2 10.42 has Unicode 14 tables and HF's regex engine newer ones: the
+// Split patterns' \p{..} and \s are widened to HF's sets before compiling
+// (UnicodeDelta.inc, generated from both by generate-unicode-delta.mjs).
 // Anything the file asks for that this does not implement is rejected at load
 // with one error line, never silently approximated.
 //
@@ -283,6 +286,114 @@ struct PcreMatchDataDeleter {
 };
 using PcreMatchData = std::unique_ptr<pcre2_match_data, PcreMatchDataDeleter>;
 
+/// Per general category, the code points HF's regex engine (newer Unicode
+/// tables) puts in it and PCRE2 does not; "s": all of HF's \s.
+struct UnicodeClassDelta {
+  const char *name;
+  const char *ranges;
+};
+const UnicodeClassDelta kUnicodeDelta[] = {
+#include "UnicodeDelta.inc"
+};
+
+/// The ranges to add to \p{name}: a two-letter category's own, a one-letter
+/// class's the union of its categories' (a code point HF moved between two
+/// categories of one class is already in PCRE2's, so adding it is harmless).
+std::string extraRanges(const std::string &name) {
+  std::string out;
+  for (const UnicodeClassDelta &d : kUnicodeDelta) {
+    std::string n = d.name;
+    if (n != "s" && (n == name || (name.size() == 1 && n[0] == name[0])))
+      out += d.ranges;
+  }
+  return out;
+}
+
+const char *hfWhitespace() {
+  for (const UnicodeClassDelta &d : kUnicodeDelta)
+    if (std::string(d.name) == "s")
+      return d.ranges;
+  return nullptr;
+}
+
+/// `pattern` with its Unicode classes matching what HF's engine matches:
+/// \p{X} gains the code points PCRE2's older tables lack (inside a class the
+/// ranges are added to it, outside it becomes [\p{X}...]), \s and \S become
+/// explicit classes of HF's whitespace. Forms without a faithful rewrite
+/// (\S or \P{..} inside a class, \p{^..}) are left as PCRE2 reads them.
+std::string alignUnicodeClasses(const std::string &pattern) {
+  const char *space = hfWhitespace();
+  std::string out;
+  bool inClass = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      char e = pattern[i + 1];
+      if ((e == 's' || e == 'S') && space) {
+        if (!inClass)
+          out += std::string(e == 's' ? "[" : "[^") + space + "]";
+        else if (e == 's')
+          out += space;
+        else
+          out += "\\S";
+        ++i;
+        continue;
+      }
+      if ((e == 'p' || e == 'P') && i + 2 < pattern.size()) {
+        size_t end = i + 2;
+        std::string name;
+        if (pattern[i + 2] == '{') {
+          end = pattern.find('}', i + 3);
+          if (end == std::string::npos) {
+            out += pattern.substr(i); // PCRE2 reports the error
+            break;
+          }
+          name = pattern.substr(i + 3, end - i - 3);
+        } else {
+          name = pattern.substr(i + 2, 1);
+        }
+        std::string extra = extraRanges(name);
+        bool negated = e == 'P';
+        if (extra.empty() || (negated && inClass))
+          out += pattern.substr(i, end + 1 - i);
+        else if (inClass)
+          out += "\\p{" + name + "}" + extra;
+        else
+          out += std::string(negated ? "[^" : "[") + "\\p{" + name + "}" +
+                 extra + "]";
+        i = end;
+        continue;
+      }
+      out += pattern.substr(i, 2); // any other escape, copied whole
+      ++i;
+      continue;
+    }
+    if (!inClass && c == '[') {
+      // A "]" first in a class (after an optional "^") is a literal.
+      inClass = true;
+      out += c;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^')
+        out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']')
+        out += pattern[++i];
+      continue;
+    }
+    if (inClass && c == '[' && i + 1 < pattern.size() &&
+        pattern[i + 1] == ':') {
+      size_t close = pattern.find(":]", i + 2);
+      if (close != std::string::npos) {
+        out += pattern.substr(i, close + 2 - i); // [:alpha:]
+        i = close + 1;
+        continue;
+      }
+    }
+    if (inClass && c == ']')
+      inClass = false;
+    out += c;
+  }
+  return out;
+}
+
 PcreCode compilePattern(const std::string &pattern, bool literal,
                         const std::string &path) {
   int errorCode = 0;
@@ -290,9 +401,20 @@ PcreCode compilePattern(const std::string &pattern, bool literal,
   uint32_t options = PCRE2_UTF | PCRE2_UCP;
   if (literal)
     options |= PCRE2_LITERAL;
+  // An error in the original pattern is reported against it (its offsets),
+  // so the original is compiled first; the aligned form then replaces it.
   pcre2_code *code =
       pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
                     pattern.size(), options, &errorCode, &errorOffset, nullptr);
+  if (code && !literal) {
+    std::string aligned = alignUnicodeClasses(pattern);
+    if (aligned != pattern) {
+      pcre2_code_free(code);
+      code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(aligned.data()),
+                           aligned.size(), options, &errorCode, &errorOffset,
+                           nullptr);
+    }
+  }
   if (!code) {
     PCRE2_UCHAR buffer[256];
     pcre2_get_error_message(errorCode, buffer, sizeof(buffer));

@@ -266,6 +266,53 @@ TEST(Tokenizer, BpeMergesByRank) {
   EXPECT_EQ(tok3->encode("axc", false), (std::vector<int32_t>{0, 2}));
 }
 
+TEST(Tokenizer, SplitClassesFollowHFUnicodeTables) {
+  // A merge "a" + the first byte of the next character shows whether a
+  // Split put a boundary between them.
+  const std::string lead1FAE8 = "\xC3\xB0"; // byte F0 as a byte-level char
+  const std::string leadE1 = "\xC3\xA1";    // byte E1
+  // Ids: a 0, b 1, F0 2, E1 3, a+F0 4, a+E1 5 (the other bytes have no
+  // token and are dropped).
+  json t = miniTokenizer({"a", "b", lead1FAE8, leadE1, "a" + lead1FAE8,
+                          "a" + leadE1},
+                         {"a " + lead1FAE8, "a " + leadE1});
+  auto withSplit = [&](const std::string &regex) {
+    json u = t;
+    u["pre_tokenizer"] = {
+        {"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", regex}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"},
+           {"add_prefix_space", false},
+           {"use_regex", false}}}}};
+    return u;
+  };
+  TempDir dir;
+  std::string error;
+  // U+1FAE8 (Unicode 15) is \p{S} / \p{So} to HF; PCRE2 10.42 alone says Cn
+  // and would leave "a🫨" whole, merging "a" with the emoji's first byte.
+  for (const char *regex : {"\\p{S}", "\\p{So}", "[\\p{P}\\p{S}]+", "\\pS"}) {
+    SCOPED_TRACE(regex);
+    auto tok = loadJson(dir, withSplit(regex), error);
+    ASSERT_TRUE(tok) << error;
+    std::vector<int32_t> ids = tok->encode("a\xF0\x9F\xAB\xA8", false);
+    ASSERT_FALSE(ids.empty());
+    EXPECT_EQ(ids[0], 0) << "a and U+1FAE8 were not split apart";
+  }
+  // U+180E is no longer whitespace (Unicode 6.3); PCRE2's \s still matches
+  // it, HF's does not: "a" + U+180E stays one piece and merges.
+  for (const char *regex : {"\\s", "[\\s]", "\\s+(?!\\S)"}) {
+    SCOPED_TRACE(regex);
+    auto tok = loadJson(dir, withSplit(regex), error);
+    ASSERT_TRUE(tok) << error;
+    EXPECT_EQ(tok->encode("a\xE1\xA0\x8E", false), (std::vector<int32_t>{5}))
+        << "a and U+180E were split apart";
+  }
+}
+
 TEST(Tokenizer, DecodeIsLossyLikeHF) {
   auto tok = loadShipped();
   ASSERT_TRUE(tok);

@@ -52,7 +52,7 @@ const corpus = fs.readFileSync(path.join(dataDir, 'reference-corpus.txt'), 'utf8
 const samples = [...new Set([corpus, ...corpus.split('\n\n'), ...corpus.split('\n'), ''])];
 
 test('the reference corpus covers what it must', () => {
-  for (const needle of ['1234567', '\r\n', '\t\t', '    ', '\u200d', '\u0301', '<｜User｜>', '<｜begin▁of▁sentence｜>', '```'])
+  for (const needle of ['1234567', '\r\n', '\t\t', '    ', '\u200d', '\u0301', '<｜User｜>', '<｜begin▁of▁sentence｜>', '```', '\u{1FAE8}', '\u180E'])
     assert.ok(corpus.includes(needle), `reference-corpus.txt lacks ${JSON.stringify(needle)}`);
   assert.ok(samples.length > 50);
 });
