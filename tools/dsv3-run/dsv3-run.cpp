@@ -4,19 +4,25 @@
 //            [--tokens 4,5 ...] [--max-new-tokens N] [--temperature T]
 //            [--top-p P] [--seed S] [--threads N] [--ignore-eos]
 //            [--logits-out F.npy] [--stats-out F.json]
+//   dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --prompt TEXT [...]
+//   dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --chat [--system TEXT]
 //
 // One --tokens per sequence of the batch. Prints each sequence's generated
 // token ids and the prefill/decode throughput on stdout; load progress (for
-// loads over a second) on stderr. Every failure is one
-// "dsv3-run: error: ..." line on stderr and exit code 1, with nothing on
-// stdout and no output file written.
+// loads over a second) on stderr. --prompt and --chat speak text through
+// the checkpoint's tokenizer.json and stream the reply as it is generated.
+// Every failure is one "dsv3-run: error: ..." line on stderr and exit code
+// 1, with nothing on stdout (before the generation starts) and no output
+// file written.
 //
-// Written against the C API (dsv3rt.h) only, so that the API is known to be
-// sufficient for a host program.
+// Written against the C API (dsv3rt.h) and the tokenizer library only, so
+// that the API is known to be sufficient for a host program.
 //
 //===----------------------------------------------------------------------===//
 
 #include "dsv3/Runtime/dsv3rt.h"
+#include "dsv3/Tokenizer/ChatTemplate.h"
+#include "dsv3/Tokenizer/Tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -24,10 +30,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +48,10 @@ namespace {
 const char *kUsage =
     "usage: dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --tokens 1,2,3 "
     "[--tokens 4,5 ...]\n"
+    "       dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --prompt TEXT "
+    "[--print-ids]\n"
+    "       dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --chat "
+    "[--system TEXT] [--print-ids]\n"
     "                [--max-new-tokens N] [--temperature T] [--top-p P] "
     "[--seed S]\n"
     "                [--threads N] [--ignore-eos] [--logits-out F.npy] "
@@ -50,7 +64,25 @@ const char *kUsage =
     "(comma-separated);\n"
     "                        repeat for a batch (at most the artifact's "
     "max batch)\n"
-    "  --max-new-tokens N    tokens to generate per sequence (default 16)\n"
+    "  --prompt TEXT         one sequence as text, encoded with the "
+    "checkpoint's\n"
+    "                        tokenizer.json (bos added as its config says); "
+    "the\n"
+    "                        reply streams to stdout as it is generated\n"
+    "  --chat                interactive: one user turn per line of stdin, "
+    "the\n"
+    "                        conversation rendered with DeepSeek-V3's chat "
+    "format\n"
+    "                        and kept; Ctrl-C stops a reply, /reset starts "
+    "over,\n"
+    "                        /exit or end of input quits\n"
+    "  --system TEXT         --chat: the system prompt\n"
+    "  --print-ids           --prompt/--chat: also print the prompt's and "
+    "the\n"
+    "                        reply's token ids\n"
+    "  --max-new-tokens N    tokens to generate per sequence (default 16; "
+    "--chat:\n"
+    "                        per reply, default 256)\n"
     "  --temperature T       0 = greedy (default); > 0 samples\n"
     "  --top-p P             nucleus sampling mass in (0, 1] (default 1)\n"
     "  --seed S              sampling seed (default 0)\n"
@@ -128,6 +160,11 @@ std::vector<int32_t> parseTokens(const std::string &text) {
 struct Options {
   std::string artifact, weights, logitsOut, statsOut, device, kernelTimesOut;
   std::vector<std::vector<int32_t>> prompts;
+  /// --prompt (text mode) when set.
+  std::optional<std::string> text;
+  bool chat = false, printIds = false;
+  std::string system;
+  bool maxNewGiven = false;
   dsv3rt_sampling sampling;
   int32_t threads = 0;
 };
@@ -152,6 +189,10 @@ Options parseArgs(int argc, char **argv) {
       o.sampling.stop_at_eos = 0;
       continue;
     }
+    if (arg == "--chat" || arg == "--print-ids") {
+      (arg == "--chat" ? o.chat : o.printIds) = true;
+      continue;
+    }
     std::string value;
     size_t eq = arg.find('=');
     if (eq != std::string::npos) {
@@ -159,9 +200,10 @@ Options parseArgs(int argc, char **argv) {
       arg = arg.substr(0, eq);
     }
     static const char *valueOptions[] = {
-        "--weights", "--tokens",  "--max-new-tokens", "--temperature",
-        "--top-p",   "--seed",    "--threads",        "--logits-out",
-        "--stats-out", "--device", "--kernel-times-out"};
+        "--weights",   "--tokens", "--max-new-tokens",   "--temperature",
+        "--top-p",     "--seed",   "--threads",          "--logits-out",
+        "--stats-out", "--device", "--kernel-times-out", "--prompt",
+        "--system"};
     if (std::find(std::begin(valueOptions), std::end(valueOptions), arg) ==
         std::end(valueOptions))
       fatal("unknown option '" + arg + "'; see --help");
@@ -174,10 +216,17 @@ Options parseArgs(int argc, char **argv) {
       o.weights = value;
     else if (arg == "--tokens")
       o.prompts.push_back(parseTokens(value));
-    else if (arg == "--max-new-tokens")
+    else if (arg == "--prompt") {
+      if (o.text)
+        fatal("--prompt is given twice; a text prompt is one sequence");
+      o.text = value;
+    } else if (arg == "--system")
+      o.system = value;
+    else if (arg == "--max-new-tokens") {
       o.sampling.max_new_tokens = static_cast<int32_t>(
           parseInt(value, "--max-new-tokens", 0, INT32_MAX));
-    else if (arg == "--temperature")
+      o.maxNewGiven = true;
+    } else if (arg == "--temperature")
       o.sampling.temperature = parseFloat(value, "--temperature");
     else if (arg == "--top-p")
       o.sampling.top_p = parseFloat(value, "--top-p");
@@ -203,9 +252,24 @@ Options parseArgs(int argc, char **argv) {
     fatal("no artifact directory given; see --help");
   if (o.weights.empty())
     fatal("--weights CHECKPOINT_DIR is required");
-  if (o.prompts.empty())
-    fatal("at least one --tokens LIST is required");
-  if (!o.logitsOut.empty() && o.prompts.size() != 1)
+  const int modes = !o.prompts.empty() + o.text.has_value() + o.chat;
+  if (modes == 0)
+    fatal("give --tokens LIST, --prompt TEXT or --chat; see --help");
+  if (modes > 1)
+    fatal("--tokens, --prompt and --chat exclude each other");
+  if (o.text && o.text->empty())
+    fatal("--prompt is empty");
+  if (o.printIds && !o.text && !o.chat)
+    fatal("--print-ids is for --prompt and --chat (--tokens prints ids)");
+  if (!o.system.empty() && !o.chat)
+    fatal("--system is for --chat");
+  if (o.chat && (!o.logitsOut.empty() || !o.statsOut.empty() ||
+                 !o.kernelTimesOut.empty()))
+    fatal("--chat writes no files (--logits-out, --stats-out, "
+          "--kernel-times-out)");
+  if (o.chat && !o.maxNewGiven)
+    o.sampling.max_new_tokens = 256;
+  if (!o.logitsOut.empty() && o.prompts.size() > 1)
     fatal("--logits-out writes the logits of one sequence; got " +
           std::to_string(o.prompts.size()) + " --tokens");
   return o;
@@ -311,6 +375,177 @@ double rate(int64_t tokens, double seconds) {
   return seconds > 0 ? static_cast<double>(tokens) / seconds : 0.0;
 }
 
+std::string joinIds(const int32_t *ids, int64_t n) {
+  std::string out;
+  for (int64_t i = 0; i < n; ++i)
+    out += (i ? "," : "") + std::to_string(ids[i]);
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Text mode: the reply streams through the C API's token callback
+//===----------------------------------------------------------------------===//
+
+using dsv3::tokenizer::ChatMessage;
+using dsv3::tokenizer::StreamingDecoder;
+using dsv3::tokenizer::Tokenizer;
+
+/// Set by SIGINT during --chat: the reply being generated stops, the
+/// program does not.
+volatile std::sig_atomic_t interrupted = 0;
+
+extern "C" void onInterrupt(int) { interrupted = 1; }
+
+/// Writes each token's text to stdout as it comes (special tokens, such as
+/// the eos that ends a reply, are not shown; --print-ids shows them).
+struct Streamer {
+  explicit Streamer(const Tokenizer &tokenizer)
+      : decoder(tokenizer, /*skipSpecial=*/true) {}
+  StreamingDecoder decoder;
+  bool stopOnInterrupt = false;
+
+  static int onToken(int64_t, int32_t token, void *user) {
+    Streamer &self = *static_cast<Streamer *>(user);
+    std::string text = self.decoder.push(token);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return self.stopOnInterrupt && interrupted ? 1 : 0;
+  }
+  void finish() {
+    std::string text = decoder.finish();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
+};
+
+std::unique_ptr<Tokenizer> loadTokenizer(const Options &o,
+                                         const dsv3rt_artifact_info &info) {
+  std::string error;
+  std::unique_ptr<Tokenizer> tokenizer = Tokenizer::load(o.weights, error);
+  if (!tokenizer)
+    fatal(error);
+  // Ids the tokenizer knows but the model does not would be refused later
+  // as out of range; say what is wrong instead.
+  if (tokenizer->size() > info.vocab_size)
+    fatal(o.weights + "/tokenizer.json: the tokenizer has " +
+          std::to_string(tokenizer->size()) + " ids but the model's vocab " +
+          "has " + std::to_string(info.vocab_size) +
+          ": not this model's tokenizer");
+  return tokenizer;
+}
+
+std::string trim(const std::string &text) {
+  size_t begin = text.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos)
+    return "";
+  size_t end = text.find_last_not_of(" \t\r\n");
+  return text.substr(begin, end - begin + 1);
+}
+
+/// The interactive loop of --chat on an opened model.
+void runChat(const Options &o, const dsv3rt_artifact_info &info,
+             dsv3rt_model *model, const Tokenizer &tokenizer) {
+  const bool interactive = isatty(STDIN_FILENO) != 0;
+  // SA_RESTART: a Ctrl-C while waiting for a line only sets the flag (reset
+  // before each reply), the read goes on.
+  struct sigaction action = {};
+  action.sa_handler = onInterrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  if (interactive)
+    std::fprintf(stderr,
+                 "dsv3-run: chat; one line per turn, Ctrl-C stops a reply, "
+                 "/reset starts over, /exit or Ctrl-D quits\n");
+
+  std::vector<ChatMessage> history;
+  if (!o.system.empty())
+    history.push_back({"system", o.system});
+  const size_t start = history.size();
+  std::vector<int32_t> out(static_cast<size_t>(
+      std::min<int64_t>(o.sampling.max_new_tokens, info.max_seq_len)));
+  char err[2048];
+  std::string line;
+  for (;;) {
+    if (interactive) {
+      std::fputs("> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line))
+      break;
+    line = trim(line);
+    if (line == "/exit")
+      break;
+    if (line == "/reset") {
+      history.resize(start);
+      std::puts("[new conversation]");
+      continue;
+    }
+    if (line.empty())
+      continue;
+    history.push_back({"user", line});
+    std::string error;
+    std::string text = renderChat(tokenizer, history, true, error);
+    if (!error.empty())
+      fatal(error);
+    std::vector<int32_t> prompt = tokenizer.encode(text, /*addBos=*/false);
+    const int64_t promptLen = static_cast<int64_t>(prompt.size());
+    if (promptLen >= info.max_seq_len) {
+      history.pop_back();
+      std::printf("[the conversation is now %lld tokens: it no longer fits "
+                  "the artifact's max sequence length of %lld; /reset "
+                  "starts a new one]\n",
+                  static_cast<long long>(promptLen),
+                  static_cast<long long>(info.max_seq_len));
+      std::fflush(stdout);
+      continue;
+    }
+    dsv3rt_sampling sampling = o.sampling;
+    sampling.max_new_tokens = static_cast<int32_t>(std::min<int64_t>(
+        sampling.max_new_tokens, info.max_seq_len - promptLen));
+    const int32_t *prompts[] = {prompt.data()};
+    const int64_t lens[] = {promptLen};
+    int64_t count = 0;
+    Streamer streamer(tokenizer);
+    streamer.stopOnInterrupt = true;
+    interrupted = 0;
+    dsv3rt_set_token_callback(model, Streamer::onToken, &streamer);
+    int rc = dsv3rt_generate(model, prompts, lens, 1, &sampling, out.data(),
+                             &count, nullptr, err, sizeof(err));
+    dsv3rt_set_token_callback(model, nullptr, nullptr);
+    if (rc)
+      fatal(err);
+    streamer.finish();
+    std::fputc('\n', stdout);
+    const bool stopped = interrupted != 0;
+    interrupted = 0;
+    // The reply as the template will render it next turn: its text without
+    // the eos (the template writes one after every assistant turn).
+    int64_t shown = count;
+    if (shown > 0 && out[shown - 1] == info.eos_token_id)
+      --shown;
+    history.push_back(
+        {"assistant", tokenizer.decode(std::vector<int32_t>(
+                                           out.begin(), out.begin() + shown),
+                                       /*skipSpecial=*/true)});
+    if (o.printIds) {
+      std::printf("prompt ids: %s\n",
+                  joinIds(prompt.data(), promptLen).c_str());
+      std::printf("reply ids: %s\n", joinIds(out.data(), count).c_str());
+    }
+    dsv3rt_stats stats;
+    dsv3rt_get_stats(model, &stats);
+    std::printf("[%s%lld tokens; prefill %lld tokens, %.1f tokens/s; decode "
+                "%.1f tokens/s]\n",
+                stopped ? "stopped; " : "", static_cast<long long>(count),
+                static_cast<long long>(stats.prefill_tokens),
+                rate(stats.prefill_tokens, stats.prefill_seconds),
+                rate(stats.decode_tokens, stats.decode_seconds));
+    std::fflush(stdout);
+  }
+  if (interactive)
+    std::fputc('\n', stdout);
+}
+
 } // namespace
 
 int run(int argc, char **argv) {
@@ -321,6 +556,11 @@ int run(int argc, char **argv) {
   dsv3rt_artifact_info info;
   if (dsv3rt_read_artifact_info(o.artifact.c_str(), &info, err, sizeof(err)))
     fatal(err);
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (o.text || o.chat)
+    tokenizer = loadTokenizer(o, info);
+  if (o.text)
+    o.prompts.push_back(tokenizer->encode(*o.text, /*addBos=*/true));
   const int64_t batch = static_cast<int64_t>(o.prompts.size());
   std::vector<const int32_t *> prompts;
   std::vector<int64_t> lens;
@@ -328,8 +568,8 @@ int run(int argc, char **argv) {
     prompts.push_back(p.data());
     lens.push_back(static_cast<int64_t>(p.size()));
   }
-  if (dsv3rt_validate_request(&info, prompts.data(), lens.data(), batch,
-                              &o.sampling, err, sizeof(err)))
+  if (!o.chat && dsv3rt_validate_request(&info, prompts.data(), lens.data(),
+                                         batch, &o.sampling, err, sizeof(err)))
     fatal(err);
 
   const bool onGpu = o.device.empty() ? info.device == DSV3RT_DEVICE_CUDA
@@ -355,7 +595,17 @@ int run(int argc, char **argv) {
     std::fputc('\n', stderr);
   if (!model)
     fatal(err);
+  if (o.chat) {
+    runChat(o, info, model, *tokenizer);
+    dsv3rt_close(model);
+    return 0;
+  }
 
+  std::optional<Streamer> streamer;
+  if (o.text) {
+    streamer.emplace(*tokenizer);
+    dsv3rt_set_token_callback(model, Streamer::onToken, &*streamer);
+  }
   const int64_t maxNew = o.sampling.max_new_tokens;
   const int64_t vocab = info.vocab_size;
   std::vector<int32_t> tokens(static_cast<size_t>(batch * maxNew));
@@ -429,7 +679,14 @@ int run(int argc, char **argv) {
     }
   }
 
-  for (int64_t b = 0; b < batch; ++b) {
+  if (streamer) {
+    streamer->finish();
+    std::fputc('\n', stdout);
+    if (o.printIds)
+      std::printf("prompt ids: %s\n",
+                  joinIds(o.prompts[0].data(), lens[0]).c_str());
+  }
+  for (int64_t b = 0; b < batch && (!streamer || o.printIds); ++b) {
     std::string line = "sequence " + std::to_string(b) + ":";
     for (int64_t i = 0; i < counts[b]; ++i)
       line += (i ? "," : " ") + std::to_string(tokens[b * maxNew + i]);
