@@ -187,9 +187,10 @@ TEST(ServeApi, Chat) {
 TEST(ServeApi, ErrorJsonShape) {
   ApiError e;
   e.message = "m";
-  nlohmann::json j = errorJson(e);
-  EXPECT_EQ(j.dump(), R"({"error":{"code":null,"message":"m","param":null,)"
-                      R"("type":"invalid_request_error"}})");
+  e.param = "top_p";
+  EXPECT_EQ(errorJson(e).dump(),
+            R"({"error":{"message":"m","type":"invalid_request_error",)"
+            R"("param":"top_p","code":null}})");
 }
 
 std::string pushAll(StopMatcher &m, const std::vector<std::string> &pieces) {

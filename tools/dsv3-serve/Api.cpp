@@ -10,13 +10,17 @@
 using namespace dsv3::serve;
 using nlohmann::json;
 
-json dsv3::serve::errorJson(const ApiError &error) {
-  json e = json::object();
+nlohmann::ordered_json dsv3::serve::errorJson(const ApiError &error) {
+  nlohmann::ordered_json e = nlohmann::ordered_json::object();
   e["message"] = error.message;
   e["type"] = error.type;
-  e["param"] = error.param.empty() ? json(nullptr) : json(error.param);
-  e["code"] = error.code.empty() ? json(nullptr) : json(error.code);
-  return json{{"error", std::move(e)}};
+  e["param"] = error.param.empty() ? nlohmann::ordered_json(nullptr)
+                                    : nlohmann::ordered_json(error.param);
+  e["code"] = error.code.empty() ? nlohmann::ordered_json(nullptr)
+                                  : nlohmann::ordered_json(error.code);
+  nlohmann::ordered_json j;
+  j["error"] = std::move(e);
+  return j;
 }
 
 namespace {
@@ -545,11 +549,12 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
     return invalid("max_completion_tokens",
                    "'max_tokens' and 'max_completion_tokens' differ; give one",
                    "invalid_value");
-  if (maxCompletionTokens)
+  if (maxCompletionTokens) {
     maxTokens = maxCompletionTokens;
+    out.maxTokensParam = "max_completion_tokens";
+  }
   if (maxTokens && *maxTokens < 1) {
-    std::string param =
-        maxCompletionTokens ? "max_completion_tokens" : "max_tokens";
+    const std::string &param = out.maxTokensParam;
     return invalid(param,
                    "'" + param + "' must be at least 1, got " +
                        std::to_string(*maxTokens),

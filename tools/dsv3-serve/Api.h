@@ -33,7 +33,8 @@ struct ApiError {
   std::string code;  // "" -> null
 };
 
-nlohmann::json errorJson(const ApiError &error);
+/// In OpenAI's key order (ordered_json), as every reply of dsv3-serve.
+nlohmann::ordered_json errorJson(const ApiError &error);
 
 enum class Endpoint { Completions, ChatCompletions };
 
@@ -48,6 +49,9 @@ struct ParsedRequest {
 
   std::optional<std::string> model;
   std::optional<int64_t> maxTokens; // absent: endpoint default
+  /// The field maxTokens came from (for errors): "max_tokens" or chat's
+  /// "max_completion_tokens".
+  std::string maxTokensParam = "max_tokens";
   double temperature = 1.0;         // OpenAI's default
   double topP = 1.0;
   std::optional<uint64_t> seed; // absent: a fresh random seed

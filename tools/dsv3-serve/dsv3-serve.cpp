@@ -48,7 +48,8 @@
 
 using namespace dsv3;
 using namespace dsv3::serve;
-using nlohmann::json;
+// Replies keep OpenAI's key order ("id" first).
+using json = nlohmann::ordered_json;
 using runtime::FinishReason;
 
 namespace {
@@ -463,8 +464,7 @@ void Server::handleGeneration(Endpoint endpoint, const httplib::Request &req,
       endpoint == Endpoint::Completions ? std::min<int64_t>(16, context - promptLen)
                                         : context - promptLen);
   if (promptLen + maxTokens > context) {
-    e.param = endpoint == Endpoint::ChatCompletions ? "max_completion_tokens"
-                                                    : "max_tokens";
+    e.param = r.maxTokensParam;
     e.message = "max_tokens is " + std::to_string(maxTokens) +
                 " but the prompt is " + std::to_string(promptLen) +
                 " tokens and this model's context (KV cache) holds " +
