@@ -398,9 +398,10 @@ PcreCode compilePattern(const std::string &pattern, bool literal,
                         const std::string &path) {
   int errorCode = 0;
   PCRE2_SIZE errorOffset = 0;
-  uint32_t options = PCRE2_UTF | PCRE2_UCP;
-  if (literal)
-    options |= PCRE2_LITERAL;
+  // MULTILINE: HF's engine (Oniguruma's Ruby syntax) reads ^ and $ as line
+  // anchors.
+  uint32_t options = literal ? PCRE2_UTF | PCRE2_LITERAL
+                             : PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE;
   // An error in the original pattern is reported against it (its offsets),
   // so the original is compiled first; the aligned form then replaces it.
   pcre2_code *code =
@@ -483,6 +484,8 @@ struct Tokenizer::Impl {
 
   void encodeText(std::string_view text, std::vector<int32_t> &out) const;
   void splitAndEncode(std::string_view text, std::vector<int32_t> &out) const;
+  /// The Split steps: pieces of `text` (valid UTF-8), in order.
+  std::vector<std::string_view> split(std::string_view text) const;
   void bpe(std::string_view word, std::vector<int32_t> &out) const;
   void bpeUncached(std::string_view word, std::vector<int32_t> &out) const;
 };
@@ -953,6 +956,12 @@ void Tokenizer::Impl::bpe(std::string_view word,
 
 void Tokenizer::Impl::splitAndEncode(std::string_view text,
                                      std::vector<int32_t> &out) const {
+  for (std::string_view piece : split(text))
+    bpe(piece, out);
+}
+
+std::vector<std::string_view>
+Tokenizer::Impl::split(std::string_view text) const {
   std::vector<std::string_view> pieces{text};
   PcreMatchData data(pcre2_match_data_create(1, nullptr));
   for (const PcreCode &code : splits) {
@@ -989,8 +998,7 @@ void Tokenizer::Impl::splitAndEncode(std::string_view text,
     }
     pieces = std::move(next);
   }
-  for (std::string_view piece : pieces)
-    bpe(piece, out);
+  return pieces;
 }
 
 /// Cuts `text` at the tokens of `list` (longest first at each position).
@@ -1118,6 +1126,19 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text,
   appendLossy(valid, std::string(text), /*holdIncomplete=*/false);
   impl_->encodeText(valid, ids);
   return ids;
+}
+
+std::vector<std::string> Tokenizer::preTokenize(std::string_view text) const {
+  std::string valid;
+  appendLossy(valid, std::string(text), /*holdIncomplete=*/false);
+  std::vector<std::string> pieces;
+  for (std::string_view piece : impl_->split(valid)) {
+    std::string chars;
+    for (unsigned char c : piece)
+      chars += byteAlphabet().byteToChar[c];
+    pieces.push_back(std::move(chars));
+  }
+  return pieces;
 }
 
 std::string Tokenizer::tokenBytes(int32_t id) const {

@@ -266,6 +266,25 @@ TEST(Tokenizer, BpeMergesByRank) {
   EXPECT_EQ(tok3->encode("axc", false), (std::vector<int32_t>{0, 2}));
 }
 
+TEST(Tokenizer, PreTokenizesAsDeepSeekV3) {
+  auto tok = loadShipped();
+  ASSERT_TRUE(tok);
+  // Digits in groups of at most three, split off the space before them;
+  // CJK runs on their own; ASCII punctuation + letters together (but a
+  // space before the punctuation takes it first); a space run leaves its
+  // last space to the next word.
+  EXPECT_EQ(tok->preTokenize("Hello world 1234567 中文abc .net x.y   x\r\n"),
+            (std::vector<std::string>{"Hello", "\xC4\xA0world", "\xC4\xA0",
+                                      "123", "456", "7", "\xC4\xA0",
+                                      "\xC3\xA4\xC2\xB8\xC5\x83\xC3\xA6\xC4\xB8\xC4\xA9",
+                                      "abc", "\xC4\xA0.", "net", "\xC4\xA0x",
+                                      ".y", "\xC4\xA0\xC4\xA0", "\xC4\xA0x",
+                                      "\xC4\x8D\xC4\x8A"}));
+  // Added tokens are not the pre-tokenizer's business.
+  std::vector<std::string> pieces = tok->preTokenize(kUser);
+  EXPECT_GT(pieces.size(), 1u);
+}
+
 TEST(Tokenizer, SplitClassesFollowHFUnicodeTables) {
   // A merge "a" + the first byte of the next character shows whether a
   // Split put a boundary between them.

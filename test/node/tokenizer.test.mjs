@@ -123,6 +123,48 @@ test('decode: characters cut short or malformed, anywhere in the sequence, as HF
   }
 });
 
+test('pre-tokenizer: the same pieces as HF for DeepSeek-V3\'s and other models\' Split regexes', () => {
+  // PCRE2 stands in for HF's regex engine: Unicode classes (with UnicodeDelta.inc), lookahead, inline
+  // flags, anchors (^ and $ are line anchors there) and literal String patterns must cut alike.
+  const shipped = JSON.parse(fs.readFileSync(path.join(dataDir, 'tokenizer.json'), 'utf8'));
+  const gpt4 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*" +
+    '|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
+  const o200k = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?" +
+    '|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+';
+  const split = (pattern) => ({ type: 'Split', pattern, behavior: 'Isolated', invert: false });
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false };
+  const variants = {
+    'deepseek-v3': shipped.pre_tokenizer,
+    'llama3/gpt4': { type: 'Sequence', pretokenizers: [split({ Regex: gpt4 }), byteLevel] },
+    'o200k': { type: 'Sequence', pretokenizers: [split({ Regex: o200k }), byteLevel] },
+    'anchors and dot': { type: 'Sequence', pretokenizers: [split({ Regex: '^\\s+|\\s+$|^.|.$|\\A\\S+|\\S+\\z' }), byteLevel] },
+    'literal string': { type: 'Sequence', pretokenizers: [split({ String: '. ' }), split({ String: '\\s' }), byteLevel] },
+    'negated classes': { type: 'Sequence', pretokenizers: [split({ Regex: '\\P{L}+|[^\\p{S}\\s]{2}|\\S{3}' }), byteLevel] },
+  };
+  const training = fs.readFileSync(path.join(dataDir, 'corpus.txt'), 'utf8');
+  const cut = (piece) => (piece.length > 40 ? piece.slice(0, 40) + '...' : piece);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsv3-pretok-'));
+  try {
+    for (const [name, pre] of Object.entries(variants)) {
+      fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify({ ...shipped, pre_tokenizer: pre }));
+      const ref = Tokenizer.fromFile(path.join(dir, 'tokenizer.json')).getPreTokenizer();
+      for (const text of [corpus, training]) {
+        const expected = ref.preTokenizeString(text).map(([piece]) => piece);
+        const r = spawnSync(tool, [dir, '--pre-tokenize'], { input: Buffer.from(text, 'utf8'), maxBuffer: 64 << 20 });
+        assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+        const got = JSON.parse(r.stdout.toString('utf8'));
+        const at = got.findIndex((piece, i) => piece !== expected[i]);
+        assert.ok(at < 0 && got.length === expected.length,
+          `${name}: piece ${at} differs: ours ${JSON.stringify(got.slice(at, at + 3).map(cut))}, ` +
+          `HF ${JSON.stringify(expected.slice(at, at + 3).map(cut))}`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('chat: dsv3-tokenize --chat equals @huggingface/jinja rendering the real template', async () => {
   assert.ok(config.chat_template.includes("'<｜User｜>' + message['content']"), 'not DeepSeek-V3\'s template');
   const template = new Template(config.chat_template);

@@ -3,6 +3,7 @@
 //   dsv3-tokenize DIR --encode [--no-bos]      stdin text  -> ids on stdout
 //   dsv3-tokenize DIR --decode [--skip-special] stdin ids  -> text on stdout
 //   dsv3-tokenize DIR --chat FILE.json [--no-generation-prompt] [--ids]
+//   dsv3-tokenize DIR --pre-tokenize          stdin text -> JSON list of pieces
 //
 // DIR holds tokenizer.json (+ tokenizer_config.json): a checkpoint directory.
 // Ids are printed space-separated on one line; text is written byte for
@@ -38,7 +39,8 @@ const char *kUsage =
     "usage: dsv3-tokenize DIR (--encode [--no-bos] | --decode "
     "[--skip-special] |\n"
     "                          --chat FILE.json [--no-generation-prompt] "
-    "[--ids])\n"
+    "[--ids] |\n"
+    "                          --pre-tokenize)\n"
     "\n"
     "The tokenizer of a checkpoint directory (tokenizer.json, "
     "tokenizer_config.json).\n"
@@ -57,7 +59,11 @@ const char *kUsage =
     "  --no-generation-prompt   --chat: no trailing assistant tag (default: "
     "add it)\n"
     "  --ids                    --chat: print the prompt's token ids instead "
-    "of its text\n";
+    "of its text\n"
+    "  --pre-tokenize           text on stdin -> the pre-tokenizer's pieces "
+    "(byte-level\n"
+    "                           alphabet) as a JSON list, as HF's "
+    "pre_tokenize_str\n";
 
 [[noreturn]] void fatal(const std::string &message) {
   std::fprintf(stderr, "dsv3-tokenize: error: %s\n", message.c_str());
@@ -160,13 +166,13 @@ int main(int argc, char **argv) {
        printIds = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string &a = args[i];
-    if (a == "--encode" || a == "--decode") {
+    if (a == "--encode" || a == "--decode" || a == "--pre-tokenize") {
       if (!mode.empty())
-        fatal("give one of --encode, --decode, --chat");
+        fatal("give one of --encode, --decode, --chat, --pre-tokenize");
       mode = a;
     } else if (a == "--chat") {
       if (!mode.empty())
-        fatal("give one of --encode, --decode, --chat");
+        fatal("give one of --encode, --decode, --chat, --pre-tokenize");
       if (i + 1 >= args.size())
         fatal("--chat needs a FILE.json");
       mode = a;
@@ -193,7 +199,7 @@ int main(int argc, char **argv) {
   if (dir.empty())
     fatal("missing the tokenizer directory (--help)");
   if (mode.empty())
-    fatal("give one of --encode, --decode, --chat");
+    fatal("give one of --encode, --decode, --chat, --pre-tokenize");
 
   std::string error;
   std::unique_ptr<Tokenizer> tok = Tokenizer::load(dir, error);
@@ -204,6 +210,8 @@ int main(int argc, char **argv) {
     writeAll(formatIds(tok->encode(readAll(std::cin), addBos)));
   } else if (mode == "--decode") {
     writeAll(tok->decode(parseIds(readAll(std::cin)), skipSpecial));
+  } else if (mode == "--pre-tokenize") {
+    writeAll(nlohmann::json(tok->preTokenize(readAll(std::cin))).dump() + "\n");
   } else {
     std::vector<ChatMessage> messages = readChat(chatFile, generationPrompt);
     std::string prompt = renderChat(*tok, messages, generationPrompt, error);

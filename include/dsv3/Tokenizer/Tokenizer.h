@@ -49,6 +49,11 @@ public:
   /// id with no token.
   std::string tokenBytes(int32_t id) const;
 
+  /// The pieces the pre-tokenizer cuts `text` into, in the byte-level
+  /// alphabet ("Ġworld"), as HF's `pre_tokenizer.pre_tokenize_str` gives
+  /// them (added tokens are not looked for). For tests and debugging.
+  std::vector<std::string> preTokenize(std::string_view text) const;
+
   std::optional<int32_t> bosId() const;
   std::optional<int32_t> eosId() const;
   bool isSpecial(int32_t id) const;
