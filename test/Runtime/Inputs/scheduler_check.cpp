@@ -1,6 +1,6 @@
 //===- scheduler_check.cpp - The Scheduler on a real compiled model -------===//
 //
-//   dsv3-scheduler-check ARTIFACT_DIR CHECKPOINT_DIR
+//   dsv3-scheduler-check ARTIFACT_DIR CHECKPOINT_DIR [cpu|cuda]
 //
 // Runs continuous batching on a compiled artifact (scheduler-compiled.test
 // compiles one) and compares every request's tokens with Model::generate of
@@ -88,11 +88,15 @@ Request makeRequest(Model &model, int64_t promptLen, int64_t maxNew,
 void checkConcurrent(Model &model) {
   const int64_t rows = model.manifest().maxBatch;
   std::vector<Request> requests;
+  auto aloneStart = std::chrono::steady_clock::now();
   const int64_t lens[] = {7, 1, 13, 4, 22, 9, 2, 16, 5};
   const int64_t news[] = {12, 20, 5, 16, 8, 3, 14, 10, 18};
   for (int i = 0; i < 9; ++i)
     requests.push_back(makeRequest(model, lens[i], news[i], 100 + i,
                                    i % 3 == 2 ? 0.8f : 0.0f));
+  double aloneSeconds = std::chrono::duration<double>(
+                            std::chrono::steady_clock::now() - aloneStart)
+                            .count();
   Collector collector;
   SchedulerStats stats;
   auto start = std::chrono::steady_clock::now();
@@ -128,7 +132,8 @@ void checkConcurrent(Model &model) {
          std::to_string(stats.prefillCalls) + " prefill calls, " +
              std::to_string(stats.decodeCalls) + " decode calls for " +
              std::to_string(generated) + " tokens in " +
-             std::to_string(seconds) + " s");
+             std::to_string(seconds) + " s (one after another alone: " +
+             std::to_string(aloneSeconds) + " s)");
   // Shared decode steps: far fewer calls than tokens.
   report(stats.decodeCalls < generated && stats.generatedTokens == generated,
          "concurrent: decode calls are shared");
@@ -258,13 +263,17 @@ void checkCancel(Model &model) {
 } // namespace
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s ARTIFACT_DIR CHECKPOINT_DIR\n", argv[0]);
+  if (argc != 3 && !(argc == 4 && (std::string(argv[3]) == "cpu" ||
+                                   std::string(argv[3]) == "cuda"))) {
+    std::fprintf(stderr, "usage: %s ARTIFACT_DIR CHECKPOINT_DIR [cpu|cuda]\n",
+                 argv[0]);
     return 2;
   }
   std::string error;
   OpenOptions options;
   options.numThreads = 2;
+  if (argc == 4 && std::string(argv[3]) == "cuda")
+    options.device = Device::Cuda;
   std::unique_ptr<Model> model = Model::open(argv[1], argv[2], options, error);
   if (!model) {
     std::fprintf(stderr, "error: %s\n", error.c_str());
