@@ -50,8 +50,8 @@ TEST(ServeApi, CompletionDefaults) {
 }
 
 TEST(ServeApi, EveryField) {
-  ParsedRequest r = parseOk(
-      kText, R"({"model": "m", "prompt": [1, 2, 3], "max_tokens": 7,
+  ParsedRequest r =
+      parseOk(kText, R"({"model": "m", "prompt": [1, 2, 3], "max_tokens": 7,
                  "temperature": 0, "top_p": 0.5, "seed": -1, "stop": "x",
                  "stream": true, "stream_options": {"include_usage": true},
                  "n": 1, "user": "u", "logprobs": null, "echo": false,
@@ -141,9 +141,9 @@ TEST(ServeApi, MalformedBodies) {
 }
 
 TEST(ServeApi, Chat) {
-  ParsedRequest r = parseOk(
-      kChat,
-      R"({"messages": [{"role": "developer", "content": "be brief"},
+  ParsedRequest r =
+      parseOk(kChat,
+              R"({"messages": [{"role": "developer", "content": "be brief"},
                        {"role": "user", "name": "ann",
                         "content": [{"type": "text", "text": "a"},
                                     {"type": "text", "text": "b"}]},
@@ -170,9 +170,9 @@ TEST(ServeApi, Chat) {
                 [{"type": "image_url"}]}]})")
                 .param,
             "messages[0].content[0].type");
-  EXPECT_EQ(parseFails(kChat, R"({"messages": [{"role": "user", "x": 1}]})")
-                .param,
-            "messages[0].x");
+  EXPECT_EQ(
+      parseFails(kChat, R"({"messages": [{"role": "user", "x": 1}]})").param,
+      "messages[0].x");
   EXPECT_EQ(parseFails(kChat, R"({"messages": [{"role": "user"}],
                                   "max_tokens": 3,
                                   "max_completion_tokens": 4})")

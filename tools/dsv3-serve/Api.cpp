@@ -15,9 +15,9 @@ nlohmann::ordered_json dsv3::serve::errorJson(const ApiError &error) {
   e["message"] = error.message;
   e["type"] = error.type;
   e["param"] = error.param.empty() ? nlohmann::ordered_json(nullptr)
-                                    : nlohmann::ordered_json(error.param);
+                                   : nlohmann::ordered_json(error.param);
   e["code"] = error.code.empty() ? nlohmann::ordered_json(nullptr)
-                                  : nlohmann::ordered_json(error.code);
+                                 : nlohmann::ordered_json(error.code);
   nlohmann::ordered_json j;
   j["error"] = std::move(e);
   return j;
@@ -58,9 +58,9 @@ const char *typeName(const json &v) {
 
 ApiError wrongType(const std::string &param, const std::string &expected,
                    const json &got) {
-  return invalid(param, "'" + param + "' must be " + expected + ", got " +
-                            typeName(got),
-                 "invalid_type");
+  return invalid(
+      param, "'" + param + "' must be " + expected + ", got " + typeName(got),
+      "invalid_type");
 }
 
 using Result = std::optional<ApiError>;
@@ -144,8 +144,8 @@ Result getTokenIds(const std::string &param, const json &v,
       return wrongType(p, "a token id (an integer)", id);
     int64_t value = id.get<int64_t>();
     if (value < 0 || value > std::numeric_limits<int32_t>::max())
-      return invalid(p, "token id " + std::to_string(value) +
-                            " is out of range",
+      return invalid(p,
+                     "token id " + std::to_string(value) + " is out of range",
                      "invalid_value");
     out.push_back(static_cast<int32_t>(value));
   }
@@ -289,9 +289,10 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
                    "invalid_json");
   }
   if (!j.is_object())
-    return invalid("", std::string("the request body must be a JSON object, "
-                                   "got ") +
-                           typeName(j),
+    return invalid("",
+                   std::string("the request body must be a JSON object, "
+                               "got ") +
+                       typeName(j),
                    "invalid_json");
 
   const bool chat = endpoint == Endpoint::ChatCompletions;
@@ -310,10 +311,8 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
          out.model = model;
          return std::nullopt;
        }},
-      {"stream",
-       [&](const std::string &k, const json &v) {
-         return getBool(k, v, out.stream);
-       }},
+      {"stream", [&](const std::string &k,
+                     const json &v) { return getBool(k, v, out.stream); }},
       {"stream_options",
        [&](const std::string &k, const json &v) -> Result {
          if (!v.is_object())
@@ -352,9 +351,7 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
          if (Result e = getNumber(k, v, out.temperature))
            return e;
          if (out.temperature < 0 || out.temperature > 2)
-           return invalid(k,
-                          "'temperature' must be in [0, 2], got " +
-                              v.dump(),
+           return invalid(k, "'temperature' must be in [0, 2], got " + v.dump(),
                           "invalid_value");
          return std::nullopt;
        }},
@@ -378,10 +375,8 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
            return wrongType(k, "an integer", v);
          return std::nullopt;
        }},
-      {"stop",
-       [&](const std::string &, const json &v) {
-         return getStop(v, out.stop);
-       }},
+      {"stop", [&](const std::string &,
+                   const json &v) { return getStop(v, out.stop); }},
       {"n",
        [&](const std::string &k, const json &v) -> Result {
          int64_t n;

@@ -52,7 +52,7 @@ struct ParsedRequest {
   /// The field maxTokens came from (for errors): "max_tokens" or chat's
   /// "max_completion_tokens".
   std::string maxTokensParam = "max_tokens";
-  double temperature = 1.0;         // OpenAI's default
+  double temperature = 1.0; // OpenAI's default
   double topP = 1.0;
   std::optional<uint64_t> seed; // absent: a fresh random seed
   std::vector<std::string> stop;

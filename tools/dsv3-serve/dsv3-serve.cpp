@@ -30,6 +30,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -78,8 +79,8 @@ const char *kUsage =
   std::exit(1);
 }
 
-int64_t parseInt(const std::string &text, const std::string &what,
-                 int64_t min, int64_t max) {
+int64_t parseInt(const std::string &text, const std::string &what, int64_t min,
+                 int64_t max) {
   errno = 0;
   char *end = nullptr;
   long long value = std::strtoll(text.c_str(), &end, 10);
@@ -275,8 +276,8 @@ void sendError(httplib::Response &res, const ApiError &error) {
 }
 
 std::string sseEvent(const json &body) {
-  return "data: " +
-         body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return "data: " + body.dump(-1, ' ', false, json::error_handler_t::replace) +
+         "\n\n";
 }
 
 std::string Server::newId(Endpoint endpoint) {
@@ -328,12 +329,11 @@ void Server::install(httplib::Server &http) {
                 {"owned_by", "dsv3"},
                 {"max_model_len", model_.manifest().maxSeqLen}};
   };
-  http.Get("/v1/models",
-           [modelJson](const httplib::Request &, httplib::Response &res) {
-             sendJson(res, 200,
-                      json{{"object", "list"},
-                           {"data", json::array({modelJson()})}});
-           });
+  http.Get("/v1/models", [modelJson](const httplib::Request &,
+                                     httplib::Response &res) {
+    sendJson(res, 200,
+             json{{"object", "list"}, {"data", json::array({modelJson()})}});
+  });
   http.Get(R"(/v1/models/(.+))", [this, modelJson](const httplib::Request &req,
                                                    httplib::Response &res) {
     if (req.matches[1] != options_.modelName) {
@@ -357,40 +357,39 @@ void Server::install(httplib::Server &http) {
               handleGeneration(Endpoint::ChatCompletions, req, res);
             });
   // Routing failures and oversized bodies get OpenAI's error shape too.
-  http.set_error_handler([](const httplib::Request &req,
-                            httplib::Response &res) {
-    if (!res.body.empty())
-      return;
-    ApiError e;
-    e.status = res.status;
-    if (res.status == 404) {
-      e.message = "no route for " + req.method + " " + req.path +
-                  " (docs/serving.md lists the endpoints)";
-      e.code = "not_found";
-    } else if (res.status == 413) {
-      e.message = "the request body is too large";
-      e.code = "payload_too_large";
-    } else {
-      e.message = "HTTP error " + std::to_string(res.status);
-    }
-    sendError(res, e);
-  });
-  http.set_exception_handler(
-      [](const httplib::Request &, httplib::Response &res,
-         std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception &e) {
-          what = e.what();
-        } catch (...) {
-        }
+  http.set_error_handler(
+      [](const httplib::Request &req, httplib::Response &res) {
+        if (!res.body.empty())
+          return;
         ApiError e;
-        e.status = 500;
-        e.type = "server_error";
-        e.message = "internal error: " + what;
+        e.status = res.status;
+        if (res.status == 404) {
+          e.message = "no route for " + req.method + " " + req.path +
+                      " (docs/serving.md lists the endpoints)";
+          e.code = "not_found";
+        } else if (res.status == 413) {
+          e.message = "the request body is too large";
+          e.code = "payload_too_large";
+        } else {
+          e.message = "HTTP error " + std::to_string(res.status);
+        }
         sendError(res, e);
       });
+  http.set_exception_handler([](const httplib::Request &,
+                                httplib::Response &res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception &e) {
+      what = e.what();
+    } catch (...) {
+    }
+    ApiError e;
+    e.status = 500;
+    e.type = "server_error";
+    e.message = "internal error: " + what;
+    sendError(res, e);
+  });
 }
 
 void Server::handleGeneration(Endpoint endpoint, const httplib::Request &req,
@@ -402,8 +401,8 @@ void Server::handleGeneration(Endpoint endpoint, const httplib::Request &req,
     ApiError e;
     e.status = 404;
     e.message = "the model '" + *r.model +
-                "' does not exist (this server serves '" +
-                options_.modelName + "')";
+                "' does not exist (this server serves '" + options_.modelName +
+                "')";
     e.param = "model";
     e.code = "model_not_found";
     return sendError(res, e);
@@ -416,9 +415,9 @@ void Server::handleGeneration(Endpoint endpoint, const httplib::Request &req,
   if (endpoint == Endpoint::ChatCompletions) {
     promptParam = "messages";
     std::string error;
-    std::string text = tokenizer::renderChat(tok_, r.messages,
-                                             /*addGenerationPrompt=*/true,
-                                             error);
+    std::string text =
+        tokenizer::renderChat(tok_, r.messages,
+                              /*addGenerationPrompt=*/true, error);
     if (!error.empty()) {
       ApiError e;
       e.message = error;
@@ -452,17 +451,18 @@ void Server::handleGeneration(Endpoint endpoint, const httplib::Request &req,
   if (promptLen >= context) {
     e.message = "the prompt is " + std::to_string(promptLen) +
                 " tokens; this model's context (KV cache) holds " +
-                std::to_string(context) +
-                " positions, so at most " + std::to_string(context - 1) +
+                std::to_string(context) + " positions, so at most " +
+                std::to_string(context - 1) +
                 " prompt tokens leave room for a reply";
     e.code = "context_length_exceeded";
     return sendError(res, e);
   }
   // Completions default to OpenAI's 16 tokens; chat to the rest of the
   // context, as OpenAI's chat API does.
-  int64_t maxTokens = r.maxTokens.value_or(
-      endpoint == Endpoint::Completions ? std::min<int64_t>(16, context - promptLen)
-                                        : context - promptLen);
+  int64_t maxTokens =
+      r.maxTokens.value_or(endpoint == Endpoint::Completions
+                               ? std::min<int64_t>(16, context - promptLen)
+                               : context - promptLen);
   if (promptLen + maxTokens > context) {
     e.param = r.maxTokensParam;
     e.message = "max_tokens is " + std::to_string(maxTokens) +
@@ -611,8 +611,7 @@ void Server::respondStream(const std::shared_ptr<Job> &job,
       choice["text"] = text;
     }
     choice["logprobs"] = nullptr;
-    choice["finish_reason"] =
-        finishReason ? json(finishReason) : json(nullptr);
+    choice["finish_reason"] = finishReason ? json(finishReason) : json(nullptr);
     if (r.returnTokenIds)
       choice["token_ids"] = ids;
     json c = base;
@@ -628,7 +627,7 @@ void Server::respondStream(const std::shared_ptr<Job> &job,
   res.set_chunked_content_provider(
       "text/event-stream",
       [this, job, chunk, base, r, prompt, chat](size_t,
-                                                 httplib::DataSink &sink) {
+                                                httplib::DataSink &sink) {
         auto write = [&](const std::string &data) {
           return sink.write(data.data(), data.size());
         };
