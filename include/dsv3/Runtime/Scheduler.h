@@ -7,7 +7,8 @@
 // beyond the rows wait in a bounded queue. A request's tokens are those it
 // gets alone with dsv3rt_generate (greedy, or the same seed: it draws from
 // stream (seed, 0)). The Scheduler computes nothing of the model: it feeds
-// the entry points and samples, like Model::generate. docs/serving.md.
+// the entry points and samples, like Model::generate. docs/runtime.md
+// ("Continuous batching": the step policy), docs/serving.md (the server).
 //
 //===----------------------------------------------------------------------===//
 
