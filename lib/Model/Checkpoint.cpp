@@ -91,6 +91,15 @@ std::string rangeText(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
 }
 
+/// `value` as JSON text for an error message, cut at 100 characters: a
+/// shape of a million entries must not become a megabyte-long line.
+std::string shortDump(const json &value) {
+  std::string text = value.dump();
+  if (text.size() > 100)
+    text = text.substr(0, 100) + "...";
+  return text;
+}
+
 /// A non-negative JSON integer that fits in int64_t.
 bool asOffset(const json &v, uint64_t &out) {
   if (!v.is_number_unsigned())
@@ -124,7 +133,7 @@ std::string parseSafetensors(const std::string &path, const uint8_t *base,
   // Trailing space padding is ordinary JSON whitespace.
   json header;
   std::string jsonError =
-      detail::parseJson(headerText, headerText + headerLen, header);
+      detail::parseJsonStrict(headerText, headerText + headerLen, header);
   if (!jsonError.empty())
     return path + ": header is not valid JSON: " + jsonError;
   if (!header.is_object())
@@ -181,7 +190,7 @@ std::string parseSafetensors(const std::string &path, const uint8_t *base,
       uint64_t dim;
       if (!asOffset(d, dim))
         return where + "'shape' must hold non-negative integers, got " +
-               shapeIt->dump();
+               shortDump(*shapeIt);
       shape.push_back(static_cast<int64_t>(dim));
       overflow |= __builtin_mul_overflow(elements, dim, &elements);
     }
@@ -199,7 +208,7 @@ std::string parseSafetensors(const std::string &path, const uint8_t *base,
       return where +
              "'data_offsets' must be [begin, end] with non-negative "
              "integers, got " +
-             (offsetsIt->is_array() ? offsetsIt->dump()
+             (offsetsIt->is_array() ? shortDump(*offsetsIt)
                                     : detail::jsonKind(*offsetsIt));
     if (end < begin)
       return where + "data_offsets " + rangeText(begin, end) +
@@ -259,6 +268,18 @@ bool isSafeRelativePath(const std::string &name) {
     if (part == "..")
       return false;
   return true;
+}
+
+/// "" for a regular file (after symlinks); otherwise why it cannot be read.
+/// Checked before reading: a directory reads as empty text and a FIFO
+/// blocks the reader.
+std::string checkRegularFile(const std::string &path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return path + ": cannot open: " + detail::errnoMessage(errno);
+  if (!S_ISREG(st.st_mode))
+    return path + ": not a regular file";
+  return "";
 }
 
 bool isDirectory(const std::string &path) {
@@ -335,11 +356,14 @@ private:
 
   std::string loadIndex(const std::string &indexPath) {
     std::string text;
-    std::string error = detail::readWholeFile(indexPath, text);
+    std::string error = checkRegularFile(indexPath);
+    if (error.empty())
+      error = detail::readWholeFile(indexPath, text);
     if (!error.empty())
       return error;
     json index;
-    error = detail::parseJson(text.data(), text.data() + text.size(), index);
+    error =
+        detail::parseJsonStrict(text.data(), text.data() + text.size(), index);
     if (!error.empty())
       return indexPath + ": invalid JSON: " + error;
     if (!index.is_object())
@@ -399,7 +423,9 @@ private:
   /// Maps `file` read-only and validates its header.
   std::string mapAndParse(const std::string &file,
                           std::vector<TensorInfo> &out) {
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever;
+    // it is refused below like any other file that is not regular.
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
       return file + ": cannot open: " + detail::errnoMessage(errno);
     struct stat st;
@@ -466,6 +492,8 @@ CheckpointOpenResult Checkpoint::open(const std::string &path) {
   } catch (...) {
     result.error = path + ": unknown error while opening the checkpoint";
   }
+  // Tensor and shard names come from the input; keep the error one line.
+  result.error = escapeControlChars(result.error);
   return result;
 }
 

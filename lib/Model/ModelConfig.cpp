@@ -211,6 +211,12 @@ private:
   std::set<std::string> defaulted;
 };
 
+/// `value` as JSON text cut at 100 characters, for messages.
+std::string shortDump(const json &value) {
+  std::string text = value.dump();
+  return text.size() > 100 ? text.substr(0, 100) + "..." : text;
+}
+
 /// HF defaults for the behaviour-selecting fields, per model_type.
 struct Defaults {
   int64_t firstKDenseReplace, nSharedExperts, nGroup, topkGroup;
@@ -336,7 +342,7 @@ std::optional<Fp8QuantConfig> parseQuantization(const json &value,
         !bs[1].is_number_integer())
       r.fail("weight_block_size",
              "expected an array of two integers, got " +
-                 (bs.is_array() ? bs.dump() : describe(bs)));
+                 (bs.is_array() ? shortDump(bs) : describe(bs)));
     q.blockRows = r.toInt("weight_block_size", bs[0]);
     q.blockCols = r.toInt("weight_block_size", bs[1]);
     if (q.blockRows != 128 || q.blockCols != 128)
@@ -344,6 +350,73 @@ std::optional<Fp8QuantConfig> parseQuantization(const json &value,
              "unsupported block size " + bs.dump() + " (only [128, 128])");
   }
   return q;
+}
+
+/// Most weight tensors a config may describe: DeepSeek-V3 has ~91k (with its
+/// FP8 scales). Every consumer lists the tensors (expectedTensors, the
+/// importer, the manifest), so a config of 2^31 layers must fail here, not
+/// after gigabytes of names.
+constexpr uint64_t kMaxTensors = uint64_t(1) << 22;
+/// Most parameters: 2^46 (70 T; DeepSeek-V3 has 0.67 T). Byte counts of the
+/// whole model (at most 8 bytes a parameter) then stay far inside int64_t,
+/// so no product or sum of tensor sizes downstream can overflow.
+constexpr uint64_t kMaxParameters = uint64_t(1) << 46;
+
+/// Counts the tensors and parameters expectedTensors() would list (in
+/// closed form: nothing proportional to the sizes is allocated) and refuses
+/// a model beyond kMaxTensors or kMaxParameters. Each size is at most
+/// kMaxSize (2^31), so every product below is at most 2^93: unsigned
+/// __int128 holds them exactly.
+void checkModelSize(const ModelConfig &c, const std::string &source) {
+  using u128 = unsigned __int128;
+  const u128 d = c.hiddenSize, h = c.numAttentionHeads,
+             qk = c.qkNopeHeadDim + c.qkRopeHeadDim;
+  const u128 scaleFactor = c.fp8 ? 2 : 1; // FP8: a scale per projection
+  // Attention and norms, every layer.
+  u128 floats = 2 + 1, projections = 3; // norms, kv_a_layernorm; kv_a/b, o
+  u128 params = 2 * d + c.kvLoraRank +
+                u128(c.kvLoraRank + c.qkRopeHeadDim) * d +
+                h * u128(c.qkNopeHeadDim + c.vHeadDim) * c.kvLoraRank +
+                d * h * c.vHeadDim;
+  if (c.qLoraRank) {
+    const u128 q = *c.qLoraRank;
+    floats += 1;
+    projections += 2;
+    params += q * d + q + h * qk * q;
+  } else {
+    projections += 1;
+    params += h * qk * d;
+  }
+  const u128 layers = c.numHiddenLayers;
+  // Layers are bounded first, so that counting MoE layers is cheap.
+  if (layers * (floats + projections * scaleFactor) > kMaxTensors)
+    failField(source, "num_hidden_layers",
+              std::to_string(c.numHiddenLayers) +
+                  " layers would hold more than " +
+                  std::to_string(kMaxTensors) + " weight tensors");
+  const u128 moeLayers = static_cast<uint64_t>(c.numMoeLayers());
+  const u128 denseLayers = layers - moeLayers;
+  u128 tensors = layers * (floats + projections * scaleFactor) +
+                 denseLayers * 3 * scaleFactor + 3; // embed, norm, head
+  params = layers * params + denseLayers * 3 * u128(c.intermediateSize) * d +
+           2 * u128(c.vocabSize) * d + d;
+  if (moeLayers > 0) {
+    const u128 e = c.nRoutedExperts, w = c.moeIntermediateSize;
+    tensors += moeLayers * (1 + (c.hasSelectionBias() ? 1 : 0) +
+                            (e * 3 + (c.nSharedExperts > 0 ? 3 : 0)) *
+                                scaleFactor);
+    params += moeLayers * (e * d + e + e * 3 * w * d +
+                           3 * u128(c.nSharedExperts) * w * d);
+  }
+  if (tensors > kMaxTensors)
+    failField(source, "n_routed_experts",
+              "the model would hold more than " + std::to_string(kMaxTensors) +
+                  " weight tensors");
+  if (params > kMaxParameters)
+    throw ConfigError{source + ": the model would have more than 2^46 (" +
+                      std::to_string(kMaxParameters) +
+                      ") parameters; its sizes multiply past what this "
+                      "compiler and runtime address"};
 }
 
 ModelConfig parseObject(const json &root, const std::string &source) {
@@ -547,6 +620,7 @@ ModelConfig parseObject(const json &root, const std::string &source) {
       c.kvLoraRank + c.qkRopeHeadDim > kMaxSize)
     r.fail("num_attention_heads",
            "the attention projection sizes exceed " + std::to_string(kMaxSize));
+  checkModelSize(c, source);
   return c;
 }
 
@@ -557,7 +631,7 @@ ConfigParseResult parseModelConfig(const std::string &jsonText,
   ConfigParseResult result;
   try {
     json root;
-    std::string jsonError = detail::parseJson(
+    std::string jsonError = detail::parseJsonStrict(
         jsonText.data(), jsonText.data() + jsonText.size(), root);
     if (!jsonError.empty()) {
       result.error = sourceName + ": invalid JSON: " + jsonError;
@@ -576,6 +650,9 @@ ConfigParseResult parseModelConfig(const std::string &jsonText,
   } catch (...) {
     result.error = sourceName + ": unknown error while parsing";
   }
+  // Values quoted from the input (model_type, ...) may hold control
+  // characters; keep the error one line.
+  result.error = escapeControlChars(result.error);
   return result;
 }
 
@@ -587,10 +664,16 @@ ConfigParseResult loadModelConfig(const std::string &path) {
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
       file = path + (path.empty() || path.back() == '/' ? "" : "/") +
              "config.json";
+    // A directory reads as empty text and a FIFO blocks the reader: refuse
+    // anything but a regular file first.
+    if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      result.error = escapeControlChars(file + ": not a regular file");
+      return result;
+    }
     std::string text;
     std::string error = detail::readWholeFile(file, text);
     if (!error.empty()) {
-      result.error = error;
+      result.error = escapeControlChars(error);
       return result;
     }
     return parseModelConfig(text, file);

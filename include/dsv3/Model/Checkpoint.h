@@ -137,6 +137,29 @@ struct CheckpointOpenResult {
 };
 
 //===----------------------------------------------------------------------===//
+// Weight values (docs/reliability.md, "NaN and infinity in weights")
+//===----------------------------------------------------------------------===//
+
+/// The index of the first NaN or infinity among the `numBytes / size`
+/// elements of `data` (little-endian `dtype`, no alignment needed), or -1.
+/// F32, F64, F16 and BF16: an all-ones exponent; F8_E4M3 (e4m3fn, no
+/// infinities): its NaN, S.1111.111; F8_E5M2: an all-ones exponent. Integer
+/// dtypes have neither: always -1.
+int64_t findNonFinite(DType dtype, const uint8_t *data, size_t numBytes);
+
+/// memcpy of `numBytes` of `dtype` data from `src` to `dst` that also
+/// returns findNonFinite of them. It scans each 64 KB chunk right after
+/// copying it, while the chunk is still in cache, so checking the weights
+/// costs little beyond the copy the runtime makes anyway.
+int64_t copyAndFindNonFinite(DType dtype, uint8_t *dst, const uint8_t *src,
+                             size_t numBytes);
+
+/// The error line for element `index` of `tensor` being NaN or infinite:
+/// "<file>: tensor '<name>': element <index> of <shape> is NaN; weights must
+/// be finite".
+std::string nonFiniteWeightError(const TensorInfo &tensor, int64_t index);
+
+//===----------------------------------------------------------------------===//
 // Validation against a model configuration
 //===----------------------------------------------------------------------===//
 
