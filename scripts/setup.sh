@@ -9,6 +9,7 @@ BUILD_DIR="${DSV3_BUILD_DIR:-$ROOT/build}"
 
 PACKAGES=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld-22 libomp-22-dev
+  libfuzzer-22-dev libclang-rt-22-dev
   cmake ninja-build ccache nlohmann-json3-dev libgtest-dev
   libpcre2-dev libcpp-httplib-dev
   python3-numpy python3-pytest python3-matplotlib python3-regex
