@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 _PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
+# dsv3rt_token_fn: (seq, token, user) -> non-zero stops that sequence.
+_TOKEN_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p)
 
 
 class _OpenOptions(ctypes.Structure):
@@ -107,6 +109,8 @@ def _load() -> ctypes.CDLL:
     lib.dsv3rt_last_logits.restype = i64
     lib.dsv3rt_last_logits.argtypes = [ctypes.c_void_p, i64, p(ctypes.c_float), i64]
     lib.dsv3rt_get_stats.argtypes = [ctypes.c_void_p, p(_Stats)]
+    lib.dsv3rt_set_token_callback.restype = None
+    lib.dsv3rt_set_token_callback.argtypes = [ctypes.c_void_p, _TOKEN_FN, ctypes.c_void_p]
     lib.dsv3rt_num_threads.restype = ctypes.c_int
     lib.dsv3rt_num_threads.argtypes = []
     _lib = lib
@@ -197,10 +201,13 @@ class Runtime:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 16, temperature: float = 0.0,
-                 top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True, logits: bool = False) -> Generation:
+                 top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True, logits: bool = False,
+                 on_token=None) -> Generation:
         """Generates up to max_new_tokens per prompt (one prompt per sequence of the batch). temperature 0 is greedy.
         With logits=True every generated token is fed back once more, and Generation.logits holds, per sequence,
-        float32 [1 + n_generated, vocab] (row 0: after the prompt; row i: after feeding generated token i)."""
+        float32 [1 + n_generated, vocab] (row 0: after the prompt; row i: after feeding generated token i).
+        on_token: optional callable(seq, token), called as each token is sampled (streaming); returning False ends
+        that sequence after this token. An exception it raises ends the sequence and is raised from generate."""
         self._require_open()
         if isinstance(prompts, (str, bytes)) or not all(hasattr(p, "__len__") for p in prompts):
             raise TypeError("prompts must be a sequence of token-id sequences, e.g. [[1, 2, 3]]")
@@ -231,10 +238,28 @@ class Runtime:
         out_counts = np.zeros(max(batch, 1), dtype=np.int64)
         out_logits = np.zeros((batch, 1 + n, self.vocab_size), dtype=np.float32) if logits else None
         err = ctypes.create_string_buffer(_ERR_LEN)
-        rc = self._lib.dsv3rt_generate(
-            self._handle, ptrs, lens, batch, ctypes.byref(sampling),
-            out_tokens.ctypes.data_as(ptr_t), out_counts.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
-            out_logits.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if logits else None, err, _ERR_LEN)
+        raised = []
+        if on_token is not None:
+            def forward(seq, token, _user):
+                if raised:
+                    return 1
+                try:
+                    return 1 if on_token(int(seq), int(token)) is False else 0
+                except BaseException as e:  # noqa: B902 -- must not unwind through C
+                    raised.append(e)
+                    return 1
+            callback = _TOKEN_FN(forward)  # kept alive until the call returns
+            self._lib.dsv3rt_set_token_callback(self._handle, callback, None)
+        try:
+            rc = self._lib.dsv3rt_generate(
+                self._handle, ptrs, lens, batch, ctypes.byref(sampling),
+                out_tokens.ctypes.data_as(ptr_t), out_counts.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)),
+                out_logits.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if logits else None, err, _ERR_LEN)
+        finally:
+            if on_token is not None:
+                self._lib.dsv3rt_set_token_callback(self._handle, _TOKEN_FN(), None)
+        if raised:
+            raise raised[0]
         if rc:
             raise RuntimeError(err.value.decode(errors="replace"))
         tokens = [out_tokens[i * n:i * n + out_counts[i]].tolist() for i in range(batch)]

@@ -133,6 +133,27 @@ def test_sampling_is_reproducible(rt):
         seq.append(t)
 
 
+def test_streaming_callback(rt):
+    plain = rt.generate([[3], [2, 4, 6]], max_new_tokens=6, stop_at_eos=False).tokens
+    seen = []
+    out = rt.generate([[3], [2, 4, 6]], max_new_tokens=6, stop_at_eos=False,
+                      on_token=lambda seq, tok: seen.append((seq, tok)))
+    assert out.tokens == plain
+    assert [[t for s, t in seen if s == i] for i in range(2)] == plain
+    # Tokens arrive step by step, interleaved between the sequences.
+    assert {s for s, _ in seen[:4]} == {0, 1}
+    # False stops one sequence after that token; the other goes on.
+    out = rt.generate([[3], [2, 4, 6]], max_new_tokens=6, stop_at_eos=False,
+                      on_token=lambda seq, tok: not (seq == 1 and tok == plain[1][1]))
+    assert out.tokens == [plain[0], plain[1][:2]]
+    # An exception in the callback comes out of generate; the model stays usable.
+    def boom(seq, tok):
+        raise KeyError("from the callback")
+    with pytest.raises(KeyError, match="from the callback"):
+        rt.generate([[3]], max_new_tokens=4, on_token=boom)
+    assert rt.generate([[3], [2, 4, 6]], max_new_tokens=6, stop_at_eos=False).tokens == plain
+
+
 def test_request_errors(rt):
     with pytest.raises(RuntimeError, match=r"^sequence 0: token id 96 at position 1 is out of range \[0, 96\)$"):
         rt.generate([[1, 96]], max_new_tokens=2)
