@@ -707,24 +707,41 @@ void Server::respondStream(const std::shared_ptr<Job> &job,
 // then do what a handler may not (lock, notify, stop the listener).
 //===----------------------------------------------------------------------===//
 
-std::atomic<httplib::Server *> gHttp{nullptr};
-std::atomic<Server *> gServer{nullptr};
+/// The listener and the server while they exist, guarded by gStopMutex: the
+/// signal thread must not use them once run() has left them.
+std::mutex gStopMutex;
+httplib::Server *gHttp = nullptr;
+Server *gServer = nullptr;
 
 void signalThread(sigset_t set) {
   int sig = 0;
   if (sigwait(&set, &sig) != 0)
     return;
-  httplib::Server *http = gHttp.load();
-  Server *server = gServer.load();
-  if (!http || !server) {
-    // Still loading: nothing to stop cleanly yet.
-    std::fprintf(stderr, "dsv3-serve: interrupted while starting\n");
-    std::_Exit(1);
+  {
+    std::lock_guard<std::mutex> lock(gStopMutex);
+    if (!gServer) {
+      // Still loading: nothing to stop cleanly yet.
+      std::fprintf(stderr, "dsv3-serve: interrupted while starting\n");
+      std::_Exit(1);
+    }
+    std::fprintf(stderr, "dsv3-serve: %s, stopping\n",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gServer->shutdown();
   }
-  std::fprintf(stderr, "dsv3-serve: %s, stopping\n",
-               sig == SIGINT ? "SIGINT" : "SIGTERM");
-  server->shutdown();
-  http->stop();
+  // httplib's stop() only acts on a running listener (and must be called
+  // once): a signal just before listen_after_bind() got going waits for it.
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(gStopMutex);
+      if (!gHttp)
+        break; // the listener has returned already
+      if (gHttp->is_running()) {
+        gHttp->stop();
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   // A second signal ends the process at once.
   if (sigwait(&set, &sig) == 0)
     std::_Exit(1);
@@ -805,8 +822,11 @@ int run(int argc, char **argv) {
     runtime::Scheduler scheduler(*model, schedulerOptions);
     Server server(o, *model, *tok, scheduler);
     server.install(http);
-    gServer = &server;
-    gHttp = &http;
+    {
+      std::lock_guard<std::mutex> lock(gStopMutex);
+      gServer = &server;
+      gHttp = &http;
+    }
     std::printf("dsv3-serve: serving '%s' on http://%s:%d (max batch %lld, "
                 "context %lld, queue %zu)\n",
                 o.modelName.c_str(), o.host.c_str(), port,
@@ -820,6 +840,7 @@ int run(int argc, char **argv) {
     }
     // listen_after_bind returns once stop() was called and every HTTP
     // thread has finished; the scheduler is destroyed before the model.
+    std::lock_guard<std::mutex> lock(gStopMutex);
     gHttp = nullptr;
     gServer = nullptr;
   }
