@@ -265,6 +265,16 @@ int32_t tokenId(const json &v, const std::string &path) {
   return static_cast<int32_t>(id);
 }
 
+/// Refuses ids that leave most of [0, maxId] empty: `count` tokens added
+/// to `existing` ids may reach a little past 2 * count + existing.
+void checkDensity(const std::string &path, int64_t maxId, size_t count,
+                  size_t existing) {
+  int64_t limit = int64_t(existing) + 2 * int64_t(count) + 65536;
+  if (maxId >= limit)
+    fail(path + ": ids are too sparse (id " + std::to_string(maxId) +
+         " for " + std::to_string(count) + " tokens)");
+}
+
 /// Where a step supported only in its default form says otherwise.
 void unsupported(const std::string &path, const std::string &what) {
   fail(path + ": unsupported " + what);
@@ -531,6 +541,15 @@ void Tokenizer::Impl::parseModel(const json &model) {
   if (v.empty())
     fail("model.vocab: is empty");
   std::unordered_map<int32_t, const std::string *> byId;
+  byId.reserve(v.size());
+  vocab.reserve(v.size());
+  // Per-id tables are dense: a file whose ids are mostly holes (one token
+  // with id 16M) is refused before it can allocate for them.
+  int64_t maxId = 0;
+  for (auto it = v.begin(); it != v.end(); ++it)
+    maxId = std::max<int64_t>(
+        maxId, tokenId(it.value(), "model.vocab[\"" + it.key() + "\"]"));
+  checkDensity("model.vocab", maxId, v.size(), 0);
   for (auto it = v.begin(); it != v.end(); ++it) {
     std::string where = "model.vocab[\"" + it.key() + "\"]";
     int32_t id = tokenId(it.value(), where);
@@ -559,6 +578,7 @@ void Tokenizer::Impl::parseModel(const json &model) {
 
   const json &m = member(model, path, "merges");
   expectKind(m, "model.merges", m.is_array(), "an array");
+  merges.reserve(m.size());
   for (size_t i = 0; i < m.size(); ++i) {
     std::string where = "model.merges[" + std::to_string(i) + "]";
     const json &entry = m[i];
@@ -599,6 +619,12 @@ void Tokenizer::Impl::parseModel(const json &model) {
 
 void Tokenizer::Impl::parseAddedTokens(const json &added) {
   expectKind(added, "added_tokens", added.is_array(), "an array");
+  int64_t maxId = 0;
+  for (size_t i = 0; i < added.size(); ++i)
+    if (added[i].is_object() && added[i].contains("id") &&
+        added[i]["id"].is_number_integer())
+      maxId = std::max<int64_t>(maxId, added[i]["id"].get<int64_t>());
+  checkDensity("added_tokens", maxId, added.size(), known.size());
   std::unordered_map<std::string, int32_t> seen;
   for (size_t i = 0; i < added.size(); ++i) {
     std::string where = "added_tokens[" + std::to_string(i) + "]";
