@@ -165,6 +165,36 @@ test('pre-tokenizer: the same pieces as HF for DeepSeek-V3\'s and other models\'
   }
 });
 
+test('added tokens written in the byte-level alphabet: encoded and decoded as HF does', async () => {
+  // HF runs added tokens through the ByteLevel decoder too: "Ġzz" decodes to " zz", while "<｜User｜>"
+  // (not all in the alphabet) stays itself. Also a special one, and one overlapping a vocab token.
+  const shipped = JSON.parse(fs.readFileSync(path.join(dataDir, 'tokenizer.json'), 'utf8'));
+  const size = hf.getVocabSize(true);
+  const extra = [
+    { content: 'Ġzz', special: false, normalized: false },
+    { content: 'Ñģpecial', special: true, normalized: false },
+    { content: 'ĠĠtab', special: false, normalized: true },
+  ].map((t, i) => ({ id: size + i, single_word: false, lstrip: false, rstrip: false, ...t }));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsv3-added-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'),
+      JSON.stringify({ ...shipped, added_tokens: [...shipped.added_tokens, ...extra] }));
+    const ref = Tokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+    const text = 'aĠzzb Ñģpecial ĠĠtab<｜User｜>Ġzz\n  tab';
+    const expected = (await ref.encode(text, null, { addSpecialTokens: false })).getIds();
+    const r = spawnSync(tool, [dir, '--encode', '--no-bos'], { input: Buffer.from(text, 'utf8') });
+    assert.deepEqual(r.stdout.toString().trim().split(' ').map(Number), expected);
+    for (const ids of [expected, [size, size + 1, size + 2], [75, size + 1, 75], [size + 2, 1, 0]]) {
+      for (const skip of [false, true]) {
+        const got = spawnSync(tool, [dir, '--decode', ...(skip ? ['--skip-special'] : [])], { input: ids.join(' ') });
+        assert.equal(got.stdout.toString('utf8'), await ref.decode(ids, skip), `decode([${ids}], skip=${skip})`);
+      }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('chat: dsv3-tokenize --chat equals @huggingface/jinja rendering the real template', async () => {
   assert.ok(config.chat_template.includes("'<｜User｜>' + message['content']"), 'not DeepSeek-V3\'s template');
   const template = new Template(config.chat_template);
