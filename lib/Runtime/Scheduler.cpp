@@ -91,6 +91,18 @@ struct Scheduler::State {
 
 namespace {
 
+/// An exception escaping a callback would end the scheduling thread, and
+/// with it the process; the request has ended either way.
+void notifyFinish(const GenerationRequest &request, FinishReason reason,
+                  const std::string &error) {
+  if (!request.onFinish)
+    return;
+  try {
+    request.onFinish(reason, error);
+  } catch (...) {
+  }
+}
+
 /// validateRequest names the sequence ("sequence 0: ..."); a request has
 /// one.
 std::string withoutSequencePrefix(std::string error) {
@@ -215,8 +227,7 @@ void Scheduler::State::finishWaiting(Waiting &waiting, FinishReason reason) {
     live.erase(waiting.id);
     ++stats.completed;
   }
-  if (waiting.request.onFinish)
-    waiting.request.onFinish(reason, "");
+  notifyFinish(waiting.request, reason, "");
 }
 
 void Scheduler::State::finish(size_t row, FinishReason reason,
@@ -230,8 +241,8 @@ void Scheduler::State::finish(size_t row, FinishReason reason,
     ++stats.completed;
     --stats.active;
   }
-  if (active.request.onFinish)
-    active.request.onFinish(reason, reason == FinishReason::Error ? error : "");
+  notifyFinish(active.request, reason,
+               reason == FinishReason::Error ? error : "");
 }
 
 void Scheduler::State::run() {

@@ -6,13 +6,26 @@
  *
  *   c_host ARTIFACT CHECKPOINT MAX_NEW_TOKEN TOKEN...
  *
- * Prints the generated tokens, then the last logits' argmax and stats.
+ * Prints the generated tokens, then the last logits' argmax and stats, then
+ * generates again streaming through dsv3rt_set_token_callback, which stops
+ * the sequence after its second token.
  *===----------------------------------------------------------------------===*/
 
 #include "dsv3/Runtime/dsv3rt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+
+#if DSV3RT_API_VERSION < 3
+#error "the streaming callback needs API version 3"
+#endif
+
+/* Prints each token as it comes; non-zero (stop) after the second. */
+static int stream(int64_t seq, int32_t token, void *user) {
+  int *seen = (int *)user;
+  printf("streamed %lld: %d\n", (long long)seq, token);
+  return ++*seen == 2;
+}
 
 int main(int argc, char **argv) {
   char err[1024];
@@ -64,6 +77,19 @@ int main(int argc, char **argv) {
   dsv3rt_get_stats(model, &stats);
   printf("last argmax: %lld, threads: %d, prefill tokens: %lld\n",
          (long long)best, stats.num_threads, (long long)stats.prefill_tokens);
+
+  int seen = 0;
+  dsv3rt_set_token_callback(model, stream, &seen);
+  rc = dsv3rt_generate(model, prompts, &len, 1, &sampling, tokens, &count, NULL,
+                       err, sizeof err);
+  dsv3rt_set_token_callback(model, NULL, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "c_host: error: %s\n", err);
+    dsv3rt_close(model);
+    return 1;
+  }
+  printf("stopped after %lld of %d tokens\n", (long long)count,
+         sampling.max_new_tokens);
   dsv3rt_close(model);
   free(prompt);
   free(tokens);
