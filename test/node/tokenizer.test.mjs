@@ -39,12 +39,31 @@ function run(args, input) {
 }
 
 const ours = {
+  // One process per input: stdin text in, the plain output format out.
   encode: (text, bos) => {
     const out = run(bos ? ['--encode'] : ['--encode', '--no-bos'], Buffer.from(text, 'utf8')).toString('utf8').trim();
     return out === '' ? [] : out.split(' ').map(Number);
   },
   decode: (ids, skip) => run(skip ? ['--decode', '--skip-special'] : ['--decode'], ids.join(' ')).toString('utf8'),
+  // Many inputs in one process (--jsonl).
+  encodeAll: (texts, bos) => jsonLines(['--encode', ...(bos ? [] : ['--no-bos'])], texts),
+  decodeAll: (idLists, skip) => jsonLines(['--decode', ...(skip ? ['--skip-special'] : [])], idLists),
 };
+
+function jsonLines(args, inputs) {
+  const out = run([...args, '--jsonl'], inputs.map((x) => JSON.stringify(x) + '\n').join(''));
+  const lines = out.toString('utf8').split('\n').filter((l) => l !== '');
+  assert.equal(lines.length, inputs.length);
+  return lines.map((l) => JSON.parse(l));
+}
+
+async function assertDecodesAsHF(idLists) {
+  for (const skip of [false, true]) {
+    const got = ours.decodeAll(idLists, skip);
+    for (let i = 0; i < idLists.length; ++i)
+      assert.equal(got[i], await hf.decode(idLists[i], skip), `decode([${idLists[i]}], skip=${skip})`);
+  }
+}
 
 // The corpus: the whole file, every paragraph (blank-line separated; \r\n, tabs and
 // whitespace runs kept) and every line.
@@ -59,24 +78,27 @@ test('the reference corpus covers what it must', () => {
 
 test('encode: the same ids as HF tokenizers, with and without bos', async () => {
   let tokens = 0;
-  for (const text of samples) {
-    for (const bos of [false, true]) {
-      const expected = (await hf.encode(text, null, { addSpecialTokens: bos })).getIds();
-      assert.deepEqual(ours.encode(text, bos), expected, `encode(${JSON.stringify(text)}, bos=${bos})`);
+  for (const bos of [false, true]) {
+    const got = ours.encodeAll(samples, bos);
+    for (let i = 0; i < samples.length; ++i) {
+      const expected = (await hf.encode(samples[i], null, { addSpecialTokens: bos })).getIds();
+      assert.deepEqual(got[i], expected, `encode(${JSON.stringify(samples[i])}, bos=${bos})`);
       tokens += expected.length;
     }
   }
   assert.ok(tokens > 1000, 'the corpus should give a fair number of tokens');
+  // The plain stdin path too, on inputs where bytes matter (CRLF, tabs, no trailing newline, nothing).
+  for (const text of [corpus, samples.find((s) => s.includes('\r\n')), samples.find((s) => s.includes('\t\t')), 'x', ''])
+    for (const bos of [false, true])
+      assert.deepEqual(ours.encode(text, bos), (await hf.encode(text, null, { addSpecialTokens: bos })).getIds());
 });
 
 test('decode: the same text as HF tokenizers', async () => {
-  for (const text of samples) {
-    const ids = (await hf.encode(text, null, { addSpecialTokens: true })).getIds();
-    for (const skip of [false, true]) {
-      const expected = await hf.decode(ids, skip);
-      assert.equal(ours.decode(ids, skip), expected, `decode of ${JSON.stringify(text)}, skip=${skip}`);
-    }
-  }
+  const idLists = [];
+  for (const text of samples) idLists.push((await hf.encode(text, null, { addSpecialTokens: true })).getIds());
+  await assertDecodesAsHF(idLists);
+  for (const ids of [idLists[0], [], [0, 1]])
+    for (const skip of [false, true]) assert.equal(ours.decode(ids, skip), await hf.decode(ids, skip));
 });
 
 test('decode: random id sequences (invalid UTF-8, special tokens) as HF does', async () => {
@@ -89,14 +111,11 @@ test('decode: random id sequences (invalid UTF-8, special tokens) as HF does', a
   const byteTokens = [];
   for (let id = 0; id < size; ++id) if ([...(hf.idToToken(id) ?? '')].length === 1) byteTokens.push(id);
   assert.equal(byteTokens.length, 256);
-  for (let trial = 0; trial < 60; ++trial) {
-    const ids = Array.from({ length: 1 + (next() % 12) }, () =>
-      next() % 2 ? byteTokens[next() % 256] : next() % size);
-    for (const skip of [false, true]) {
-      const expected = await hf.decode(ids, skip);
-      assert.equal(ours.decode(ids, skip), expected, `decode([${ids}], skip=${skip})`);
-    }
-  }
+  const idLists = [];
+  for (let trial = 0; trial < 2000; ++trial)
+    idLists.push(Array.from({ length: 1 + (next() % 12) }, () =>
+      next() % 2 ? byteTokens[next() % 256] : next() % size));
+  await assertDecodesAsHF(idLists);
 });
 
 test('decode: characters cut short or malformed, anywhere in the sequence, as HF does', async () => {
@@ -114,13 +133,12 @@ test('decode: characters cut short or malformed, anywhere in the sequence, as HF
     [0xe4, 0xb8, 0xe4, 0xb8, 0xad], [0xf0, 0x9f, 0x98, 0x80],
   ];
   const a = byteId(0x41);
+  const idLists = [];
   for (const bytes of sequences) {
     const ids = bytes.map(byteId);
-    for (const seq of [ids, [...ids, a], [a, ...ids, 0, ...ids], [...ids, 1]]) {
-      for (const skip of [false, true])
-        assert.equal(ours.decode(seq, skip), await hf.decode(seq, skip), `decode([${seq}], skip=${skip})`);
-    }
+    idLists.push(ids, [...ids, a], [a, ...ids, 0, ...ids], [...ids, 1]);
   }
+  await assertDecodesAsHF(idLists);
 });
 
 test('pre-tokenizer: the same pieces as HF for DeepSeek-V3\'s and other models\' Split regexes', () => {

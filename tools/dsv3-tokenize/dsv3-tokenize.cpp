@@ -4,14 +4,17 @@
 //   dsv3-tokenize DIR --decode [--skip-special] stdin ids  -> text on stdout
 //   dsv3-tokenize DIR --chat FILE.json [--no-generation-prompt] [--ids]
 //   dsv3-tokenize DIR --pre-tokenize          stdin text -> JSON list of pieces
+//   ... --encode|--decode|--pre-tokenize --jsonl   one JSON value per line each way
 //
 // DIR holds tokenizer.json (+ tokenizer_config.json): a checkpoint directory.
 // Ids are printed space-separated on one line; text is written byte for
 // byte, with no newline added. --chat reads a JSON list of {"role",
 // "content"} messages, or {"messages": [...], "add_generation_prompt": B},
 // and prints the prompt text DeepSeek-V3's chat template gives (or, with
-// --ids, its token ids). Every failure is one "dsv3-tokenize: error: ..."
-// line on stderr and exit code 1.
+// --ids, its token ids). With --jsonl, many inputs in one run (a dataset; the
+// node tests): each stdin line is a JSON string (--encode, --pre-tokenize) or
+// a JSON list of ids (--decode), and each gives one JSON line out. Every
+// failure is one "dsv3-tokenize: error: ..." line on stderr and exit code 1.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,7 +43,7 @@ const char *kUsage =
     "[--skip-special] |\n"
     "                          --chat FILE.json [--no-generation-prompt] "
     "[--ids] |\n"
-    "                          --pre-tokenize)\n"
+    "                          --pre-tokenize) [--jsonl]\n"
     "\n"
     "The tokenizer of a checkpoint directory (tokenizer.json, "
     "tokenizer_config.json).\n"
@@ -63,11 +66,24 @@ const char *kUsage =
     "  --pre-tokenize           text on stdin -> the pre-tokenizer's pieces "
     "(byte-level\n"
     "                           alphabet) as a JSON list, as HF's "
-    "pre_tokenize_str\n";
+    "pre_tokenize_str\n"
+    "  --jsonl                  --encode/--decode/--pre-tokenize: one input "
+    "per stdin line\n"
+    "                           (a JSON string; --decode: a JSON list of "
+    "ids), one JSON\n"
+    "                           line out per input\n";
 
 [[noreturn]] void fatal(const std::string &message) {
   std::fprintf(stderr, "dsv3-tokenize: error: %s\n", message.c_str());
   std::exit(1);
+}
+
+/// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string jsonMessage(const nlohmann::json::exception &e) {
+  std::string what = e.what();
+  size_t close = what.find("] ");
+  return what[0] == '[' && close != std::string::npos ? what.substr(close + 2)
+                                                      : what;
 }
 
 std::string readAll(std::istream &in) {
@@ -123,7 +139,7 @@ std::vector<ChatMessage> readChat(const std::string &path,
   try {
     root = nlohmann::json::parse(readAll(in));
   } catch (const nlohmann::json::exception &e) {
-    fatal(path + ": invalid JSON: " + e.what());
+    fatal(path + ": invalid JSON: " + jsonMessage(e));
   }
   const nlohmann::json *list = &root;
   if (root.is_object()) {
@@ -153,6 +169,51 @@ std::vector<ChatMessage> readChat(const std::string &path,
   return messages;
 }
 
+/// --jsonl: one JSON value in and one out per line, so that a dataset or a
+/// test corpus costs one process and one tokenizer load.
+void runJsonLines(const Tokenizer &tok, const std::string &mode, bool addBos,
+                  bool skipSpecial) {
+  std::string line, out;
+  for (size_t number = 1; std::getline(std::cin, line); ++number) {
+    if (line.empty() || line == "\r")
+      continue;
+    std::string where = "stdin line " + std::to_string(number) + ": ";
+    nlohmann::json in;
+    try {
+      in = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception &e) {
+      fatal(where + "invalid JSON: " + jsonMessage(e));
+    }
+    nlohmann::json result;
+    if (mode == "--decode") {
+      if (!in.is_array())
+        fatal(where + "expected a JSON list of token ids");
+      std::vector<int32_t> ids;
+      for (const nlohmann::json &id : in) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+            id.get<int64_t>() > INT32_MAX)
+          fatal(where + "token ids must be integers in [0, 2^31)");
+        ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+      }
+      result = tok.decode(ids, skipSpecial);
+    } else {
+      if (!in.is_string())
+        fatal(where + "expected a JSON string");
+      const std::string &text = in.get_ref<const std::string &>();
+      if (mode == "--encode")
+        result = tok.encode(text, addBos);
+      else
+        result = tok.preTokenize(text);
+    }
+    out += result.dump() + "\n";
+    if (out.size() > (1 << 16)) {
+      writeAll(out);
+      out.clear();
+    }
+  }
+  writeAll(out);
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -163,7 +224,7 @@ int main(int argc, char **argv) {
   }
   std::string dir, mode, chatFile;
   bool addBos = true, skipSpecial = false, generationPrompt = true,
-       printIds = false;
+       printIds = false, jsonLines = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string &a = args[i];
     if (a == "--encode" || a == "--decode" || a == "--pre-tokenize") {
@@ -185,6 +246,8 @@ int main(int argc, char **argv) {
       generationPrompt = false;
     } else if (a == "--ids") {
       printIds = true;
+    } else if (a == "--jsonl") {
+      jsonLines = true;
     } else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -201,12 +264,17 @@ int main(int argc, char **argv) {
   if (mode.empty())
     fatal("give one of --encode, --decode, --chat, --pre-tokenize");
 
+  if (jsonLines && mode == "--chat")
+    fatal("--jsonl goes with --encode, --decode or --pre-tokenize");
+
   std::string error;
   std::unique_ptr<Tokenizer> tok = Tokenizer::load(dir, error);
   if (!tok)
     fatal(error);
 
-  if (mode == "--encode") {
+  if (jsonLines) {
+    runJsonLines(*tok, mode, addBos, skipSpecial);
+  } else if (mode == "--encode") {
     writeAll(formatIds(tok->encode(readAll(std::cin), addBos)));
   } else if (mode == "--decode") {
     writeAll(tok->decode(parseIds(readAll(std::cin)), skipSpecial));
