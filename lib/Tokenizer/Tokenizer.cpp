@@ -626,6 +626,13 @@ void Tokenizer::Impl::parseAddedTokens(const json &added) {
       maxId = std::max<int64_t>(maxId, added[i]["id"].get<int64_t>());
   checkDensity("added_tokens", maxId, added.size(), known.size());
   std::unordered_map<std::string, int32_t> seen;
+  // HF does not take the file's ids as given: a token in the vocabulary gets
+  // its vocabulary id, any other the next id after the vocabulary size and
+  // the added tokens before it (TokenizerImpl deserialization, then
+  // AddedVocabulary::add_tokens; it only warns about a different id). A file
+  // whose ids disagree is refused rather than renumbered behind its back.
+  const int64_t vocabSize = static_cast<int64_t>(vocab.size());
+  int64_t maxAssigned = -1;
   for (size_t i = 0; i < added.size(); ++i) {
     std::string where = "added_tokens[" + std::to_string(i) + "]";
     const json &t = added[i];
@@ -648,10 +655,20 @@ void Tokenizer::Impl::parseAddedTokens(const json &added) {
            std::to_string(inVocab->second));
     if (!seen.emplace(token.content, token.id).second)
       fail(where + ": \"" + token.content + "\" is listed twice");
-    if (static_cast<size_t>(token.id) < known.size() && known[token.id] &&
-        inVocab == vocab.end())
-      fail(where + ": id " + std::to_string(token.id) +
-           " already belongs to another token");
+    if (inVocab == vocab.end()) {
+      int64_t hfId = maxAssigned >= vocabSize || vocabSize == 0
+                         ? maxAssigned + 1
+                         : vocabSize;
+      if (token.id != hfId)
+        fail(where + ": id " + std::to_string(token.id) +
+             " is not the id HF gives it (" + std::to_string(hfId) +
+             ": added tokens outside the vocabulary are numbered on from its "
+             "size, in file order)");
+      if (static_cast<size_t>(token.id) < known.size() && known[token.id])
+        fail(where + ": id " + std::to_string(token.id) +
+             " already belongs to another token");
+    }
+    maxAssigned = std::max<int64_t>(maxAssigned, token.id);
     // HF decodes added tokens through the decoder too (so a plain-ASCII one
     // maps to itself and "<｜User｜>" falls back to its own bytes).
     setToken(token.id, byteLevelDecodeToken(token.content), token.special);
@@ -661,9 +678,9 @@ void Tokenizer::Impl::parseAddedTokens(const json &added) {
   // leftmost-longest matching).
   for (auto *list : {&rawAdded, &normalizedAdded})
     std::sort(list->begin(), list->end(),
-                     [](const AddedToken &a, const AddedToken &b) {
-                       return a.content.size() > b.content.size();
-                     });
+              [](const AddedToken &a, const AddedToken &b) {
+                return a.content.size() > b.content.size();
+              });
 }
 
 void Tokenizer::Impl::parsePreTokenizer(const json &pre) {

@@ -552,7 +552,17 @@ TEST(Tokenizer, RejectsMalformedFiles) {
        "tokenizer.json", "added_tokens[4].lstrip: unsupported"},
       {"added token id clash",
        [](json &t, json &) { t["added_tokens"][5]["id"] = 500; },
-       "tokenizer.json", "added_tokens[5]: id 500 already belongs"},
+       "tokenizer.json",
+       "added_tokens[5]: id 500 is not the id HF gives it (1010"},
+      {"added token ids with a gap",
+       [](json &t, json &) { t["added_tokens"][18]["id"] = 1030; },
+       "tokenizer.json",
+       "added_tokens[18]: id 1030 is not the id HF gives it (1023"},
+      {"added token ids out of order",
+       [](json &t, json &) {
+         std::swap(t["added_tokens"][3]["id"], t["added_tokens"][4]["id"]);
+       },
+       "tokenizer.json", "added_tokens[3]: id 1009 is not the id HF gives it"},
       {"added bos with another id",
        [](json &t, json &) { t["added_tokens"][0]["id"] = 7; },
        "tokenizer.json", "but the vocabulary gives it id 0"},

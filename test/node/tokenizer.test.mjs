@@ -292,6 +292,20 @@ test('dsv3-tokenize reports a malformed tokenizer in one line', () => {
     assert.equal(r.stdout.length, 0);
     const err = r.stderr.toString();
     assert.match(err, /^dsv3-tokenize: error: .*tokenizer\.json: invalid JSON: .*\n$/);
+
+    // Added-token ids HF would renumber are refused, naming the id HF gives: check that it does.
+    const shipped = JSON.parse(fs.readFileSync(path.join(dataDir, 'tokenizer.json'), 'utf8'));
+    const size = hf.getVocabSize(true);
+    const gap = { id: size + 5, content: '<gap>', single_word: false, lstrip: false, rstrip: false,
+      normalized: false, special: true };
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'),
+      JSON.stringify({ ...shipped, added_tokens: [...shipped.added_tokens, gap] }));
+    const bad = spawnSync(tool, [dir, '--encode'], { input: 'x' });
+    assert.equal(bad.status, 1);
+    const m = bad.stderr.toString().match(/id (\d+) is not the id HF gives it \((\d+):/);
+    assert.ok(m, bad.stderr.toString());
+    assert.equal(Number(m[1]), size + 5);
+    assert.equal(Number(m[2]), Tokenizer.fromFile(path.join(dir, 'tokenizer.json')).tokenToId('<gap>'));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
