@@ -7,7 +7,8 @@
 //   - startServer(): dsv3-serve on a free port of 127.0.0.1 (--port 0; the port is read back
 //     from its "serving ... on http://..." line).
 //   - dsv3Run(): what dsv3-run generates for one prompt alone (the reference for every reply).
-// Binaries come from $DSV3_BUILD_DIR/bin (default /work/main/build).
+// Binaries come from $DSV3_BUILD_DIR/bin (default /work/main/build); $DSV3_COMPILE names another
+// dsv3-compile (a runtime-only sanitizer build has none).
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -49,8 +50,8 @@ function fixtureConfig() {
 
 /// { ckpt, artifact, config } of the shared test model, built if needed.
 export function fixture() {
-  const compile = bin('dsv3-compile');
-  if (!fs.existsSync(compile)) throw new Error(`${compile} is missing: build dsv3-compile (or set DSV3_BUILD_DIR)`);
+  const compile = process.env.DSV3_COMPILE || bin('dsv3-compile');
+  if (!fs.existsSync(compile)) throw new Error(`${compile} is missing: build dsv3-compile (or set DSV3_BUILD_DIR or DSV3_COMPILE)`);
   const config = fixtureConfig();
   const st = fs.statSync(compile);
   const tokStat = fs.statSync(path.join(tokenizerDir, 'tokenizer.json'));
