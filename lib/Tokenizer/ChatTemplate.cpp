@@ -1,10 +1,11 @@
-//===- ChatTemplate.cpp - DeepSeek-V3's chat prompt format -----------------===//
+//===- ChatTemplate.cpp - DeepSeek-V3's chat prompt format ----------------===//
 //
 // DeepSeek-V3's chat template (tokenizer_config.json) is Jinja; for the
 // roles a chat uses (system, user, assistant; no tool calls) it reduces to:
 //
 //   bos + the system prompts joined by "\n\n"
-//   + per message: "<｜User｜>" content | "<｜Assistant｜>" content "<｜end▁of▁sentence｜>"
+//   + per message: "<｜User｜>" content
+//                | "<｜Assistant｜>" content "<｜end▁of▁sentence｜>"
 //   + "<｜Assistant｜>" with add_generation_prompt
 //
 // System messages contribute only to the leading system prompt, wherever they

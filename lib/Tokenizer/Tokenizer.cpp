@@ -1,4 +1,4 @@
-//===- Tokenizer.cpp - HF byte-level BPE tokenizer -------------------------===//
+//===- Tokenizer.cpp - HF byte-level BPE tokenizer ------------------------===//
 //
 // Reads a Hugging Face tokenizer.json (BPE model, byte-level pre-tokenizer and
 // decoder, added tokens) and tokenizer_config.json, and encodes/decodes as HF
@@ -49,9 +49,7 @@ struct LoadError {
   std::string message;
 };
 
-[[noreturn]] void fail(const std::string &message) {
-  throw LoadError{message};
-}
+[[noreturn]] void fail(const std::string &message) { throw LoadError{message}; }
 
 /// Ids past this are certainly a corrupt file (the largest real vocabularies
 /// are ~260k); bounding them keeps a bad id from allocating gigabytes.
@@ -271,8 +269,8 @@ void checkDensity(const std::string &path, int64_t maxId, size_t count,
                   size_t existing) {
   int64_t limit = int64_t(existing) + 2 * int64_t(count) + 65536;
   if (maxId >= limit)
-    fail(path + ": ids are too sparse (id " + std::to_string(maxId) +
-         " for " + std::to_string(count) + " tokens)");
+    fail(path + ": ids are too sparse (id " + std::to_string(maxId) + " for " +
+         std::to_string(count) + " tokens)");
 }
 
 /// Where a step supported only in its default form says otherwise.
@@ -290,9 +288,7 @@ struct PcreCodeDeleter {
 using PcreCode = std::unique_ptr<pcre2_code, PcreCodeDeleter>;
 
 struct PcreMatchDataDeleter {
-  void operator()(pcre2_match_data *data) const {
-    pcre2_match_data_free(data);
-  }
+  void operator()(pcre2_match_data *data) const { pcre2_match_data_free(data); }
 };
 using PcreMatchData = std::unique_ptr<pcre2_match_data, PcreMatchDataDeleter>;
 
@@ -598,8 +594,9 @@ void Tokenizer::Impl::parseModel(const json &model) {
       left = entry[0].get<std::string>();
       right = entry[1].get<std::string>();
     } else {
-      fail(where + ": must be a string \"left right\" or a pair of strings, "
-                   "got " +
+      fail(where +
+           ": must be a string \"left right\" or a pair of strings, "
+           "got " +
            detail::jsonKind(entry));
     }
     auto l = vocab.find(left), r = vocab.find(right),
@@ -647,7 +644,8 @@ void Tokenizer::Impl::parseAddedTokens(const json &added) {
     token.normalized = boolAt(t, where, "normalized", !token.special);
     for (const char *key : {"single_word", "lstrip", "rstrip"})
       if (boolAt(t, where, key, false))
-        unsupported(childPath(where, key), "added-token option (must be false)");
+        unsupported(childPath(where, key),
+                    "added-token option (must be false)");
     auto inVocab = vocab.find(token.content);
     if (inVocab != vocab.end() && inVocab->second != token.id)
       fail(where + ": \"" + token.content + "\" has id " +
@@ -716,9 +714,9 @@ void Tokenizer::Impl::parsePreTokenizer(const json &pre) {
         splits.push_back(compilePattern(stringAt(pattern, patternPath, "Regex"),
                                         false, patternPath + ".Regex"));
       else if (pattern.contains("String"))
-        splits.push_back(compilePattern(
-            stringAt(pattern, patternPath, "String"), true,
-            patternPath + ".String"));
+        splits.push_back(
+            compilePattern(stringAt(pattern, patternPath, "String"), true,
+                           patternPath + ".String"));
       else
         fail(patternPath + ": must have \"Regex\" or \"String\"");
     } else if (kind == "ByteLevel") {
@@ -753,8 +751,8 @@ Tokenizer::Impl::parsePostProcessor(const json &post, const std::string &path) {
     expectKind(list, path + ".processors", list.is_array(), "an array");
     std::optional<int32_t> first;
     for (size_t i = 0; i < list.size(); ++i) {
-      auto bos = parsePostProcessor(
-          list[i], path + ".processors[" + std::to_string(i) + "]");
+      auto bos = parsePostProcessor(list[i], path + ".processors[" +
+                                                 std::to_string(i) + "]");
       if (!first)
         first = bos;
     }
@@ -783,8 +781,8 @@ Tokenizer::Impl::parsePostProcessor(const json &post, const std::string &path) {
     if (!ids.is_array() || ids.size() != 1)
       unsupported(path + ".special_tokens[\"" + name + "\"].ids",
                   "special token of other than one id");
-    int32_t id = tokenId(ids[0], path + ".special_tokens[\"" + name +
-                                     "\"].ids[0]");
+    int32_t id =
+        tokenId(ids[0], path + ".special_tokens[\"" + name + "\"].ids[0]");
     if (i == 0)
       leading = id;
     else
@@ -804,9 +802,9 @@ void Tokenizer::Impl::parseTokenizerJson(const json &root) {
   if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
     expectKind(*it, "normalizer", it->is_object(), "an object or null");
     std::string type = stringAt(*it, "normalizer", "type");
-    const json *list = type == "Sequence" ? &member(*it, "normalizer",
-                                                    "normalizers")
-                                          : nullptr;
+    const json *list = type == "Sequence"
+                           ? &member(*it, "normalizer", "normalizers")
+                           : nullptr;
     if (!list || !list->is_array() || !list->empty())
       unsupported("normalizer", "normalizer (only none is implemented)");
   }
@@ -850,8 +848,9 @@ void Tokenizer::Impl::parseConfig(const json &root,
     else if (it->is_object())
       text = stringAt(*it, key, "content");
     else
-      fail(std::string(key) + ": must be a string or an object with "
-                              "\"content\", got " +
+      fail(std::string(key) +
+           ": must be a string or an object with "
+           "\"content\", got " +
            detail::jsonKind(*it));
     auto id = lookupTokenText(text);
     if (!id)
@@ -865,7 +864,8 @@ void Tokenizer::Impl::parseConfig(const json &root,
   addBos = boolAt(root, "", "add_bos_token", addBos);
   if (addBos && !bos)
     fail("add_bos_token: is true but there is no bos_token");
-  if (auto it = root.find("chat_template"); it != root.end() && !it->is_null()) {
+  if (auto it = root.find("chat_template");
+      it != root.end() && !it->is_null()) {
     if (it->is_string()) {
       chatTemplate = it->get<std::string>();
     } else if (it->is_array()) {
@@ -929,8 +929,8 @@ void Tokenizer::Impl::bpeUncached(std::string_view word,
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
   };
-  auto mergeOf = [&](int32_t a, int32_t b)
-      -> const std::pair<int32_t, int32_t> * {
+  auto mergeOf = [&](int32_t a,
+                     int32_t b) -> const std::pair<int32_t, int32_t> * {
     auto it = merges.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
     return it == merges.end() ? nullptr : &it->second;
   };
@@ -1108,8 +1108,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string &dir,
       return nullptr;
     }
     json root;
-    if (std::string e = detail::parseJson(text.data(), text.data() + text.size(),
-                                          root);
+    if (std::string e =
+            detail::parseJson(text.data(), text.data() + text.size(), root);
         !e.empty()) {
       error = file + ": invalid JSON: " + e;
       return nullptr;
@@ -1130,8 +1130,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string &dir,
         error = e;
         return nullptr;
       }
-      if (std::string e = detail::parseJson(
-              text.data(), text.data() + text.size(), config);
+      if (std::string e =
+              detail::parseJson(text.data(), text.data() + text.size(), config);
           !e.empty()) {
         error = file + ": invalid JSON: " + e;
         return nullptr;

@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "dsv3/Tokenizer/ChatTemplate.h"
 #include "dsv3/Tokenizer/Tokenizer.h"
+#include "dsv3/Tokenizer/ChatTemplate.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -80,8 +80,7 @@ int32_t idOf(const Tokenizer &tok, const std::string &bytes) {
 }
 
 /// A minimal byte-level BPE tokenizer.json over the given vocabulary.
-json miniTokenizer(const std::vector<std::string> &vocab,
-                   const json &merges) {
+json miniTokenizer(const std::vector<std::string> &vocab, const json &merges) {
   json v = json::object();
   for (size_t i = 0; i < vocab.size(); ++i)
     v[vocab[i]] = i;
@@ -202,7 +201,8 @@ TEST(Tokenizer, SpecialTokensInText) {
 
   std::string text = kBos + "a" + kUser + "b c" + kAssistant + kEos + kEos;
   std::vector<int32_t> ids = tok->encode(text, false);
-  std::vector<int32_t> a = tok->encode("a", false), bc = tok->encode("b c", false);
+  std::vector<int32_t> a = tok->encode("a", false),
+                       bc = tok->encode("b c", false);
   std::vector<int32_t> expected = {0};
   expected.insert(expected.end(), a.begin(), a.end());
   expected.push_back(user);
@@ -211,7 +211,8 @@ TEST(Tokenizer, SpecialTokensInText) {
   EXPECT_EQ(ids, expected);
   EXPECT_EQ(tok->decode(ids), text);
   // Skipping special tokens drops bos/eos but keeps the (non-special) tags.
-  EXPECT_EQ(tok->decode(ids, /*skipSpecial=*/true), "a" + kUser + "b c" + kAssistant);
+  EXPECT_EQ(tok->decode(ids, /*skipSpecial=*/true),
+            "a" + kUser + "b c" + kAssistant);
 
   // A partial tag is plain text.
   std::string partial = "<｜User";
@@ -225,7 +226,10 @@ TEST(Tokenizer, AddedTokensLongestFirst) {
   json t = miniTokenizer({"<", ">", "a", "b"}, json::array());
   t["added_tokens"] = {
       {{"id", 4}, {"content", "<a>"}, {"special", true}, {"normalized", false}},
-      {{"id", 5}, {"content", "<a>b"}, {"special", true}, {"normalized", false}},
+      {{"id", 5},
+       {"content", "<a>b"},
+       {"special", true},
+       {"normalized", false}},
       {{"id", 6}, {"content", "b<"}, {"special", false}, {"normalized", true}}};
   std::string error;
   auto tok = loadJson(dir, t, error);
@@ -244,15 +248,15 @@ TEST(Tokenizer, BpeMergesByRank) {
   std::vector<std::string> vocab = {"a", "b", "c", "ab", "bc", "abc", "aa"};
   std::string error;
   // "b c" outranks "a b": abc -> a|bc -> abc (through "a bc").
-  auto tok = loadJson(
-      dir, miniTokenizer(vocab, {"b c", "a b", "a bc", "a a"}), error);
+  auto tok =
+      loadJson(dir, miniTokenizer(vocab, {"b c", "a b", "a bc", "a a"}), error);
   ASSERT_TRUE(tok) << error;
   EXPECT_EQ(tok->encode("abc", false), (std::vector<int32_t>{5}));
   // Equal ranks merge leftmost first: aaa -> aa|a.
   EXPECT_EQ(tok->encode("aaa", false), (std::vector<int32_t>{6, 0}));
   // "a b" first: ab|c, and there is no "ab c".
-  auto tok2 = loadJson(dir, miniTokenizer(vocab, {"a b", "b c", "a bc"}),
-                       error);
+  auto tok2 =
+      loadJson(dir, miniTokenizer(vocab, {"a b", "b c", "a bc"}), error);
   ASSERT_TRUE(tok2) << error;
   EXPECT_EQ(tok2->encode("abc", false), (std::vector<int32_t>{3, 2}));
   // The [left, right] array form reads the same.
@@ -274,12 +278,11 @@ TEST(Tokenizer, PreTokenizesAsDeepSeekV3) {
   // space before the punctuation takes it first); a space run leaves its
   // last space to the next word.
   EXPECT_EQ(tok->preTokenize("Hello world 1234567 中文abc .net x.y   x\r\n"),
-            (std::vector<std::string>{"Hello", "\xC4\xA0world", "\xC4\xA0",
-                                      "123", "456", "7", "\xC4\xA0",
-                                      "\xC3\xA4\xC2\xB8\xC5\x83\xC3\xA6\xC4\xB8\xC4\xA9",
-                                      "abc", "\xC4\xA0.", "net", "\xC4\xA0x",
-                                      ".y", "\xC4\xA0\xC4\xA0", "\xC4\xA0x",
-                                      "\xC4\x8D\xC4\x8A"}));
+            (std::vector<std::string>{
+                "Hello", "\xC4\xA0world", "\xC4\xA0", "123", "456", "7",
+                "\xC4\xA0", "\xC3\xA4\xC2\xB8\xC5\x83\xC3\xA6\xC4\xB8\xC4\xA9",
+                "abc", "\xC4\xA0.", "net", "\xC4\xA0x", ".y",
+                "\xC4\xA0\xC4\xA0", "\xC4\xA0x", "\xC4\x8D\xC4\x8A"}));
   // Added tokens are not the pre-tokenizer's business.
   std::vector<std::string> pieces = tok->preTokenize(kUser);
   EXPECT_GT(pieces.size(), 1u);
@@ -292,21 +295,20 @@ TEST(Tokenizer, SplitClassesFollowHFUnicodeTables) {
   const std::string leadE1 = "\xC3\xA1";    // byte E1
   // Ids: a 0, b 1, F0 2, E1 3, a+F0 4, a+E1 5 (the other bytes have no
   // token and are dropped).
-  json t = miniTokenizer({"a", "b", lead1FAE8, leadE1, "a" + lead1FAE8,
-                          "a" + leadE1},
-                         {"a " + lead1FAE8, "a " + leadE1});
+  json t = miniTokenizer(
+      {"a", "b", lead1FAE8, leadE1, "a" + lead1FAE8, "a" + leadE1},
+      {"a " + lead1FAE8, "a " + leadE1});
   auto withSplit = [&](const std::string &regex) {
     json u = t;
-    u["pre_tokenizer"] = {
-        {"type", "Sequence"},
-        {"pretokenizers",
-         {{{"type", "Split"},
-           {"pattern", {{"Regex", regex}}},
-           {"behavior", "Isolated"},
-           {"invert", false}},
-          {{"type", "ByteLevel"},
-           {"add_prefix_space", false},
-           {"use_regex", false}}}}};
+    u["pre_tokenizer"] = {{"type", "Sequence"},
+                          {"pretokenizers",
+                           {{{"type", "Split"},
+                             {"pattern", {{"Regex", regex}}},
+                             {"behavior", "Isolated"},
+                             {"invert", false}},
+                            {{"type", "ByteLevel"},
+                             {"add_prefix_space", false},
+                             {"use_regex", false}}}}};
     return u;
   };
   TempDir dir;
@@ -361,7 +363,9 @@ TEST(Tokenizer, DecodeIsLossyLikeHF) {
   EXPECT_EQ(tok->decode(withUnknown), "hi");
   EXPECT_EQ(tok->tokenBytes(5000), "");
   // Encoding invalid UTF-8 sees U+FFFD, as HF's (Rust String) input would.
-  EXPECT_EQ(tok->encode("a\xFF" "b", false),
+  EXPECT_EQ(tok->encode("a\xFF"
+                        "b",
+                        false),
             tok->encode("a" + kReplacement + "b", false));
 }
 
@@ -424,8 +428,8 @@ TEST(Tokenizer, ConcurrentEncodeAgrees) {
     threads.emplace_back([&, t] {
       for (int round = 0; round < 50; ++round)
         for (size_t i = 0; i < kSamples.size(); ++i)
-          failures[t] += tok->encode(kSamples[i] + std::to_string(round), true)
-                             .empty();
+          failures[t] +=
+              tok->encode(kSamples[i] + std::to_string(round), true).empty();
       for (size_t i = 0; i < kSamples.size(); ++i)
         failures[t] += tok->encode(kSamples[i], true) != expected[i];
     });
@@ -472,7 +476,8 @@ TEST(ChatTemplate, RejectsBadConversations) {
   TempDir dir;
   fs::copy_file(kDataDir + "/tokenizer.json", dir.path() / "tokenizer.json");
   json config = readJson(kDataDir + "/tokenizer_config.json");
-  config["chat_template"] = "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}";
+  config["chat_template"] =
+      "{% for m in messages %}<|im_start|>{{ m.content }}{% endfor %}";
   writeText(dir.path() / "tokenizer_config.json", config.dump());
   auto other = Tokenizer::load(dir.str(), error);
   ASSERT_TRUE(other) << error;
@@ -502,8 +507,8 @@ TEST(Tokenizer, RejectsMalformedFiles) {
     return t["pre_tokenizer"]["pretokenizers"][0];
   };
   std::vector<BadCase> cases = {
-      {"no model", [](json &t, json &) { t.erase("model"); },
-       "tokenizer.json", "missing \"model\""},
+      {"no model", [](json &t, json &) { t.erase("model"); }, "tokenizer.json",
+       "missing \"model\""},
       {"wordpiece", [](json &t, json &) { t["model"]["type"] = "WordPiece"; },
        "tokenizer.json", "model.type: unsupported model \"WordPiece\""},
       {"vocab not object", [](json &t, json &) { t["model"]["vocab"] = 3; },
@@ -520,8 +525,10 @@ TEST(Tokenizer, RejectsMalformedFiles) {
        [](json &t, json &) { t["added_tokens"][3]["id"] = 9000000; },
        "tokenizer.json", "added_tokens: ids are too sparse (id 9000000"},
       {"string id", [](json &t, json &) { t["model"]["vocab"]["a"] = "7"; },
-       "tokenizer.json", "model.vocab[\"a\"]: must be an integer, got a string"},
-      {"duplicate id", [](json &t, json &) { t["model"]["vocab"]["zzz"] = 100; },
+       "tokenizer.json",
+       "model.vocab[\"a\"]: must be an integer, got a string"},
+      {"duplicate id",
+       [](json &t, json &) { t["model"]["vocab"]["zzz"] = 100; },
        "tokenizer.json", "id 100 is also the id of"},
       {"merge without space",
        [](json &t, json &) { t["model"]["merges"][3] = "abc"; },
@@ -568,8 +575,9 @@ TEST(Tokenizer, RejectsMalformedFiles) {
        "tokenizer.json", "but the vocabulary gives it id 0"},
       {"bad regex",
        [&](json &t, json &) { split0(t)["pattern"]["Regex"] = "(\\p{N}"; },
-       "tokenizer.json", "pre_tokenizer.pretokenizers[0].pattern.Regex: the "
-                         "regex does not compile (PCRE2"},
+       "tokenizer.json",
+       "pre_tokenizer.pretokenizers[0].pattern.Regex: the "
+       "regex does not compile (PCRE2"},
       {"unknown property",
        [&](json &t, json &) { split0(t)["pattern"]["Regex"] = "\\p{Nope}"; },
        "tokenizer.json", "does not compile"},
@@ -580,9 +588,7 @@ TEST(Tokenizer, RejectsMalformedFiles) {
        [&](json &t, json &) { split0(t)["pattern"] = json::object(); },
        "tokenizer.json", "must have \"Regex\" or \"String\""},
       {"no byte level",
-       [](json &t, json &) {
-         t["pre_tokenizer"]["pretokenizers"].erase(3);
-       },
+       [](json &t, json &) { t["pre_tokenizer"]["pretokenizers"].erase(3); },
        "tokenizer.json", "without a final ByteLevel step"},
       {"byte level regex",
        [](json &t, json &) {
@@ -595,18 +601,21 @@ TEST(Tokenizer, RejectsMalformedFiles) {
        },
        "tokenizer.json", "unsupported pre-tokenizer \"Whitespace\""},
       {"wordpiece decoder",
-       [](json &t, json &) { t["decoder"] = {{"type", "WordPiece"}}; },
+       [](json &t, json &) {
+         t["decoder"] = {{"type", "WordPiece"}};
+       },
        "tokenizer.json", "unsupported decoder \"WordPiece\""},
       {"nfc normalizer",
-       [](json &t, json &) { t["normalizer"] = {{"type", "NFC"}}; },
+       [](json &t, json &) {
+         t["normalizer"] = {{"type", "NFC"}};
+       },
        "tokenizer.json", "normalizer: unsupported normalizer"},
       {"bert post-processor",
        [](json &t, json &) {
          t["post_processor"] = {{"type", "BertProcessing"}};
        },
        "tokenizer.json", "unsupported post-processor \"BertProcessing\""},
-      {"unknown bos",
-       [](json &, json &c) { c["bos_token"] = "<nope>"; },
+      {"unknown bos", [](json &, json &c) { c["bos_token"] = "<nope>"; },
        "tokenizer_config.json", "bos_token: \"<nope>\" is not a token"},
       {"bos number", [](json &, json &c) { c["bos_token"] = 3; },
        "tokenizer_config.json", "bos_token: must be a string or an object"},
@@ -616,12 +625,11 @@ TEST(Tokenizer, RejectsMalformedFiles) {
       {"add_bos_token string",
        [](json &, json &c) { c["add_bos_token"] = "yes"; },
        "tokenizer_config.json", "add_bos_token: must be a boolean"},
-      {"chat template number",
-       [](json &, json &c) { c["chat_template"] = 1; },
+      {"chat template number", [](json &, json &c) { c["chat_template"] = 1; },
        "tokenizer_config.json", "chat_template: must be a string"},
-      {"config not object",
-       [](json &, json &c) { c = json::array(); },
-       "tokenizer_config.json", "top level must be a JSON object, got an array"},
+      {"config not object", [](json &, json &c) { c = json::array(); },
+       "tokenizer_config.json",
+       "top level must be a JSON object, got an array"},
   };
   for (const BadCase &bad : cases) {
     SCOPED_TRACE(bad.name);
@@ -650,15 +658,20 @@ TEST(Tokenizer, RejectsUnreadableFiles) {
   struct Raw {
     const char *name, *text, *expected;
   };
-  for (const Raw &raw : {Raw{"truncated", "{\"model\": {", "invalid JSON: parse error"},
-                         Raw{"empty", "", "invalid JSON"},
-                         Raw{"array", "[1, 2]", "top level must be a JSON object"},
-                         Raw{"nul", "{}\0{}", "invalid JSON: NUL byte at offset 2"}}) {
+  for (const Raw &raw :
+       {Raw{"truncated", "{\"model\": {", "invalid JSON: parse error"},
+        Raw{"empty", "", "invalid JSON"},
+        Raw{"array", "[1, 2]", "top level must be a JSON object"},
+        Raw{"nul", "{}\0{}", "invalid JSON: NUL byte at offset 2"}}) {
     SCOPED_TRACE(raw.name);
     writeText(dir.path() / "tokenizer.json",
-              std::string(raw.text, raw.name == std::string("nul") ? 5 : std::strlen(raw.text)));
+              std::string(raw.text, raw.name == std::string("nul")
+                                        ? 5
+                                        : std::strlen(raw.text)));
     EXPECT_EQ(Tokenizer::load(dir.str(), error), nullptr);
-    EXPECT_EQ(error.rfind((dir.path() / "tokenizer.json").string() + ": ", 0), 0u) << error;
+    EXPECT_EQ(error.rfind((dir.path() / "tokenizer.json").string() + ": ", 0),
+              0u)
+        << error;
     EXPECT_NE(error.find(raw.expected), std::string::npos) << error;
   }
 

@@ -4,7 +4,8 @@
 //   dsv3-tokenize DIR --decode [--skip-special] stdin ids  -> text on stdout
 //   dsv3-tokenize DIR --chat FILE.json [--no-generation-prompt] [--ids]
 //   dsv3-tokenize DIR --pre-tokenize          stdin text -> JSON list of pieces
-//   ... --encode|--decode|--pre-tokenize --jsonl   one JSON value per line each way
+//   ... --encode|--decode|--pre-tokenize --jsonl   one JSON value per line each
+//   way
 //
 // DIR holds tokenizer.json (+ tokenizer_config.json): a checkpoint directory.
 // Ids are printed space-separated on one line; text is written byte for
@@ -163,8 +164,8 @@ std::vector<ChatMessage> readChat(const std::string &path,
         !m.contains("content") || !m["content"].is_string())
       fatal(where + " must be an object with string \"role\" and "
                     "\"content\"");
-    messages.push_back({m["role"].get<std::string>(),
-                        m["content"].get<std::string>()});
+    messages.push_back(
+        {m["role"].get<std::string>(), m["content"].get<std::string>()});
   }
   return messages;
 }
