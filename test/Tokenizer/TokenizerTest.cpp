@@ -193,6 +193,42 @@ TEST(Tokenizer, BosFollowsAddBosToken) {
   EXPECT_EQ(bare->chatTemplateSource(), "");
 }
 
+TEST(Tokenizer, ChatTemplateSources) {
+  const json config = readJson(kDataDir + "/tokenizer_config.json");
+  const std::string source = config["chat_template"];
+  TempDir dir;
+  fs::copy_file(kDataDir + "/tokenizer.json", dir.path() / "tokenizer.json");
+  std::string error;
+  // HF's list of named templates: "default" is the chat template.
+  json named = config;
+  named["chat_template"] = {{{"name", "tool_use"}, {"template", "{{ tools }}"}},
+                            {{"name", "default"}, {"template", source}}};
+  writeText(dir.path() / "tokenizer_config.json", named.dump());
+  auto tok = Tokenizer::load(dir.str(), error);
+  ASSERT_TRUE(tok) << error;
+  EXPECT_EQ(tok->chatTemplateSource(), source);
+  // Newer HF checkpoints keep it in chat_template.jinja.
+  json without = config;
+  without.erase("chat_template");
+  writeText(dir.path() / "tokenizer_config.json", without.dump());
+  writeText(dir.path() / "chat_template.jinja", source + "\n");
+  tok = Tokenizer::load(dir.str(), error);
+  ASSERT_TRUE(tok) << error;
+  EXPECT_EQ(tok->chatTemplateSource(), source + "\n");
+  // The config's own template wins over the file.
+  writeText(dir.path() / "tokenizer_config.json", config.dump());
+  tok = Tokenizer::load(dir.str(), error);
+  ASSERT_TRUE(tok) << error;
+  EXPECT_EQ(tok->chatTemplateSource(), source);
+  // A named list without "default" is an error.
+  named["chat_template"].erase(1);
+  writeText(dir.path() / "tokenizer_config.json", named.dump());
+  EXPECT_EQ(Tokenizer::load(dir.str(), error), nullptr);
+  EXPECT_NE(error.find("chat_template: has no template named \"default\""),
+            std::string::npos)
+      << error;
+}
+
 TEST(Tokenizer, SpecialTokensInText) {
   auto tok = loadShipped();
   ASSERT_TRUE(tok);
