@@ -179,6 +179,7 @@ def test_text_mode_errors(model, tmp_path):
         ([art, "--weights", ckpt, "--prompt", "hi", "--tokens", "1,2"], "exclude each other"),
         ([art, "--weights", ckpt, "--chat", "--stats-out", str(tmp_path / "s.json")], "--chat writes no files"),
         ([art, "--weights", ckpt, "--tokens", "1,2", "--print-ids"], "--print-ids is for"),
+        ([art, "--weights", ckpt, "--chat", "--top-p", "0"], "top-p must be in (0, 1]"),
     ]
     for args, message in cases:
         r = subprocess.run([DSV3_RUN, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)

@@ -571,6 +571,19 @@ int run(int argc, char **argv) {
   if (!o.chat && dsv3rt_validate_request(&info, prompts.data(), lens.data(),
                                          batch, &o.sampling, err, sizeof(err)))
     fatal(err);
+  if (o.chat) {
+    // The turns come later; the sampling options can be checked now, with
+    // a one-token prompt and the reply cut to what the cache leaves it.
+    const int32_t probe[] = {0};
+    const int32_t *probes[] = {probe};
+    const int64_t probeLen = 1;
+    dsv3rt_sampling sampling = o.sampling;
+    sampling.max_new_tokens = static_cast<int32_t>(std::min<int64_t>(
+        sampling.max_new_tokens, std::max<int64_t>(info.max_seq_len - 1, 0)));
+    if (dsv3rt_validate_request(&info, probes, &probeLen, 1, &sampling, err,
+                                sizeof(err)))
+      fatal(err);
+  }
 
   const bool onGpu = o.device.empty() ? info.device == DSV3RT_DEVICE_CUDA
                                       : o.device == "cuda";
