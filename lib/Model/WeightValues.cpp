@@ -1,8 +1,8 @@
 //===- WeightValues.cpp - NaN and infinity in checkpoint weights ----------===//
 //
-// The policy (docs/reliability.md): a weight holding a NaN or an infinity is
-// refused when the runtime loads it, with the tensor's name and the
-// element's index. Such a weight turns every logit it reaches into NaN; the
+// The policy (docs/reliability.md): a floating-point weight (F32, BF16, F16,
+// F64; FP8 block scales are F32) holding a NaN or an infinity is refused
+// when the runtime loads it, with the tensor's name and the element's index. Such a weight turns every logit it reaches into NaN; the
 // runtime would otherwise notice only at the first decode step, without
 // saying which tensor is damaged.
 //
@@ -112,6 +112,23 @@ int64_t copyAndFindNonFinite(DType dtype, uint8_t *dst, const uint8_t *src,
     }
   }
   return found;
+}
+
+bool isScannedForNonFinite(DType dtype) {
+  return dtype == DType::F64 || isFloatWeightDType(dtype);
+}
+
+int64_t checkWeightValues(DType dtype, const uint8_t *data, size_t numBytes) {
+  return isScannedForNonFinite(dtype) ? findNonFinite(dtype, data, numBytes)
+                                      : -1;
+}
+
+int64_t copyWeightValues(DType dtype, uint8_t *dst, const uint8_t *src,
+                         size_t numBytes) {
+  if (isScannedForNonFinite(dtype))
+    return copyAndFindNonFinite(dtype, dst, src, numBytes);
+  std::memcpy(dst, src, numBytes);
+  return -1;
 }
 
 std::string nonFiniteWeightError(const TensorInfo &tensor, int64_t index) {

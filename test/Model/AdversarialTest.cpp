@@ -428,6 +428,34 @@ TEST(AdversarialWeights, CopyFindsTheFirstAcrossChunks) {
             -1);
 }
 
+TEST(AdversarialWeights, PolicyScansFloatWeightsNotFp8Payloads) {
+  EXPECT_TRUE(isScannedForNonFinite(DType::F32));
+  EXPECT_TRUE(isScannedForNonFinite(DType::BF16));
+  EXPECT_TRUE(isScannedForNonFinite(DType::F16));
+  EXPECT_TRUE(isScannedForNonFinite(DType::F64));
+  EXPECT_FALSE(isScannedForNonFinite(DType::F8E4M3));
+  EXPECT_FALSE(isScannedForNonFinite(DType::I64));
+  std::string fp8 = bytesOf<uint8_t>({0x10, 0x7f, 0xff});
+  std::string dst(fp8.size(), '\0');
+  auto in = [](const std::string &s) {
+    return reinterpret_cast<const uint8_t *>(s.data());
+  };
+  EXPECT_EQ(checkWeightValues(DType::F8E4M3, in(fp8), fp8.size()), -1);
+  EXPECT_EQ(copyWeightValues(DType::F8E4M3,
+                             reinterpret_cast<uint8_t *>(dst.data()), in(fp8),
+                             fp8.size()),
+            -1);
+  EXPECT_EQ(dst, fp8);
+  std::string bf16 = bytesOf<uint16_t>({0x3f80, 0x7fc0});
+  dst.assign(bf16.size(), '\0');
+  EXPECT_EQ(checkWeightValues(DType::BF16, in(bf16), bf16.size()), 1);
+  EXPECT_EQ(copyWeightValues(DType::BF16,
+                             reinterpret_cast<uint8_t *>(dst.data()), in(bf16),
+                             bf16.size()),
+            1);
+  EXPECT_EQ(dst, bf16);
+}
+
 TEST(AdversarialWeights, ErrorNamesTensorElementAndKind) {
   TempDir dir;
   std::string file = dir.write(

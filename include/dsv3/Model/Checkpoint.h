@@ -154,6 +154,21 @@ int64_t findNonFinite(DType dtype, const uint8_t *data, size_t numBytes);
 int64_t copyAndFindNonFinite(DType dtype, uint8_t *dst, const uint8_t *src,
                              size_t numBytes);
 
+/// The policy (docs/reliability.md): F64, F32, BF16 and F16 weights (FP8
+/// block scales included, they are F32) must be finite. FP8 payloads are
+/// not scanned: e4m3fn has no infinity and quantisers saturate to +-448, so
+/// a NaN byte there is file damage, not an overflow, and the runtime's own
+/// tests use every byte value as FP8 patterns.
+bool isScannedForNonFinite(DType dtype);
+
+/// findNonFinite under the policy: -1 for a dtype it does not scan.
+int64_t checkWeightValues(DType dtype, const uint8_t *data, size_t numBytes);
+
+/// memcpy of a weight that also applies the policy: copyAndFindNonFinite for
+/// a scanned dtype, a plain copy and -1 otherwise.
+int64_t copyWeightValues(DType dtype, uint8_t *dst, const uint8_t *src,
+                         size_t numBytes);
+
 /// The error line for element `index` of `tensor` being NaN or infinite:
 /// "<file>: tensor '<name>': element <index> of <shape> is NaN; weights must
 /// be finite".
