@@ -10,11 +10,17 @@
 
 #include "dsv3/Runtime/Manifest.h"
 
+#include "dsv3/Model/JsonLimits.h"
+
 #include "Support.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cstring>
+#include <elf.h>
+#include <fstream>
 #include <set>
+#include <sys/stat.h>
 
 using json = nlohmann::json;
 
@@ -295,7 +301,9 @@ WeightSpec weightSpec(const json &value, const std::string &field,
                                   layers.dump());
     int64_t first = intValue(layers[0], field + ".layers[0]");
     int64_t count = intValue(layers[1], field + ".layers[1]");
-    if (first < 0 || count < 1 || first + count > config.numHiddenLayers)
+    // count > layers - first: first + count could overflow.
+    if (first < 0 || count < 1 || first > config.numHiddenLayers ||
+        count > config.numHiddenLayers - first)
       fail(field + ".layers",
            "[" + std::to_string(first) + ", " + std::to_string(count) +
                "] is not a layer range of the model's " +
@@ -366,7 +374,9 @@ Manifest parse(const json &root, const std::string &artifactDir) {
                         std::to_string(version));
 
   m.library = stringField(root, "library", "");
-  if (m.library.empty() || m.library.find('/') != std::string::npos)
+  // No control characters either: the name is quoted in later errors.
+  if (m.library.empty() || m.library.find('/') != std::string::npos ||
+      escapeControlChars(m.library) != m.library)
     fail("library", "must be a file name inside the artifact directory, got "
                     "\"" + m.library + "\"");
 
@@ -576,8 +586,12 @@ ManifestResult parseManifest(const std::string &jsonText,
   ManifestResult result;
   try {
     json root;
-    std::string error = detail::parseJson(
-        jsonText.data(), jsonText.data() + jsonText.size(), root);
+    // Nesting first: dumping the config of a deeply nested manifest would
+    // overflow the stack (dsv3/Model/JsonLimits.h).
+    std::string error = checkJsonNesting(jsonText);
+    if (error.empty())
+      error = detail::parseJson(jsonText.data(),
+                                jsonText.data() + jsonText.size(), root);
     if (!error.empty()) {
       result.error = sourceName + ": invalid JSON: " + error;
       return result;
@@ -591,13 +605,55 @@ ManifestResult parseManifest(const std::string &jsonText,
   } catch (...) {
     result.error = sourceName + ": unknown error";
   }
+  // Names quoted from the manifest may hold control characters.
+  result.error = escapeControlChars(result.error);
   return result;
+}
+
+std::string checkLibraryFile(const std::string &path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in)
+    return path + ": cannot open the artifact's library: " +
+           detail::errnoMessage(errno);
+  const uint64_t size = static_cast<uint64_t>(in.tellg());
+  auto read = [&](uint64_t offset, void *out, size_t bytes) {
+    in.seekg(static_cast<std::streamoff>(offset));
+    return static_cast<bool>(in.read(static_cast<char *>(out), bytes));
+  };
+  const std::string bad = path + ": the artifact's library is damaged: ";
+  // Anything but a 64-bit little-endian ELF file is left to dlopen, which
+  // refuses it without mapping anything ("invalid ELF header", ...).
+  Elf64_Ehdr header;
+  if (size < sizeof(header) || !read(0, &header, sizeof(header)) ||
+      std::memcmp(header.e_ident, ELFMAG, SELFMAG) != 0 ||
+      header.e_ident[EI_CLASS] != ELFCLASS64 ||
+      header.e_ident[EI_DATA] != ELFDATA2LSB)
+    return "";
+  if (header.e_phentsize != sizeof(Elf64_Phdr) ||
+      header.e_phoff > size ||
+      uint64_t(header.e_phnum) * sizeof(Elf64_Phdr) > size - header.e_phoff)
+    return bad + "its program headers lie outside the file";
+  for (uint16_t i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr ph;
+    if (!read(header.e_phoff + i * sizeof(Elf64_Phdr), &ph, sizeof(ph)))
+      return bad + "cannot read its program headers";
+    if ((ph.p_type == PT_LOAD || ph.p_type == PT_DYNAMIC) &&
+        (ph.p_offset > size || ph.p_filesz > size - ph.p_offset))
+      return bad + "segment " + std::to_string(i) + " ends at byte " +
+             std::to_string(ph.p_offset + ph.p_filesz) + " of a " +
+             std::to_string(size) + "-byte file (truncated?)";
+  }
+  return "";
 }
 
 ManifestResult loadManifest(const std::string &artifactDir) {
   std::string path = artifactDir + "/manifest.json";
   std::string text;
-  std::string error = detail::readWholeFile(path, text);
+  // A FIFO would block the read forever, a directory read as empty text.
+  struct stat st;
+  std::string error = ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)
+                          ? path + ": not a regular file"
+                          : detail::readWholeFile(path, text);
   if (!error.empty()) {
     if (!isDirectory(artifactDir))
       error = artifactDir + ": artifact directory does not exist";

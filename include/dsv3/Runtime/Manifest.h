@@ -131,6 +131,14 @@ struct ManifestResult {
   explicit operator bool() const { return manifest.has_value(); }
 };
 
+/// One error line when `path` is a 64-bit little-endian ELF file whose
+/// program headers or loadable segments do not all lie inside it; "" when
+/// they do, and for any other file (dlopen refuses those itself). Run
+/// before dlopen: the dynamic loader maps segments without comparing them
+/// with the file's size, and touching a page past the end of a truncated
+/// library raises SIGBUS inside dlopen.
+std::string checkLibraryFile(const std::string &path);
+
 /// Reads `<artifactDir>/manifest.json`.
 ManifestResult loadManifest(const std::string &artifactDir);
 /// Parses manifest text; `artifactDir` resolves the library path.
