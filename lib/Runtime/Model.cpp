@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -302,6 +303,9 @@ std::string Model::load(const std::string &artifactDir,
   std::string libraryPath = manifest_.libraryPath();
   if (!isRegularFile(libraryPath))
     return libraryPath + ": the artifact's library does not exist";
+  error = checkLibraryFile(libraryPath); // a truncated one: SIGBUS in dlopen
+  if (!error.empty())
+    return error;
   // RTLD_NOW: an unresolved symbol is an error here, not a crash mid-run.
   // RTLD_LOCAL: two artifacts export the same entry names.
   ::dlerror();
@@ -486,6 +490,10 @@ std::string Model::loadWeights(const OpenOptions &options) {
       buffer.data = const_cast<uint8_t *>(first->data);
       buffer.bytes = sliceBytes;
       buffer.owned = false;
+      // NaN/infinity policy (docs/reliability.md): refused, by name.
+      int64_t bad = checkWeightValues(first->dtype, first->data, sliceBytes);
+      if (bad >= 0)
+        return nonFiniteWeightError(*first, bad);
       report(sliceBytes);
     } else {
       std::string error =
@@ -500,12 +508,27 @@ std::string Model::loadWeights(const OpenOptions &options) {
           pool_->numThreads(),
           static_cast<int64_t>((256u << 20) / std::max<size_t>(sliceBytes, 1)));
       uint8_t *dst = static_cast<uint8_t *>(buffer.data);
+      // The copy also looks for NaN/infinity (docs/reliability.md), chunk by
+      // chunk while the chunk is in cache; the first bad slice is reported.
+      std::atomic<int64_t> badSlice{numSlices};
+      std::vector<int64_t> badIndex(numSlices, -1);
       for (int64_t begin = 0; begin < numSlices; begin += group) {
         int64_t count = std::min(group, numSlices - begin);
         pool_->parallelFor(count, [&](int64_t lo, int64_t hi) {
-          for (int64_t s = begin + lo; s < begin + hi; ++s)
-            std::memcpy(dst + s * sliceBytes, slices[w][s]->data, sliceBytes);
+          for (int64_t s = begin + lo; s < begin + hi; ++s) {
+            badIndex[s] = copyWeightValues(
+                slices[w][s]->dtype, dst + s * sliceBytes, slices[w][s]->data,
+                sliceBytes);
+            if (badIndex[s] >= 0) {
+              int64_t b = badSlice;
+              while (s < b && !badSlice.compare_exchange_weak(b, s)) {
+              }
+            }
+          }
         });
+        if (badSlice < numSlices)
+          return nonFiniteWeightError(*slices[w][badSlice],
+                                      badIndex[badSlice]);
         report(static_cast<uint64_t>(count) * sliceBytes);
       }
     }
