@@ -6,7 +6,8 @@
 #
 #   bash scripts/test.sh --sanitize
 # instead builds the parts without MLIR/LLVM (model readers, runtime,
-# tokenizer, dsv3-run, their unit tests) with ASan+UBSan into build-sanitize/
+# tokenizer, dsv3-run, the server's request parser, their unit tests) with
+# ASan+UBSan into build-sanitize/
 # and runs, clean of any sanitizer report: the C++ unit tests, the runtime's
 # lit tests with the sanitized dsv3-run / libdsv3rt (artifacts compiled by
 # the normal build's dsv3-compile), and every golden model end to end
@@ -30,7 +31,7 @@ if [ "${1:-}" = "--sanitize" ]; then
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 "${launcher[@]}" \
     -DDSV3_RUNTIME_ONLY=ON -DDSV3_SANITIZE=address,undefined >/dev/null
   nice -n 10 cmake --build "$SAN" -j "$(nproc)" --target dsv3-model-tests dsv3-runtime-tests \
-    dsv3-tokenizer-tests dsv3-run dsv3rt dsv3-fake-model dsv3rt-c-host
+    dsv3-tokenizer-tests dsv3-serve-tests dsv3-run dsv3rt dsv3-fake-model dsv3rt-c-host
 
   # Every report goes to a file; any file fails the run, whatever the exit
   # status of the process that wrote it (an error test expects exit 1).
@@ -41,7 +42,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   status=0
 
   echo "sanitize: C++ unit tests"
-  (cd "$SAN" && ctest --output-on-failure -R '^(model-unit-tests|runtime-unit-tests|tokenizer)$') || status=1
+  (cd "$SAN" && ctest --output-on-failure -R '^(model-unit-tests|runtime-unit-tests|tokenizer|serve-unit-tests)$') || status=1
 
   echo "sanitize: runtime lit tests with the sanitized dsv3-run and libdsv3rt"
   mkdir -p "$SAN/test"
