@@ -10,8 +10,8 @@
 # ASan+UBSan into build-sanitize/
 # and runs, clean of any sanitizer report: the C++ unit tests, the runtime's
 # lit tests with the sanitized dsv3-run / libdsv3rt (artifacts compiled by
-# the normal build's dsv3-compile), and every golden model end to end
-# (docs/reliability.md).
+# the normal build's dsv3-compile), every golden model end to end, and the
+# sanitized dsv3-serve under the node tests (docs/reliability.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -31,7 +31,7 @@ if [ "${1:-}" = "--sanitize" ]; then
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 "${launcher[@]}" \
     -DDSV3_RUNTIME_ONLY=ON -DDSV3_SANITIZE=address,undefined >/dev/null
   nice -n 10 cmake --build "$SAN" -j "$(nproc)" --target dsv3-model-tests dsv3-runtime-tests \
-    dsv3-tokenizer-tests dsv3-serve-tests dsv3-run dsv3rt dsv3-fake-model dsv3rt-c-host
+    dsv3-tokenizer-tests dsv3-serve-tests dsv3-run dsv3-serve dsv3rt dsv3-fake-model dsv3rt-c-host
 
   # Every report goes to a file; any file fails the run, whatever the exit
   # status of the process that wrote it (an error test expects exit 1).
@@ -81,6 +81,19 @@ assert err < 1e-4, err
       echo "sanitize: $case_name: golden tokens $got"
     fi
   done
+
+  if command -v node >/dev/null 2>&1 && [ -d "$ROOT/test/node/node_modules" ]; then
+    echo "sanitize: the sanitized dsv3-serve under the official openai client and 200 good and bad requests"
+    # ASan's allocator keeps freed memory in quarantine: the robustness
+    # test's RSS bound is the normal build's to check.
+    (export DSV3_BUILD_DIR="$SAN" DSV3_SERVE_FIXTURE_DIR="$SAN/test/Serve/fixture" \
+        DSV3_SERVE_RSS_TOLERANCE_KB=4000000
+     node "$ROOT/test/node/serve-fixture.mjs" >/dev/null &&
+       node --test "$ROOT/test/node/serve.test.mjs" "$ROOT/test/node/serve-robustness.test.mjs") || status=1
+  else
+    echo "sanitize: node or test/node/node_modules missing: dsv3-serve not run (scripts/setup.sh installs them)"
+    status=1
+  fi
 
   reports=$(find "$logs" -type f | wc -l)
   if [ "$reports" -gt 0 ]; then
