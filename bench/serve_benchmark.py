@@ -6,9 +6,11 @@ with single-sequence dsv3-run in the same run (docs/benchmarks.md, "Serving").
                                      [--max-tokens 64] [--rounds 2] [--threads 2]
 
 Steps: the bench-450m bf16 checkpoint (reused from out/bench/ckpt when it exists, like run_benchmark.py) gets the
-test tokenizer (test/data/tokenizer) beside its weights; it is compiled once with --max-batch 8. Then, for each
-round, alternating so that the machine's noise hits every configuration alike:
-  - dsv3-run alone: the prompt's ids, --max-new-tokens N --ignore-eos (decode tok/s of one sequence);
+test tokenizer (test/data/tokenizer) beside its weights; it is compiled with --max-batch 8 (the server's) and with
+--max-batch 1 (what one user alone compiles). Then, for each round, alternating so that the machine's noise hits
+every configuration alike:
+  - dsv3-run alone: the prompt's ids, --max-new-tokens N --ignore-eos (decode tok/s of one sequence), on the 1-row
+    artifact (the baseline) and on the 8-row one (every row is computed, used or not: for reference);
   - dsv3-serve with C concurrent clients, each sending its requests one after the other: streaming
     /v1/completions with max_tokens N and ignore_eos, timing the first token (TTFT) and the whole reply.
 Every reply must carry exactly N completion tokens (usage), so all configurations generate the same work.
@@ -51,6 +53,13 @@ PROMPTS = [
 ]
 
 
+MODEL_NAME = "bench-450m"
+
+
+class RequestFailed(Exception):
+    """A reply that was not what the benchmark asked for (raised in a client thread, reported by the main one)."""
+
+
 def log(msg: str) -> None:
     print(f"serve-bench: {msg}", file=sys.stderr, flush=True)
 
@@ -67,7 +76,7 @@ class Server:
     def __init__(self, exe: str, artifact: str, ckpt: str, threads: int):
         self.port = free_port()
         self.proc = subprocess.Popen([exe, artifact, "--weights", ckpt, "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--threads", str(threads)],
+                                      str(self.port), "--threads", str(threads), "--model-name", MODEL_NAME],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -105,14 +114,14 @@ class Server:
 def streamed_completion(port: int, prompt: str, max_tokens: int) -> Dict[str, float]:
     """One streaming /v1/completions request: seconds to the first token, to the end, and the completion tokens
     (from the final chunk's usage)."""
-    body = {"model": "dsv3", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "ignore_eos": True, "stream_options": {"include_usage": True}}
+    body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "ignore_eos": True, "return_token_ids": True, "stream_options": {"include_usage": True}}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.monotonic()
     conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     if resp.status != 200:
-        rb.die(f"/v1/completions answered {resp.status}: {resp.read()[:500]!r}")
+        raise RequestFailed(f"/v1/completions answered {resp.status}: {resp.read()[:500]!r}")
     first = None
     tokens = None
     for raw in resp:
@@ -123,26 +132,35 @@ def streamed_completion(port: int, prompt: str, max_tokens: int) -> Dict[str, fl
         if data == "[DONE]":
             break
         chunk = json.loads(data)
-        if first is None and chunk.get("choices") and chunk["choices"][0].get("text"):
+        # The first generated token (its text may decode to nothing: bench-450m's vocab is larger than the test
+        # tokenizer's, and ids past it have no text), from the chunk's token ids.
+        if first is None and chunk.get("choices") and chunk["choices"][0].get("token_ids"):
             first = time.monotonic() - start
         if chunk.get("usage"):
             tokens = chunk["usage"]["completion_tokens"]
     total = time.monotonic() - start
     conn.close()
     if tokens != max_tokens:
-        rb.die(f"a reply carried {tokens} completion tokens, not {max_tokens} (ignore_eos)")
-    # A reply whose first tokens decode to no text (ids past the test tokenizer's vocab) times its first text.
-    return {"ttft": first if first is not None else total, "seconds": total, "tokens": tokens}
+        raise RequestFailed(f"a reply carried {tokens} completion tokens, not {max_tokens} (ignore_eos)")
+    if first is None:
+        raise RequestFailed("a streamed reply carried no token ids")
+    return {"ttft": first, "seconds": total, "tokens": tokens}
 
 
 def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: int) -> Dict[str, Any]:
     results: List[Dict[str, float]] = []
+    failures: List[str] = []
     lock = threading.Lock()
 
     def client(index: int) -> None:
         for r in range(requests_per_client):
             prompt = PROMPTS[(index + r * clients) % len(PROMPTS)]
-            res = streamed_completion(port, prompt, max_tokens)
+            try:
+                res = streamed_completion(port, prompt, max_tokens)
+            except (RequestFailed, OSError) as e:
+                with lock:
+                    failures.append(str(e))
+                return
             with lock:
                 results.append(res)
 
@@ -153,6 +171,8 @@ def run_clients(port: int, clients: int, requests_per_client: int, max_tokens: i
     for t in threads:
         t.join()
     wall = time.monotonic() - start
+    if failures:
+        rb.die(f"{len(failures)} request(s) failed, the first: {failures[0]}")
     tokens = sum(r["tokens"] for r in results)
     return {
         "clients": clients, "requests": len(results), "wall_seconds": wall,
@@ -208,10 +228,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     rb.ensure_checkpoint(args.ckpt)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy2(os.path.join(REPO, "test", "data", "tokenizer", name), os.path.join(args.ckpt, name))
-    artifact = os.path.join(args.out, "bench-450m-b8.artifact")
-    shutil.rmtree(artifact, ignore_errors=True)
-    rb.run([os.path.join(bin_dir, "dsv3-compile"), args.ckpt, "-o", artifact, "--max-batch", str(max(clients)),
-            "--max-seq-len", "512"], "dsv3-compile")
+    # The server's artifact has a row per client at the most; single-sequence dsv3-run gets the artifact a lone
+    # user would compile (one row: the compiled code computes every row of the batch, used or not), and runs the
+    # server's too for reference.
+    artifacts = {}
+    for rows in (1, max(clients)):
+        artifacts[rows] = os.path.join(args.out, f"bench-450m-b{rows}.artifact")
+        shutil.rmtree(artifacts[rows], ignore_errors=True)
+        rb.run([os.path.join(bin_dir, "dsv3-compile"), args.ckpt, "-o", artifacts[rows], "--max-batch", str(rows),
+                "--max-seq-len", "512"], "dsv3-compile")
+    artifact = artifacts[max(clients)]
 
     # The same prompt for dsv3-run, as ids (the server tokenizes it the same way: dsv3-tokenize is the same library).
     # (bos first, as the server encodes a completion prompt)
@@ -219,11 +245,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                          input=PROMPTS[0], capture_output=True, text=True, check=True).stdout
     tokens = [int(t) for t in ids.split()]
 
-    singles, servers = [], {c: [] for c in clients}
+    singles, singles_on_server_artifact, servers = [], [], {c: [] for c in clients}
+    stats_path = os.path.join(args.out, "stats.json")
     for rnd in range(args.rounds):
         log(f"round {rnd + 1}/{args.rounds}: dsv3-run alone")
-        singles.append(rb.run_model(os.path.join(bin_dir, "dsv3-run"), artifact, args.ckpt, tokens,
-                                    args.max_tokens, args.threads, os.path.join(args.out, "stats.json")))
+        singles.append(rb.run_model(os.path.join(bin_dir, "dsv3-run"), artifacts[1], args.ckpt, tokens,
+                                    args.max_tokens, args.threads, stats_path))
+        singles_on_server_artifact.append(rb.run_model(os.path.join(bin_dir, "dsv3-run"), artifact, args.ckpt,
+                                                       tokens, args.max_tokens, args.threads, stats_path))
+        log(f"  dsv3-run: {singles[-1]['decode_tokens_per_second']:.1f} tok/s decode (1-row artifact), "
+            f"{singles_on_server_artifact[-1]['decode_tokens_per_second']:.1f} ({max(clients)}-row artifact)")
         server = Server(os.path.join(bin_dir, "dsv3-serve"), artifact, args.ckpt, args.threads)
         try:
             run_clients(server.port, 1, 1, 8)  # warm-up: first-touch of the weights and the cache
@@ -237,7 +268,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     single = {"decode_tokens_per_second": statistics.median(s["decode_tokens_per_second"] for s in singles),
               "prefill_tokens_per_second": statistics.median(s["prefill_tokens_per_second"] for s in singles),
-              "rounds": [s["decode_tokens_per_second"] for s in singles]}
+              "rounds": [s["decode_tokens_per_second"] for s in singles],
+              "decode_tokens_per_second_on_server_artifact": statistics.median(
+                  s["decode_tokens_per_second"] for s in singles_on_server_artifact)}
     rows = []
     for c in clients:
         row = {key: statistics.median(r[key] for r in servers[c])

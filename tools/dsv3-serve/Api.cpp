@@ -299,6 +299,15 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
   bool hasPrompt = false;
   std::optional<int64_t> maxTokens, maxCompletionTokens;
   using Handler = std::function<Result(const std::string &, const json &)>;
+  // The sampling penalties: accepted at their neutral value only.
+  const Handler onlyZero = [](const std::string &k, const json &v) -> Result {
+    double x;
+    if (Result e = getNumber(k, v, x))
+      return e;
+    if (x != 0)
+      return unsupported(k, "is not supported (only 0)");
+    return std::nullopt;
+  };
   // Every field OpenAI's API defines for the endpoint that dsv3-serve can
   // honour or safely ignore; anything else is refused by name so that a
   // misspelt option is not silently dropped.
@@ -413,24 +422,8 @@ std::optional<ApiError> dsv3::serve::parseRequest(Endpoint endpoint,
                                  "not returned)");
          return std::nullopt;
        }},
-      {"frequency_penalty",
-       [&](const std::string &k, const json &v) -> Result {
-         double x;
-         if (Result e = getNumber(k, v, x))
-           return e;
-         if (x != 0)
-           return unsupported(k, "is not supported (only 0)");
-         return std::nullopt;
-       }},
-      {"presence_penalty",
-       [&](const std::string &k, const json &v) -> Result {
-         double x;
-         if (Result e = getNumber(k, v, x))
-           return e;
-         if (x != 0)
-           return unsupported(k, "is not supported (only 0)");
-         return std::nullopt;
-       }},
+      {"frequency_penalty", onlyZero},
+      {"presence_penalty", onlyZero},
       {"logit_bias",
        [&](const std::string &k, const json &v) -> Result {
          if (!v.is_object())
