@@ -4,8 +4,8 @@
 #
 #   bash scripts/fuzz.sh [SECONDS] [HARNESS ...]     # e.g. bash scripts/fuzz.sh 300   (docs/reliability.md)
 #
-# Before fuzzing, each harness replays test/Fuzz/regressions/<harness>/ (every input that once crashed it) and
-# its seeds (test/Fuzz/corpus/<harness>/). The growing corpus lives in build-fuzz/corpus/<harness>/; a crashing
+# Before fuzzing, each harness replays test/Fuzz/regressions/<harness>/ (inputs that once broke a parser, and
+# hostile inputs too large for the fuzzer to build, e.g. JSON nested 100 000 deep) and its seeds (test/Fuzz/corpus/<harness>/). The growing corpus lives in build-fuzz/corpus/<harness>/; a crashing
 # input is written to build-fuzz/crashes/<harness>/ (copy it into test/Fuzz/regressions/<harness>/ with the
 # fix). Exit status: non-zero when any harness crashed, leaked, timed out or ran out of memory. Runs under
 # `nice`: the machine has two cores.
