@@ -664,12 +664,6 @@ ConfigParseResult loadModelConfig(const std::string &path) {
     if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
       file = path + (path.empty() || path.back() == '/' ? "" : "/") +
              "config.json";
-    // A directory reads as empty text and a FIFO blocks the reader: refuse
-    // anything but a regular file first.
-    if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-      result.error = escapeControlChars(file + ": not a regular file");
-      return result;
-    }
     std::string text;
     std::string error = detail::readWholeFile(file, text);
     if (!error.empty()) {

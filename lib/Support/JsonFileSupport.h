@@ -33,6 +33,8 @@
 #include <system_error>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace dsv3 {
 namespace detail {
 
@@ -97,8 +99,14 @@ inline std::string jsonKind(const nlohmann::json &value) {
 }
 
 /// Reads all of `path` into `text`; returns "" or an error line naming it
-/// ("<path>: cannot open: <errno text>" or "<path>: read error").
+/// ("<path>: cannot open: <errno text>", "<path>: not a regular file" or
+/// "<path>: read error"). Anything but a regular file (after symlinks) is
+/// refused before it is opened: a directory would read as empty text and a
+/// FIFO would block the reader forever.
 inline std::string readWholeFile(const std::string &path, std::string &text) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return path + ": not a regular file";
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return path + ": cannot open: " + errnoMessage(errno);

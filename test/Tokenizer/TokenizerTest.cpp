@@ -21,6 +21,8 @@
 #include <random>
 #include <thread>
 
+#include <sys/stat.h>
+
 using namespace dsv3::tokenizer;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -721,4 +723,22 @@ TEST(Tokenizer, RejectsUnreadableFiles) {
                         0),
             0u)
       << error;
+}
+
+TEST(Tokenizer, RejectsWhatIsNotARegularFile) {
+  // A directory would read as empty text ("invalid JSON") and a FIFO would
+  // block the loader forever: both are refused before being opened.
+  std::string error;
+  TempDir dir;
+  fs::create_directory(dir.path() / "tokenizer.json");
+  EXPECT_EQ(Tokenizer::load(dir.str(), error), nullptr);
+  EXPECT_EQ(error,
+            (dir.path() / "tokenizer.json").string() + ": not a regular file");
+
+  fs::remove(dir.path() / "tokenizer.json");
+  fs::copy_file(kDataDir + "/tokenizer.json", dir.path() / "tokenizer.json");
+  ASSERT_EQ(::mkfifo((dir.path() / "tokenizer_config.json").c_str(), 0600), 0);
+  EXPECT_EQ(Tokenizer::load(dir.str(), error), nullptr);
+  EXPECT_EQ(error, (dir.path() / "tokenizer_config.json").string() +
+                       ": not a regular file");
 }
