@@ -417,6 +417,13 @@ Manifest parse(const json &root, const std::string &artifactDir) {
                                     std::to_string(m.maxSeqLen));
   if (options.contains("kv_cache"))
     m.kvCacheLayout = stringField(options, "kv_cache", "options");
+  if (options.contains("prefill_as_decode_below")) {
+    m.prefillAsDecodeBelow =
+        intField(options, "prefill_as_decode_below", "options");
+    if (m.prefillAsDecodeBelow < 0)
+      fail("options.prefill_as_decode_below",
+           "must be >= 0, got " + std::to_string(m.prefillAsDecodeBelow));
+  }
 
   const json &entries = objectField(root, "entry_points", "");
   auto entry = [&](const char *name, int64_t seqLen) {

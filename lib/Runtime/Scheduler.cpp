@@ -5,7 +5,10 @@
 //     waiting request;
 //  2. if some admitted request has not been prefilled: ONE prefill call for
 //     the oldest of them, together with every other one whose prompt has the
-//     same length. Its whole prompt is one call, at positions 0..S-1, as
+//     same length. (A request admitted while other rows are in use, whose
+//     prompt is shorter than the artifact's prefill_as_decode_below, skips
+//     this: its prompt is fed by the decode calls of step 3, a token a step,
+//     which compute it exactly as the prefill call would.) Its whole prompt is one call, at positions 0..S-1, as
 //     Model::generate feeds a prompt alone: the same entry point, the same
 //     S, the same positions, so the same numbers. The other active rows get
 //     filler beyond their length (Model::step), which they overwrite before
@@ -43,6 +46,9 @@ struct Scheduler::State {
     GenerationRequest request;
     std::unique_ptr<Sequence> seq;
     uint64_t admittedAt = 0; // admission order: the oldest prefills first
+    /// The prompt is fed one token per decode step, beside the other rows
+    /// (see run()), instead of by a prefill call of its own.
+    bool streamsPrompt = false;
   };
 
   State(Model &model, SchedulerOptions options)
@@ -269,6 +275,19 @@ void Scheduler::State::run() {
       active.seq = std::make_unique<Sequence>(active.request.prompt,
                                               active.request.sampling, 0);
       active.admittedAt = admissions++;
+      // While other rows are in use, a prompt the artifact computes the same
+      // way in a decode call as in a prefill call (prefill_as_decode_below)
+      // is fed through the decode steps they share: a prefill call would
+      // stall every other stream and compute filler for each of their rows
+      // (the compiled code computes every row of the batch), while a shared
+      // decode step costs the others nothing. Alone, it is prefilled in one
+      // call (the shortest time to its first token).
+      bool othersInUse = false;
+      for (const auto &other : rows)
+        othersInUse |= other.has_value();
+      active.streamsPrompt =
+          othersInUse && static_cast<int64_t>(active.request.prompt.size()) <
+                             model.manifest().prefillAsDecodeBelow;
       rows[r] = std::move(active);
       {
         std::lock_guard<std::mutex> lock(mutex);
@@ -299,7 +318,7 @@ void Scheduler::State::prefillStep() {
   // The oldest admitted request whose prompt is not in the cache yet.
   std::optional<size_t> first;
   for (size_t r = 0; r < rows.size(); ++r)
-    if (rows[r] && rows[r]->seq->fed == 0 &&
+    if (rows[r] && rows[r]->seq->fed == 0 && !rows[r]->streamsPrompt &&
         (!first || rows[r]->admittedAt < rows[*first]->admittedAt))
       first = r;
   if (!first)
@@ -316,7 +335,7 @@ void Scheduler::State::prefillStep() {
     if (seq->fed == 0 && static_cast<int64_t>(seq->prompt.size()) != seqLen)
       continue;
     inputs[r].seq = seq;
-    inputs[r].feed = seq->fed == 0;
+    inputs[r].feed = seq->fed == 0 && !rows[r]->streamsPrompt;
     promptTokens += inputs[r].feed ? seqLen : 0;
   }
   std::string error = model.step(Entry::Prefill, seqLen, inputs);
@@ -342,12 +361,14 @@ void Scheduler::State::prefillStep() {
 void Scheduler::State::decodeStep() {
   std::vector<RowInput> inputs(rows.size());
   bool any = false;
+  int64_t promptTokens = 0; // of prompts streamed through this call
   for (size_t r = 0; r < rows.size(); ++r) {
-    if (!rows[r] || rows[r]->seq->fed == 0)
-      continue; // not prefilled yet: an unused row for this call
+    if (!rows[r] || (rows[r]->seq->fed == 0 && !rows[r]->streamsPrompt))
+      continue; // waiting for its prefill call: an unused row for this call
     inputs[r].seq = rows[r]->seq.get();
     inputs[r].feed = inputs[r].seq->needsFeed(false);
     any |= inputs[r].feed;
+    promptTokens += inputs[r].feed && !inputs[r].seq->promptFed() ? 1 : 0;
   }
   if (!any)
     return;
@@ -355,6 +376,8 @@ void Scheduler::State::decodeStep() {
   {
     std::lock_guard<std::mutex> lock(mutex);
     ++stats.decodeCalls;
+    if (error.empty())
+      stats.promptTokens += promptTokens;
   }
   if (!error.empty()) {
     for (size_t r = 0; r < rows.size(); ++r)

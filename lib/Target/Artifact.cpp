@@ -74,6 +74,23 @@ const char *cacheLayoutOf(ModuleOp module) {
   return latent ? "latent" : "expanded";
 }
 
+/// Prefill calls of fewer query tokens than this compute every token exactly
+/// as a decode call does: the absorbed form on the latent cache, below any
+/// op's expand_from (the naive form there rounds differently). The runtime's
+/// Scheduler then may feed a new request's prompt through the decode steps
+/// it shares with other rows, with the tokens the request gets alone. 0 with
+/// the expanded cache (no such promise).
+int64_t prefillAsDecodeBelow(ModuleOp module, int64_t maxSeqLen) {
+  bool latent = true;
+  int64_t below = maxSeqLen + 1;
+  module.walk([&](MlaOp op) {
+    latent &= op.hasLatentCache();
+    if (std::optional<uint64_t> from = op.getExpandFrom())
+      below = std::min<int64_t>(below, static_cast<int64_t>(*from));
+  });
+  return latent ? below : 0;
+}
+
 } // namespace
 
 std::string mlir::dsv3::describeManifest(ModuleOp imported,
@@ -195,7 +212,13 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
        llvm::json::Object{
            {"max_batch", importOptions.maxBatch},
            {"max_seq_len", maxSeqLen},
-           {"kv_cache", cacheLayoutOf(imported)}}},
+           {"kv_cache", cacheLayoutOf(imported)},
+           // Measured bitwise on the CPU (test/Runtime/scheduler-compiled
+           // .test); not yet on a GPU, whose artifacts make no promise.
+           {"prefill_as_decode_below",
+            options.device == "cuda"
+                ? 0
+                : prefillAsDecodeBelow(imported, maxSeqLen)}}},
       {"entry_points",
        llvm::json::Object{
            {"prefill", llvm::json::Object{{"symbol", "dsv3_prefill"},

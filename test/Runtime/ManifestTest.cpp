@@ -168,6 +168,9 @@ TEST(ManifestTest, EveryFieldIsChecked) {
       {[](json &m) { m["options"]["max_seq_len"] = "16"; },
        "m.json: field 'options.max_seq_len': must be an integer, got a "
        "string"},
+      {[](json &m) { m["options"]["prefill_as_decode_below"] = -1; },
+       "m.json: field 'options.prefill_as_decode_below': must be >= 0, got "
+       "-1"},
       {[](json &m) { m["entry_points"]["decode"]["seq_len"] = 2; },
        "m.json: field 'entry_points.decode.seq_len': this runtime calls "
        "decode with seq_len 1, got 2"},

@@ -104,6 +104,9 @@ struct Manifest {
   int64_t maxBatch = 0;
   int64_t maxSeqLen = 0;
   std::string kvCacheLayout;
+  /// options.prefill_as_decode_below: prefill calls of fewer tokens compute
+  /// each token exactly as decode calls do (0, also when absent: no promise).
+  int64_t prefillAsDecodeBelow = 0;
   EntryPointSpec prefill, decode;
   std::optional<PrepareSpec> prepare;
   std::vector<TensorSpec> inputs;
