@@ -193,7 +193,9 @@ def plot(result: Dict[str, Any], path: str) -> None:
     a.plot(clients, [c["per_request_tokens_per_second"] for c in result["server"]], "s--",
            label="dsv3-serve, per request")
     a.axhline(result["single"]["decode_tokens_per_second"], color="gray", linestyle=":",
-              label="dsv3-run, one sequence")
+              label="dsv3-run, one sequence (1-row artifact)")
+    a.axhline(result["single"]["decode_tokens_per_second_on_server_artifact"], color="gray", linestyle="-.",
+              label="dsv3-run, one sequence (the server's 8-row artifact)")
     a.set_xlabel("concurrent clients")
     a.set_ylabel("generated tokens/s")
     a.set_xticks(clients)
@@ -220,7 +222,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--plot", help="write the chart (PNG) here")
+    ap.add_argument("--replot", metavar="JSON", help="only draw --plot from a serve-benchmark.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        with open(args.replot, encoding="utf-8") as f:
+            plot(json.load(f), args.plot)
+        return 0
     clients = [int(c) for c in args.clients.split(",")]
     bin_dir = os.path.join(args.build, "bin")
     os.makedirs(args.out, exist_ok=True)
