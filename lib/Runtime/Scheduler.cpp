@@ -71,6 +71,10 @@ struct Scheduler::State {
   void decodeStep();
   /// After a call that fed `row`: sample its next token if its sequence is
   /// all in the cache, pass it on, and end the request if it is done.
+  /// One entry-point call with `inputs`, its counters, then sampling for
+  /// every row it fed (or, if it failed, the end of every request).
+  void callAndSample(Entry entry, int64_t seqLen,
+                     const std::vector<RowInput> &inputs, int64_t promptTokens);
   void afterCall(size_t row, Entry entry);
 
   Model &model;
@@ -338,24 +342,7 @@ void Scheduler::State::prefillStep() {
     inputs[r].feed = seq->fed == 0 && !rows[r]->streamsPrompt;
     promptTokens += inputs[r].feed ? seqLen : 0;
   }
-  std::string error = model.step(Entry::Prefill, seqLen, inputs);
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    ++stats.prefillCalls;
-    if (error.empty())
-      stats.promptTokens += promptTokens;
-  }
-  if (!error.empty()) {
-    // The call may have left any row's cache half written: every request
-    // in the model ends.
-    for (size_t r = 0; r < rows.size(); ++r)
-      if (rows[r])
-        finish(r, FinishReason::Error, error);
-    return;
-  }
-  for (size_t r = 0; r < rows.size(); ++r)
-    if (inputs[r].feed)
-      afterCall(r, Entry::Prefill);
+  callAndSample(Entry::Prefill, seqLen, inputs, promptTokens);
 }
 
 void Scheduler::State::decodeStep() {
@@ -372,14 +359,22 @@ void Scheduler::State::decodeStep() {
   }
   if (!any)
     return;
-  std::string error = model.step(Entry::Decode, 1, inputs);
+  callAndSample(Entry::Decode, 1, inputs, promptTokens);
+}
+
+void Scheduler::State::callAndSample(Entry entry, int64_t seqLen,
+                                     const std::vector<RowInput> &inputs,
+                                     int64_t promptTokens) {
+  std::string error = model.step(entry, seqLen, inputs);
   {
     std::lock_guard<std::mutex> lock(mutex);
-    ++stats.decodeCalls;
+    ++(entry == Entry::Prefill ? stats.prefillCalls : stats.decodeCalls);
     if (error.empty())
       stats.promptTokens += promptTokens;
   }
   if (!error.empty()) {
+    // The call may have left any row's cache half written: every request
+    // in the model ends.
     for (size_t r = 0; r < rows.size(); ++r)
       if (rows[r])
         finish(r, FinishReason::Error, error);
@@ -387,7 +382,7 @@ void Scheduler::State::decodeStep() {
   }
   for (size_t r = 0; r < rows.size(); ++r)
     if (inputs[r].feed)
-      afterCall(r, Entry::Decode);
+      afterCall(r, entry);
 }
 
 void Scheduler::State::afterCall(size_t row, Entry entry) {
