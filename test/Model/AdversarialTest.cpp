@@ -47,18 +47,9 @@ std::string headerError(const TempDir &dir, const std::string &header,
   return openError(dir.path());
 }
 
-std::string configError(const std::string &text) {
-  ConfigParseResult r = parseModelConfig(text);
-  EXPECT_FALSE(r) << "unexpectedly parsed";
-  EXPECT_EQ(r.error.find('\n'), std::string::npos) << r.error;
-  return r.error;
-}
-
 std::string with(const std::string &key, json value,
                  const char *base = kConfigTinyV3) {
-  json j = json::parse(base);
-  j[key] = std::move(value);
-  return j.dump();
+  return configWith(base, key, std::move(value));
 }
 
 std::string nested(size_t depth) {
@@ -298,12 +289,12 @@ TEST(AdversarialConfig, EverySizeZeroNegativeHugeWrongTypeNull) {
                               json::object({{"v", 8}})};
   for (const char *field : sizes)
     for (const json &value : values) {
-      std::string e = configError(with(field, value));
+      std::string e = configParseError(with(field, value));
       EXPECT_THAT(e, HasSubstr(std::string("field '") + field + "'"))
           << field << " = " << value.dump();
     }
   // 1e400 is not a double: the JSON parser refuses it.
-  EXPECT_THAT(configError(std::string(kConfigTinyV3).replace(
+  EXPECT_THAT(configParseError(std::string(kConfigTinyV3).replace(
                   std::string(kConfigTinyV3).find("\"vocab_size\": 512"), 17,
                   "\"vocab_size\": 1e400")),
               HasSubstr("config.json: "));
@@ -314,26 +305,26 @@ TEST(AdversarialConfig, ProductsOfDimensionsThatOverflow) {
   json j = json::parse(kConfigTinyV3);
   j["vocab_size"] = 2147483647;
   j["hidden_size"] = 2147483647; // embedding: 2^62 elements, 2^64 bytes in f32
-  EXPECT_THAT(configError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("the model would have more than 2^46"));
   j = json::parse(kConfigTinyV3);
   j["num_hidden_layers"] = 2147483647;
   j["first_k_dense_replace"] = 2147483647;
-  EXPECT_THAT(configError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'num_hidden_layers': 2147483647 layers would "
                         "hold more than 4194304 weight tensors"));
   j = json::parse(kConfigTinyV3);
   j["n_routed_experts"] = 1 << 30;
   j["n_group"] = 1;
   j["topk_group"] = 1;
-  EXPECT_THAT(configError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'n_routed_experts': the model would hold more "
                         "than 4194304 weight tensors"));
   // heads * head dims past 2^31 (the projection widths).
   j = json::parse(kConfigTinyV3);
   j["num_attention_heads"] = 1 << 20;
   j["v_head_dim"] = 1 << 12;
-  EXPECT_THAT(configError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'num_attention_heads': the attention "
                         "projection sizes exceed"));
   // 32-bit products: hidden * intermediate = 2^32 is fine (the limits are on
@@ -347,7 +338,7 @@ TEST(AdversarialConfig, ProductsOfDimensionsThatOverflow) {
 }
 
 TEST(AdversarialConfig, DeeplyNestedAndDuplicateKeys) {
-  EXPECT_THAT(configError("{\"model_type\":" + nested(1000000) + "}"),
+  EXPECT_THAT(configParseError("{\"model_type\":" + nested(1000000) + "}"),
               HasSubstr("config.json: invalid JSON: JSON nests deeper than 64 "
                         "levels"));
   json j = json::parse(kConfigTinyV3);
@@ -355,12 +346,12 @@ TEST(AdversarialConfig, DeeplyNestedAndDuplicateKeys) {
   EXPECT_TRUE(parseModelConfig(j.dump())) << "60 levels are within the limit";
   std::string twice = std::string(kConfigTinyV3);
   twice.insert(twice.find('{') + 1, "\"vocab_size\": 9999999,");
-  EXPECT_EQ(configError(twice),
+  EXPECT_EQ(configParseError(twice),
             "config.json: invalid JSON: duplicate key 'vocab_size'");
 }
 
 TEST(AdversarialConfig, ControlCharactersInValuesStayOnOneLine) {
-  std::string e = configError(with("model_type", "llama\n\r\x01"));
+  std::string e = configParseError(with("model_type", "llama\n\r\x01"));
   EXPECT_THAT(e, HasSubstr("'llama\\n\\r\\x01'"));
 }
 

@@ -27,20 +27,10 @@ ModelConfig parseOk(const std::string &text) {
 }
 
 /// Parses `text` and returns the error (failing the test if it parsed).
-std::string parseError(const std::string &text) {
-  ConfigParseResult r = parseModelConfig(text);
-  EXPECT_FALSE(r) << "unexpectedly parsed";
-  EXPECT_THAT(r.error, StartsWith("config.json: "));
-  EXPECT_EQ(r.error.find('\n'), std::string::npos) << "one line expected";
-  return r.error;
-}
-
 /// The 671B config with `key` set to `value`.
 std::string with(const std::string &key, json value,
                  const char *base = kConfig671B) {
-  json j = json::parse(base);
-  j[key] = std::move(value);
-  return j.dump();
+  return configWith(base, key, std::move(value));
 }
 
 /// The 671B config without `key`.
@@ -207,9 +197,9 @@ TEST(ModelConfig, QLoraRankZeroMeansPlainProjection) {
 
 TEST(ModelConfig, EosTokenListTakesFirst) {
   EXPECT_EQ(parseOk(with("eos_token_id", {7, 8})).eosTokenId, 7);
-  EXPECT_THAT(parseError(with("eos_token_id", json::array())),
+  EXPECT_THAT(configParseError(with("eos_token_id", json::array())),
               HasSubstr("field 'eos_token_id'"));
-  EXPECT_THAT(parseError(with("eos_token_id", {7, "x"})),
+  EXPECT_THAT(configParseError(with("eos_token_id", {7, "x"})),
               HasSubstr("field 'eos_token_id': expected an integer"));
 }
 
@@ -269,70 +259,70 @@ TEST(ModelConfig, LoadFromDirectoryAndFile) {
 //===----------------------------------------------------------------------===//
 
 TEST(ModelConfigError, MissingRequiredField) {
-  EXPECT_EQ(parseError(without("hidden_size")),
+  EXPECT_EQ(configParseError(without("hidden_size")),
             "config.json: field 'hidden_size': missing (required)");
-  EXPECT_THAT(parseError(without("q_lora_rank")),
+  EXPECT_THAT(configParseError(without("q_lora_rank")),
               HasSubstr("field 'q_lora_rank': missing"));
-  EXPECT_THAT(parseError(without("model_type")),
+  EXPECT_THAT(configParseError(without("model_type")),
               HasSubstr("field 'model_type': missing"));
   // Needed only by MoE models.
-  EXPECT_THAT(parseError(without("num_experts_per_tok")),
+  EXPECT_THAT(configParseError(without("num_experts_per_tok")),
               HasSubstr("field 'num_experts_per_tok': missing"));
   json j = json::parse(kConfig671B);
   j["rope_scaling"].erase("factor");
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'rope_scaling.factor': missing"));
 }
 
 TEST(ModelConfigError, StringWhereIntegerExpected) {
-  EXPECT_EQ(parseError(with("hidden_size", "7168")),
+  EXPECT_EQ(configParseError(with("hidden_size", "7168")),
             "config.json: field 'hidden_size': expected an integer, got "
             "string \"7168\"");
 }
 
 TEST(ModelConfigError, FloatWhereIntegerExpected) {
-  EXPECT_EQ(parseError(with("num_attention_heads", 12.5)),
+  EXPECT_EQ(configParseError(with("num_attention_heads", 12.5)),
             "config.json: field 'num_attention_heads': expected an integer, "
             "got number 12.5");
-  EXPECT_THAT(parseError(with("n_group", 8.0)),
+  EXPECT_THAT(configParseError(with("n_group", 8.0)),
               HasSubstr("field 'n_group': expected an integer"));
 }
 
 TEST(ModelConfigError, OtherIllTypedFields) {
-  EXPECT_THAT(parseError(with("norm_topk_prob", 1)),
+  EXPECT_THAT(configParseError(with("norm_topk_prob", 1)),
               HasSubstr("field 'norm_topk_prob': expected a boolean, got "
                         "integer 1"));
-  EXPECT_THAT(parseError(with("rms_norm_eps", "1e-6")),
+  EXPECT_THAT(configParseError(with("rms_norm_eps", "1e-6")),
               HasSubstr("field 'rms_norm_eps': expected a number"));
-  EXPECT_THAT(parseError(with("rope_scaling", "yarn")),
+  EXPECT_THAT(configParseError(with("rope_scaling", "yarn")),
               HasSubstr("field 'rope_scaling': expected null or an object"));
-  EXPECT_THAT(parseError(with("vocab_size", nullptr)),
+  EXPECT_THAT(configParseError(with("vocab_size", nullptr)),
               HasSubstr("field 'vocab_size': expected an integer, got null"));
   EXPECT_THAT(
-      parseError(with("hidden_size", json::parse("18446744073709551615"))),
+      configParseError(with("hidden_size", json::parse("18446744073709551615"))),
       HasSubstr("field 'hidden_size': integer 18446744073709551615 is "
                 "out of range"));
 }
 
 TEST(ModelConfigError, NonPositiveSize) {
-  EXPECT_EQ(parseError(with("kv_lora_rank", 0)),
+  EXPECT_EQ(configParseError(with("kv_lora_rank", 0)),
             "config.json: field 'kv_lora_rank': must be positive, got 0");
-  EXPECT_THAT(parseError(with("vocab_size", -5)),
+  EXPECT_THAT(configParseError(with("vocab_size", -5)),
               HasSubstr("field 'vocab_size': must be positive, got -5"));
-  EXPECT_THAT(parseError(with("n_shared_experts", -1)),
+  EXPECT_THAT(configParseError(with("n_shared_experts", -1)),
               HasSubstr("field 'n_shared_experts': must not be negative"));
-  EXPECT_THAT(parseError(with("hidden_size", 1LL << 40)),
+  EXPECT_THAT(configParseError(with("hidden_size", 1LL << 40)),
               HasSubstr("field 'hidden_size': must be at most 2147483647"));
 }
 
 TEST(ModelConfigError, OddRopeHeadDim) {
-  EXPECT_EQ(parseError(with("qk_rope_head_dim", 63)),
+  EXPECT_EQ(configParseError(with("qk_rope_head_dim", 63)),
             "config.json: field 'qk_rope_head_dim': must be even (RoPE "
             "rotates pairs), got 63");
 }
 
 TEST(ModelConfigError, TopkGroupExceedsNGroup) {
-  EXPECT_EQ(parseError(with("topk_group", 9)),
+  EXPECT_EQ(configParseError(with("topk_group", 9)),
             "config.json: field 'topk_group': must be at most n_group (8), "
             "got 9");
 }
@@ -341,7 +331,7 @@ TEST(ModelConfigError, NGroupMustDivideExperts) {
   json j = json::parse(kConfig671B);
   j["n_group"] = 7;
   j["topk_group"] = 4;
-  EXPECT_EQ(parseError(j.dump()),
+  EXPECT_EQ(configParseError(j.dump()),
             "config.json: field 'n_group': must divide n_routed_experts "
             "(256), got 7");
 }
@@ -351,17 +341,17 @@ TEST(ModelConfigError, DefaultedValueIsPointedOut) {
   json j = minimalConfig("deepseek_v3");
   j["n_routed_experts"] = 6;
   j["topk_group"] = 1;
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'n_group': must divide n_routed_experts (6), "
                         "got 8 (the default; the field is absent)"));
 }
 
 TEST(ModelConfigError, TooManyExpertsPerToken) {
-  EXPECT_EQ(parseError(with("num_experts_per_tok", 257)),
+  EXPECT_EQ(configParseError(with("num_experts_per_tok", 257)),
             "config.json: field 'num_experts_per_tok': must be at most "
             "n_routed_experts (256), got 257");
   // 4 groups of 32 experts reachable.
-  EXPECT_EQ(parseError(with("num_experts_per_tok", 129)),
+  EXPECT_EQ(configParseError(with("num_experts_per_tok", 129)),
             "config.json: field 'num_experts_per_tok': must be at most "
             "topk_group * n_routed_experts / n_group = 128, got 129");
 }
@@ -370,13 +360,13 @@ TEST(ModelConfigError, NoauxTcNeedsTwoExpertsPerGroup) {
   json j = json::parse(kConfigTinyV3);
   j["n_group"] = 8;
   j["topk_group"] = 2;
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'n_group': noaux_tc ranks groups by their "
                         "top-2 experts"));
 }
 
 TEST(ModelConfigError, FirstKDenseBeyondLayers) {
-  EXPECT_EQ(parseError(with("first_k_dense_replace", 62)),
+  EXPECT_EQ(configParseError(with("first_k_dense_replace", 62)),
             "config.json: field 'first_k_dense_replace': must be at most "
             "num_hidden_layers (61), got 62");
 }
@@ -393,20 +383,20 @@ TEST(ModelConfig, GroupLimitedGreedyHasNoSelectionBias) {
 }
 
 TEST(ModelConfigError, UnsupportedEnumValues) {
-  EXPECT_THAT(parseError(with("scoring_func", "relu")),
+  EXPECT_THAT(configParseError(with("scoring_func", "relu")),
               HasSubstr("field 'scoring_func': unsupported value 'relu'"));
-  EXPECT_THAT(parseError(with("topk_method", "top1")),
+  EXPECT_THAT(configParseError(with("topk_method", "top1")),
               HasSubstr("field 'topk_method': unsupported value 'top1'"));
-  EXPECT_THAT(parseError(with("hidden_act", "gelu")),
+  EXPECT_THAT(configParseError(with("hidden_act", "gelu")),
               HasSubstr("field 'hidden_act': unsupported activation 'gelu'"));
-  EXPECT_THAT(parseError(with("attention_bias", true)),
+  EXPECT_THAT(configParseError(with("attention_bias", true)),
               HasSubstr("field 'attention_bias': biases are not supported"));
 }
 
 TEST(ModelConfigError, UnsupportedRopeScaling) {
   json j = json::parse(kConfig671B);
   j["rope_scaling"]["type"] = "linear";
-  EXPECT_EQ(parseError(j.dump()),
+  EXPECT_EQ(configParseError(j.dump()),
             "config.json: field 'rope_scaling': unsupported RoPE scaling type "
             "'linear' (only \"yarn\" or null is supported)");
 }
@@ -414,12 +404,12 @@ TEST(ModelConfigError, UnsupportedRopeScaling) {
 TEST(ModelConfigError, BadYarnParameters) {
   json j = json::parse(kConfig671B);
   j["rope_scaling"]["factor"] = 0.5;
-  EXPECT_EQ(parseError(j.dump()),
+  EXPECT_EQ(configParseError(j.dump()),
             "config.json: field 'rope_scaling.factor': must be at least 1, "
             "got 0.5");
   j = json::parse(kConfig671B);
   j["rope_scaling"]["beta_fast"] = 1;
-  EXPECT_EQ(parseError(j.dump()),
+  EXPECT_EQ(configParseError(j.dump()),
             "config.json: field 'rope_scaling.beta_fast': must be greater "
             "than beta_slow (1), got 1");
 }
@@ -427,39 +417,39 @@ TEST(ModelConfigError, BadYarnParameters) {
 TEST(ModelConfigError, UnsupportedQuantization) {
   json j = json::parse(kConfig671B);
   j["quantization_config"]["quant_method"] = "gptq";
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'quantization_config.quant_method': "
                         "unsupported quantisation 'gptq'"));
   j = json::parse(kConfig671B);
   j["quantization_config"]["weight_block_size"] = {64, 64};
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'quantization_config.weight_block_size': "
                         "unsupported block size [64,64]"));
   j = json::parse(kConfig671B);
   j["quantization_config"]["fmt"] = "e5m2";
-  EXPECT_THAT(parseError(j.dump()),
+  EXPECT_THAT(configParseError(j.dump()),
               HasSubstr("field 'quantization_config.fmt'"));
 }
 
 TEST(ModelConfigError, UnsupportedModelType) {
-  EXPECT_EQ(parseError(with("model_type", "llama")),
+  EXPECT_EQ(configParseError(with("model_type", "llama")),
             "config.json: field 'model_type': unsupported model type 'llama' "
             "(expected \"deepseek_v3\" or \"deepseek_v2\")");
 }
 
 TEST(ModelConfigError, InvalidJson) {
-  std::string e = parseError("{\n  \"hidden_size\": 7168,\n  oops\n}");
+  std::string e = configParseError("{\n  \"hidden_size\": 7168,\n  oops\n}");
   EXPECT_THAT(e, StartsWith("config.json: invalid JSON: parse error at line "
                             "3, column"));
-  EXPECT_THAT(parseError(""), HasSubstr("invalid JSON"));
-  EXPECT_EQ(parseError(std::string("{}\0{", 4)),
+  EXPECT_THAT(configParseError(""), HasSubstr("invalid JSON"));
+  EXPECT_EQ(configParseError(std::string("{}\0{", 4)),
             "config.json: invalid JSON: NUL byte at offset 2");
 }
 
 TEST(ModelConfigError, NonObjectTopLevel) {
-  EXPECT_EQ(parseError("[1, 2]"),
+  EXPECT_EQ(configParseError("[1, 2]"),
             "config.json: top level must be a JSON object, got an array");
-  EXPECT_EQ(parseError("42"),
+  EXPECT_EQ(configParseError("42"),
             "config.json: top level must be a JSON object, got an integer");
 }
 

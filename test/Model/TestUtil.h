@@ -9,6 +9,9 @@
 #define DSV3_TEST_MODEL_TESTUTIL_H
 
 #include "dsv3/Model/Checkpoint.h"
+#include "dsv3/Model/ModelConfig.h"
+
+#include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
@@ -113,6 +116,24 @@ fakeTensorsFor(const std::vector<ExpectedTensor> &expected) {
   for (const ExpectedTensor &e : expected)
     out.push_back({e.name, dtypeName(e.dtypes.front()), e.shape, ""});
   return out;
+}
+
+/// The error of a config.json text that must not parse: one line, naming
+/// the file ("config.json: ...").
+inline std::string configParseError(const std::string &text) {
+  ConfigParseResult r = parseModelConfig(text);
+  EXPECT_FALSE(r) << "unexpectedly parsed";
+  EXPECT_EQ(r.error.rfind("config.json: ", 0), 0u) << r.error;
+  EXPECT_EQ(r.error.find('\n'), std::string::npos) << "one line expected";
+  return r.error;
+}
+
+/// The config.json text `base` with `key` set to `value`.
+inline std::string configWith(const char *base, const std::string &key,
+                              nlohmann::json value) {
+  nlohmann::json j = nlohmann::json::parse(base);
+  j[key] = std::move(value);
+  return j.dump();
 }
 
 } // namespace dsv3::test
