@@ -26,10 +26,13 @@ mlir::dsv3::buildCpuBufferizePipeline(OpPassManager &pm,
       pm, {
               // 1. Model ops to linalg on tensors; the residual adds of the
               //    importer become linalg too.
-              options.tensorCores
-                  ? "convert-dsv3-to-linalg{tensor-cores mma-rows=" +
-                        std::to_string(options.mmaRows) + "}"
-                  : "convert-dsv3-to-linalg",
+              "convert-dsv3-to-linalg{token-row-block=" +
+                  std::to_string(options.tokenRowBlock) +
+                  (options.tensorCores
+                       ? " tensor-cores mma-rows=" +
+                             std::to_string(options.mmaRows)
+                       : std::string()) +
+                  "}",
               // What a layer computes from the call's inputs alone (the used
               // cache length from the positions) out of the layer loops:
               // once per call, not per layer (on the GPU each was a host

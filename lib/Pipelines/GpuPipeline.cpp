@@ -123,6 +123,8 @@ LogicalResult mlir::dsv3::buildGpuPipeline(OpPassManager &pm,
   CpuPipelineOptions bufferizeOptions;
   bufferizeOptions.tensorCores = options.tensorCores.getValue();
   bufferizeOptions.mmaRows = tensorCoreTileRows(options);
+  // A GPU thread's registers hold one row's accumulators, not a block's.
+  bufferizeOptions.tokenRowBlock = 1;
   if (failed(buildCpuBufferizePipeline(pm, bufferizeOptions)) ||
       failed(buildGpuLoopsPipeline(pm, options)))
     return failure();
@@ -136,6 +138,8 @@ mlir::dsv3::buildGpuTiledOnCpuPipeline(OpPassManager &pm,
   cpuOptions.emitPackedEntryPoints = options.emitPackedEntryPoints.getValue();
   cpuOptions.tensorCores = options.tensorCores.getValue();
   cpuOptions.mmaRows = tensorCoreTileRows(options);
+  // The kernels the GPU runs, so the one-row dots of the GPU pipelines.
+  cpuOptions.tokenRowBlock = 1;
   // A warp-level tile runs once, as vector math, instead of on 32 lanes.
   if (failed(buildCpuBufferizePipeline(pm, cpuOptions)) ||
       failed(buildGpuLoopsPipeline(pm, options, /*tiledOnCpu=*/true)))

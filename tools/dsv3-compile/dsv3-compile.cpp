@@ -129,6 +129,12 @@ cl::opt<std::string> ompSchedule(
     cl::desc("OpenMP schedule of the parallel loops: static (default), "
              "dynamic, guided, auto, runtime (OMP_SCHEDULE decides)"),
     cl::init("static"), cl::cat(category));
+cl::opt<int64_t> tokenRowBlock(
+    "token-row-block",
+    cl::desc("CPU target: token rows a linear's row-dot kernel computes per "
+             "pass over a weight tile, 1, 2 or 4 (default 4: a batched "
+             "decode step widens each weight chunk once per 4 tokens)"),
+    cl::init(4), cl::cat(category));
 cl::opt<int64_t> naivePrefillFrom(
     "naive-prefill-from",
     cl::desc("With the latent cache (--fusion=all|latent): prefill calls of "
@@ -292,6 +298,9 @@ int main(int argc, char **argv) {
       return fail("--omp-schedule must be static, dynamic, guided, auto or "
                   "runtime, got '" +
                   ompSchedule + "'");
+    if (tokenRowBlock != 1 && tokenRowBlock != 2 && tokenRowBlock != 4)
+      return fail("--token-row-block must be 1, 2 or 4, got " +
+                  Twine(tokenRowBlock));
     if (failed(mlir::dsv3::buildFusionPipeline(fusionPasses, fusionOptions)))
       return fail("--fusion=" + fusion +
                   ": unknown strategy (expected all, none, latent or moe)");
@@ -339,6 +348,7 @@ int main(int argc, char **argv) {
   mlir::PassManager pm(&context);
   mlir::dsv3::CpuPipelineOptions cpuOptions;
   cpuOptions.ompSchedule = ompSchedule;
+  cpuOptions.tokenRowBlock = tokenRowBlock;
   mlir::dsv3::GpuPipelineOptions gpuOptions;
   gpuOptions.chip = chip;
   gpuOptions.threadsPerBlock = threadsPerBlock;

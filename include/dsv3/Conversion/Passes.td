@@ -71,7 +71,12 @@ def ConvertDSV3ToLinalg : Pass<"convert-dsv3-to-linalg", "ModuleOp"> {
            "f32 accumulation) where the weights allow">,
     Option<"mmaRows", "mma-rows", "int64_t", /*default=*/"16",
            "Rows of a tensor-core tile: 16 (one warp's mma.sync m16n8k16) or "
-           "64 (one warpgroup's wgmma m64nNk16, sm_90a)">
+           "64 (one warpgroup's wgmma m64nNk16, sm_90a)">,
+    Option<"tokenRowBlock", "token-row-block", "int64_t", /*default=*/"1",
+           "Token rows the row-dot kernels (linears, the LM head) compute per "
+           "pass over a weight tile: 1, 2 or 4; 4 on the CPU, where it makes a "
+           "batched decode step read and widen each weight chunk once for "
+           "four tokens">
   ];
 }
 

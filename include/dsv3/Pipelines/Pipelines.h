@@ -48,6 +48,12 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
                      "64 (a warpgroup's wgmma; set by the GPU pipelines for "
                      "sm_90a)"),
       llvm::cl::init(16)};
+  PassOptions::Option<int64_t> tokenRowBlock{
+      *this, "token-row-block",
+      llvm::cl::desc("Token rows a row-dot kernel computes per pass over a "
+                     "weight tile (convert-dsv3-to-linalg{token-row-block}); "
+                     "1 in the GPU pipelines"),
+      llvm::cl::init(4)};
 };
 
 /// Stage 1: dsv3 -> linalg/tensor -> one-shot bufferization with buffer

@@ -93,17 +93,18 @@ Value emitReshape(Emitter &e, Value v, ArrayRef<ReassociationIndices> reassoc,
 template <typename OpTy>
 struct FunctionLowering : OpRewritePattern<OpTy> {
   using Function = std::function<Value(Emitter &, OpTy)>;
-  FunctionLowering(MLIRContext *context, TensorCoreTiles tensorCores,
+  FunctionLowering(MLIRContext *context, KernelOptions kernels,
                    Function function)
-      : OpRewritePattern<OpTy>(context), tensorCores(tensorCores),
+      : OpRewritePattern<OpTy>(context), kernels(kernels),
         function(std::move(function)) {}
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc(), tensorCores};
+    Emitter e{rewriter, op.getLoc(), kernels.tensorCores,
+              kernels.tokenRowBlock};
     rewriter.replaceOp(op, function(e, op));
     return success();
   }
-  TensorCoreTiles tensorCores;
+  KernelOptions kernels;
   Function function;
 };
 
@@ -126,11 +127,15 @@ Value emitRmsNorm(Emitter &e, Value x, Value w, double eps) {
         return it;
       }(),
       [&](OpBuilder &b, Location loc, ValueRange args) {
-        Value sq = arith::MulFOp::create(b, loc, args[0], args[0]);
+        Value xv = widen(b, loc, args[0]);
+        Value sq = arith::MulFOp::create(b, loc, xv, xv);
         linalg::YieldOp::create(b, loc,
                                 ValueRange{arith::AddFOp::create(b, loc, args[1], sq)});
       });
-  Value init = e.empty(e.sizesOf(x));
+  // The result has the input's type (the verifier's rule); the arithmetic
+  // is f32 whatever that type is, rounded once at the end.
+  Type resultElement = type.getElementType();
+  Value init = e.empty(e.sizesOf(x), resultElement);
   SmallVector<AffineMap> maps{e.b.getMultiDimIdentityMap(rank),
                               e.map(rank, Emitter::range(0, rank - 1)),
                               e.map(rank, {rank - 1}),
@@ -146,10 +151,13 @@ Value emitRmsNorm(Emitter &e, Value x, Value w, double eps) {
         Value mean = arith::DivFOp::create(b, loc, args[1], n);
         Value inv = math::RsqrtOp::create(
             b, loc, arith::AddFOp::create(b, loc, mean, epsV));
-        Value normed = arith::MulFOp::create(b, loc, args[0], inv);
+        Value normed =
+            arith::MulFOp::create(b, loc, widen(b, loc, args[0]), inv);
         Value wv = widen(b, loc, args[2]);
-        linalg::YieldOp::create(b, loc,
-                                ValueRange{arith::MulFOp::create(b, loc, normed, wv)});
+        Value out = arith::MulFOp::create(b, loc, normed, wv);
+        if (resultElement != out.getType())
+          out = arith::TruncFOp::create(b, loc, resultElement, out);
+        linalg::YieldOp::create(b, loc, ValueRange{out});
       });
 }
 
@@ -463,13 +471,14 @@ Value emitConcatLast(Emitter &e, Value a, Value bv) {
 
 struct MlaLowering : OpRewritePattern<MlaOp> {
   /// tensorCores: the absorbed attention's two products as warp MMA tiles.
-  MlaLowering(MLIRContext *context, TensorCoreTiles tensorCores)
-      : OpRewritePattern(context), tensorCores(tensorCores) {}
-  TensorCoreTiles tensorCores;
+  MlaLowering(MLIRContext *context, KernelOptions kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
+  KernelOptions kernels;
 
   LogicalResult matchAndRewrite(MlaOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc(), tensorCores};
+    Emitter e{rewriter, op.getLoc(), kernels.tensorCores,
+              kernels.tokenRowBlock};
     const int64_t heads = op.getHeads(), kvRank = op.getKvLoraRank(),
                   nope = op.getQkNopeHeadDim(), rope = op.getQkRopeHeadDim(),
                   vDim = op.getVHeadDim();
@@ -569,7 +578,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // scores[(b,h), s, t] = q[(b,h), s, :] . K[(b,h), t, :]
       // On tensor cores: per (sequence, head), the query positions as M.
       Value scores3 =
-          tensorCores
+          e.tensorCores
               ? emitBatchedWarpGemm(e, qT, keys, /*nDim=*/1, /*kDim=*/2)
               : emitGroupedDots(e, qT, WeightView{keys, {}, {}});
       // The softmax runs on the [B, H, S, T] view of the scores (reshapes
@@ -582,7 +591,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                                  {groups, seqLen, used});
       // o[(b,h), s, v] = sum_t P[(b,h), s, t] * V[(b,h), t, v]
       Value o =
-          tensorCores
+          e.tensorCores
               ? emitBatchedWarpGemm(e, probsT, values, /*nDim=*/2, /*kDim=*/1)
               : emitGroupedAxpy(e, probsT, WeightView{values, {}, {}});
       Value o4 = emitReshape(e, o, {{0, 1}, {2}, {3}},
@@ -649,7 +658,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // The absorptions are per-head GEMMs too: on tensor cores (tokens as
       // M) when kv_b is bf16.
       const bool bf16KvB =
-          tensorCores && isTensorCoreWeight(op.getWkvB(), op.getWkvBScale());
+          e.tensorCores && isTensorCoreWeight(op.getWkvB(), op.getWkvBScale());
       Value qLat = bf16KvB ? emitBatchedWarpGemm(e, qNopeT, wUK.view,
                                                  /*nDim=*/2, /*kDim=*/1)
                            : emitGroupedAxpy(e, qNopeT, wUK); // [H, B*S, C]
@@ -690,7 +699,7 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // rows as M and an online softmax over the cache in chunks (bf16
       // operands, f32 statistics and accumulators).
       Value oLat;
-      if (tensorCores) {
+      if (e.tensorCores) {
         oLat = emitFlashLatentAttention(e, qCat, prefix, prefixLatent,
                                         positions, heads, scale);
       } else {
@@ -772,27 +781,34 @@ struct ConvertDSV3ToLinalgPass
     if (mmaRows != 16 && mmaRows != 64) {
       getOperation().emitError("convert-dsv3-to-linalg: mma-rows must be 16 "
                                "(mma.sync) or 64 (wgmma), not ")
-          << mmaRows;
+          << static_cast<int64_t>(mmaRows);
       return signalPassFailure();
     }
-    const TensorCoreTiles tensorCores{this->tensorCores, mmaRows};
+    // Powers of two, so a block's weight rows divide a tile's.
+    if (tokenRowBlock != 1 && tokenRowBlock != 2 && tokenRowBlock != 4) {
+      getOperation().emitError("convert-dsv3-to-linalg: token-row-block must "
+                               "be 1, 2 or 4, not ")
+          << static_cast<int64_t>(tokenRowBlock);
+      return signalPassFailure();
+    }
+    const KernelOptions kernels{{this->tensorCores, mmaRows}, tokenRowBlock};
     patterns.add<EmbeddingLowering>(context);
-    patterns.add<MlaLowering>(context, tensorCores);
-    populateMoeLoweringPatterns(patterns, tensorCores);
+    patterns.add<MlaLowering>(context, kernels);
+    populateMoeLoweringPatterns(patterns, kernels);
     patterns.add<FunctionLowering<LinearOp>>(
-        context, tensorCores, [](Emitter &e, LinearOp op) {
+        context, kernels, [](Emitter &e, LinearOp op) {
           return emitLinear(e, op.getInput(), op.getWeight(), op.getScale());
         });
     patterns.add<FunctionLowering<RmsNormOp>>(
-        context, tensorCores, [](Emitter &e, RmsNormOp op) {
+        context, kernels, [](Emitter &e, RmsNormOp op) {
           return emitRmsNorm(e, op.getInput(), op.getWeight(),
                              op.getEps().convertToDouble());
         });
-    patterns.add<FunctionLowering<RopeOp>>(context, tensorCores, [](Emitter &e, RopeOp op) {
+    patterns.add<FunctionLowering<RopeOp>>(context, kernels, [](Emitter &e, RopeOp op) {
       return emitRope(e, op.getInput(), op.getPositions(), op.getRope());
     });
     patterns.add<FunctionLowering<SwigluMlpOp>>(
-        context, tensorCores, [](Emitter &e, SwigluMlpOp op) {
+        context, kernels, [](Emitter &e, SwigluMlpOp op) {
           return emitSwiglu(e, op.getInput(), op.getGate(), op.getUp(),
                             op.getDown(), op.getGateScale(), op.getUpScale(),
                             op.getDownScale());

@@ -27,6 +27,17 @@ struct TensorCoreTiles {
   explicit operator bool() const { return enabled; }
 };
 
+/// What the pass options choose for the kernels the patterns emit.
+struct KernelOptions {
+  TensorCoreTiles tensorCores = {};
+  /// Token rows a row-dot kernel computes per pass over a weight tile
+  /// (emitDotBlock in WeightStreams.cpp): 4 on the CPU, where the 32
+  /// AVX-512 registers hold a 4 x 4 block of accumulators; 1 keeps the
+  /// one-row loop (the GPU's CUDA-core kernels, where 16 accumulators of 16
+  /// lanes would not fit a thread's registers).
+  int64_t tokenRowBlock = 1;
+};
+
 /// Bundles the rewriter and location so the lowering code reads like the
 /// math it implements.
 struct Emitter {
@@ -34,6 +45,8 @@ struct Emitter {
   Location loc;
   /// emitLinear with bf16 weights as tensor-core tiles.
   TensorCoreTiles tensorCores = {};
+  /// KernelOptions::tokenRowBlock.
+  int64_t tokenRowBlock = 1;
 
   Type f32() { return b.getF32Type(); }
   Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }

@@ -478,11 +478,12 @@ ExpertRows expertRowsOf(Value order, Value offsets, int64_t topK,
 }
 
 struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
-  MoeGateUpLowering(MLIRContext *context, TensorCoreTiles tensorCores)
-      : OpRewritePattern(context), tensorCores(tensorCores) {}
+  MoeGateUpLowering(MLIRContext *context, KernelOptions kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
   LogicalResult matchAndRewrite(MoeGateUpOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc(), tensorCores};
+    Emitter e{rewriter, op.getLoc(), kernels.tensorCores,
+              kernels.tokenRowBlock};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getGate(), /*interDim=*/1, op.getSharedGate(), 0);
@@ -495,7 +496,7 @@ struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
     const int64_t hidden =
         cast<RankedTensorType>(op.getInput().getType()).getDimSize(1);
     Value act =
-        tensorCores && canUseExpertMma({&gate, &up, &sharedGate, &sharedUp},
+        e.tensorCores && canUseExpertMma({&gate, &up, &sharedGate, &sharedUp},
                                        rows.inter, hidden)
             ? emitExpertGateUpMma(e, op.getInput(), rows, gate, up,
                                   sharedGate, sharedUp)
@@ -508,15 +509,16 @@ struct MoeGateUpLowering : OpRewritePattern<MoeGateUpOp> {
   }
 
 private:
-  TensorCoreTiles tensorCores;
+  KernelOptions kernels;
 };
 
 struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
-  MoeDownCombineLowering(MLIRContext *context, TensorCoreTiles tensorCores)
-      : OpRewritePattern(context), tensorCores(tensorCores) {}
+  MoeDownCombineLowering(MLIRContext *context, KernelOptions kernels)
+      : OpRewritePattern(context), kernels(kernels) {}
   LogicalResult matchAndRewrite(MoeDownCombineOp op,
                                 PatternRewriter &rewriter) const override {
-    Emitter e{rewriter, op.getLoc(), tensorCores};
+    Emitter e{rewriter, op.getLoc(), kernels.tensorCores,
+              kernels.tokenRowBlock};
     ExpertRows rows =
         expertRowsOf(op.getOrder(), op.getOffsets(), op.getTopK(),
                      op.getDown(), /*interDim=*/2, op.getSharedDown(), 1);
@@ -526,7 +528,7 @@ struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
     const int64_t hidden =
         cast<RankedTensorType>(op.getDown().getType()).getDimSize(1);
     Value out;
-    if (tensorCores &&
+    if (e.tensorCores &&
         canUseExpertMma({&down, &sharedDown}, hidden, rows.inter))
       out = emitExpertCombine(e,
                               emitExpertDownMma(e, op.getActivations(),
@@ -543,15 +545,15 @@ struct MoeDownCombineLowering : OpRewritePattern<MoeDownCombineOp> {
   }
 
 private:
-  TensorCoreTiles tensorCores;
+  KernelOptions kernels;
 };
 
 } // namespace
 
 void mlir::dsv3::lowering::populateMoeLoweringPatterns(
-    RewritePatternSet &patterns, TensorCoreTiles tensorCores) {
+    RewritePatternSet &patterns, KernelOptions kernels) {
   patterns.add<MoeLowering, MoeRouteLowering, MoeDispatchLowering>(
       patterns.getContext());
   patterns.add<MoeGateUpLowering, MoeDownCombineLowering>(
-      patterns.getContext(), tensorCores);
+      patterns.getContext(), kernels);
 }

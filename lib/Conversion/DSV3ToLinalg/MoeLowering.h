@@ -18,10 +18,10 @@ namespace lowering {
 /// dsv3.moe (unfused: each (token, slot) pair evaluated on its own) and the
 /// fused ops dsv3-fuse-moe produces (moe_route, moe_dispatch, moe_gate_up,
 /// moe_down_combine).
-/// `tensorCores`: the fused grouped expert GEMMs as warp MMA tiles where
+/// `kernels.tensorCores`: the fused grouped expert GEMMs as warp MMA tiles where
 /// their weights allow (WarpMma.h).
 void populateMoeLoweringPatterns(RewritePatternSet &patterns,
-                                 TensorCoreTiles tensorCores);
+                                 KernelOptions kernels);
 
 } // namespace lowering
 } // namespace dsv3

@@ -129,24 +129,37 @@ static Value readWeightChunk(OpBuilder &b, Location loc, const WeightView &w,
 
 namespace {
 
-/// `count` dot products of length `depth`, 16 lanes at a time: lhs(k) gives
-/// the activation chunk at k, rhs(i, k) the weight chunk of product i.
+/// numLhs x numRhs dot products of length `depth`, 16 lanes at a time:
+/// lhs(i, k) gives activation chunk i at k, rhs(j, k) weight chunk j; sum
+/// i * numRhs + j is lhs row i times weight row j. Each weight chunk is read
+/// and widened once per k for all the lhs rows: with several tokens (batched
+/// decode) that is what makes one step over 8 rows cheaper than 8 steps over
+/// one, since widening and loading, not the FMAs, bound the single-row loop.
+/// Every product still accumulates lane-wise in k order and is reduced the
+/// same way, so the blocking does not change a bit of the result.
 SmallVector<Value>
-emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
-         function_ref<Value(OpBuilder &, Location, Value)> lhs,
-         function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
+emitDotBlock(OpBuilder &b, Location loc, int64_t numLhs, int64_t numRhs,
+             int64_t depth,
+             function_ref<Value(OpBuilder &, Location, int64_t, Value)> lhs,
+             function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
   auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
   Value zeroVec = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
+  const int64_t count = numLhs * numRhs;
   auto kLoop = scf::ForOp::create(
       b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
       indexConst(b, loc, kVectorLanes), SmallVector<Value>(count, zeroVec),
       [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
-        Value a = lhs(b1, l1, k);
-        SmallVector<Value> next;
-        for (int64_t i = 0; i < count; ++i)
-          next.push_back(
-              vector::FMAOp::create(b1, l1, a, rhs(b1, l1, i, k), acc[i]));
+        SmallVector<Value> a;
+        for (int64_t i = 0; i < numLhs; ++i)
+          a.push_back(lhs(b1, l1, i, k));
+        SmallVector<Value> next(acc.begin(), acc.end());
+        for (int64_t j = 0; j < numRhs; ++j) {
+          Value w = rhs(b1, l1, j, k);
+          for (int64_t i = 0; i < numLhs; ++i)
+            next[i * numRhs + j] =
+                vector::FMAOp::create(b1, l1, a[i], w, acc[i * numRhs + j]);
+        }
         scf::YieldOp::create(b1, l1, next);
       });
   SmallVector<Value> sums;
@@ -154,6 +167,20 @@ emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
     sums.push_back(vector::ReductionOp::create(
         b, loc, vector::CombiningKind::ADD, kLoop.getResult(i)));
   return sums;
+}
+
+/// `count` dot products of one activation row: lhs(k) gives the activation
+/// chunk at k, rhs(i, k) the weight chunk of product i.
+SmallVector<Value>
+emitDots(OpBuilder &b, Location loc, int64_t count, int64_t depth,
+         function_ref<Value(OpBuilder &, Location, Value)> lhs,
+         function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
+  return emitDotBlock(
+      b, loc, /*numLhs=*/1, count, depth,
+      [&](OpBuilder &b1, Location l1, int64_t, Value k) {
+        return lhs(b1, l1, k);
+      },
+      rhs);
 }
 
 /// The stored rows first, first + 1, ... of a tile of `tileCols`, and the
@@ -199,8 +226,10 @@ void prefetch(OpBuilder &b, Location loc, Value buffer, Value group, Value row,
 /// out by a parallel loop (scf.forall -> OpenMP); within a tile, for each p,
 /// a 16-lane FMA loop over k reads the tile's rows once (they stay in L1
 /// across p), widens them in registers and keeps one accumulator per row, so
-/// the loads of a are shared and the FMA chains independent. K tails are
-/// masked transfer reads.
+/// the loads of a are shared and the FMA chains independent. With
+/// `Emitter::tokenRowBlock` > 1 the p are taken in blocks (emitDotBlock), so
+/// a batched decode step widens each weight chunk once per block of tokens,
+/// not once per token. K tails are masked transfer reads.
 
 Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
   auto aType = cast<RankedTensorType>(a.getType());
@@ -219,6 +248,12 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
       e.index(tileRows));
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   const bool exact = inDim % kVectorLanes == 0;
+  // Fewer static token rows than the option's block: the largest power of
+  // two that fits (a block of 4 over 3 rows would compute a padded row).
+  int64_t rowBlock = e.tokenRowBlock;
+  if (std::optional<int64_t> r = getConstantIntValue(rows))
+    while (rowBlock > 1 && rowBlock > *r)
+      rowBlock /= 2;
   // A buffer view of the weights for software prefetch: each tile fetches
   // the next tile's rows while it streams its own, so the short row streams
   // do not wait for the hardware prefetcher to ramp up.
@@ -247,36 +282,73 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
         Value tileInit = tensor::ExtractSliceOp::create(
             b, loc, tileType, shared, tileOffsets, tileShape,
             SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
-        auto mLoop = scf::ForOp::create(
-            b, loc, indexConst(b, loc, 0), numRows, indexConst(b, loc, 1),
-            ValueRange{tileInit},
-            [&](OpBuilder &b2, Location l2, Value m, ValueRange mArgs) {
-              SmallVector<Value> sums = emitDots(
-                  b2, l2, tileRows, inDim,
-                  [&](OpBuilder &b3, Location l3, Value k) -> Value {
-                    Value xPad = arith::ConstantOp::create(
-                        b3, l3, b3.getF32FloatAttr(0));
-                    return vector::TransferReadOp::create(
-                        b3, l3,
-                        VectorType::get({kVectorLanes}, b3.getF32Type()), a,
-                        ValueRange{g, m, k}, xPad, ArrayRef<bool>{exact});
-                  },
-                  [&](OpBuilder &b3, Location l3, int64_t r, Value k) {
-                    prefetch(b3, l3, weightBuffer, wg, ahead[r], k);
-                    return readWeightChunk(b3, l3, w, wg, rowIdx[r], k, exact);
-                  });
-              Value tileAcc = mArgs[0];
-              for (int64_t r = 0; r < tileRows; ++r)
+        // Token rows in blocks of `rowBlock` (each weight chunk of the tile
+        // read and widened once per block; emitDotBlock), the rest one by
+        // one over all the tile's weight rows.
+        auto emitRows = [&](OpBuilder &b2, Location l2, Value m0,
+                            int64_t numM, Value tileAcc) -> Value {
+          const int64_t perDot =
+              numM == 1 ? tileRows
+                        : std::min(tileRows, kBlockAccumulators / numM);
+          SmallVector<Value> m;
+          for (int64_t i = 0; i < numM; ++i)
+            m.push_back(i == 0 ? m0
+                               : arith::AddIOp::create(
+                                     b2, l2, m0, indexConst(b2, l2, i)));
+          for (int64_t r0 = 0; r0 < tileRows; r0 += perDot) {
+            SmallVector<Value> sums = emitDotBlock(
+                b2, l2, numM, perDot, inDim,
+                [&](OpBuilder &b3, Location l3, int64_t i, Value k) -> Value {
+                  Value xPad =
+                      arith::ConstantOp::create(b3, l3, b3.getF32FloatAttr(0));
+                  return vector::TransferReadOp::create(
+                      b3, l3, VectorType::get({kVectorLanes}, b3.getF32Type()),
+                      a, ValueRange{g, m[i], k}, xPad, ArrayRef<bool>{exact});
+                },
+                [&](OpBuilder &b3, Location l3, int64_t j, Value k) {
+                  prefetch(b3, l3, weightBuffer, wg, ahead[r0 + j], k);
+                  return readWeightChunk(b3, l3, w, wg, rowIdx[r0 + j], k,
+                                         exact);
+                });
+            for (int64_t i = 0; i < numM; ++i)
+              for (int64_t j = 0; j < perDot; ++j)
                 tileAcc = tensor::InsertOp::create(
-                    b2, l2, sums[r], tileAcc,
-                    ValueRange{m, indexConst(b2, l2, r)});
-              scf::YieldOp::create(b2, l2, ValueRange{tileAcc});
-            });
+                    b2, l2, sums[i * perDot + j], tileAcc,
+                    ValueRange{m[i], indexConst(b2, l2, r0 + j)});
+          }
+          return tileAcc;
+        };
+        auto rowLoop = [&](Value from, Value to, int64_t step,
+                           Value acc) -> Value {
+          return scf::ForOp::create(
+                     b, loc, from, to, indexConst(b, loc, step),
+                     ValueRange{acc},
+                     [&](OpBuilder &b2, Location l2, Value m0,
+                         ValueRange mArgs) {
+                       scf::YieldOp::create(
+                           b2, l2, emitRows(b2, l2, m0, step, mArgs[0]));
+                     })
+              .getResult(0);
+        };
+        Value tileOut;
+        if (rowBlock == 1) {
+          tileOut = rowLoop(indexConst(b, loc, 0), numRows, 1, tileInit);
+        } else {
+          Value blockStep = indexConst(b, loc, rowBlock);
+          Value blockedRows = arith::MulIOp::create(
+              b, loc, arith::DivUIOp::create(b, loc, numRows, blockStep),
+              blockStep);
+          tileOut = rowLoop(indexConst(b, loc, 0), blockedRows, rowBlock,
+                            tileInit);
+          std::optional<int64_t> staticRows = getConstantIntValue(rows);
+          if (!staticRows || *staticRows % rowBlock != 0)
+            tileOut = rowLoop(blockedRows, numRows, 1, tileOut);
+        }
         auto inParallel = scf::InParallelOp::create(b, loc);
         OpBuilder::InsertionGuard guard(b);
         b.setInsertionPointToStart(inParallel.getBody());
         tensor::ParallelInsertSliceOp::create(
-            b, loc, mLoop.getResult(0), shared, tileOffsets, tileShape,
+            b, loc, tileOut, shared, tileOffsets, tileShape,
             SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
       });
   return forall.getResult(0);

@@ -28,6 +28,10 @@ constexpr int64_t kFp8Block = 128;
 constexpr int64_t kVectorLanes = 16;
 /// Output rows a row-dots tile streams together.
 constexpr int64_t kRowsPerTile = 8;
+/// Accumulators of a blocked row-dot loop (token rows x weight rows): 16 of
+/// the 32 AVX-512 registers, leaving the rest for the activation and weight
+/// chunks.
+constexpr int64_t kBlockAccumulators = 16;
 
 /// A weight as the kernels read it: a [G, rows, cols] view of a stored
 /// matrix (any element type), and, for FP8, its block scale with the map from
