@@ -5,14 +5,19 @@
 //     waiting request;
 //  2. if some admitted request has not been prefilled: ONE prefill call for
 //     the oldest of them, together with every other one whose prompt has the
-//     same length. (A request admitted while other rows are in use, whose
-//     prompt is shorter than the artifact's prefill_as_decode_below, skips
-//     this: its prompt is fed by the decode calls of step 3, a token a step,
-//     which compute it exactly as the prefill call would.) Its whole prompt is one call, at positions 0..S-1, as
+//     same length. Its whole prompt is one call, at positions 0..S-1, as
 //     Model::generate feeds a prompt alone: the same entry point, the same
 //     S, the same positions, so the same numbers. The other active rows get
 //     filler beyond their length (Model::step), which they overwrite before
-//     they read it;
+//     they read it.
+//     Prompts shorter than the artifact's prefill_as_decode_below are
+//     computed exactly alike by a prefill call and by decode calls, a token
+//     each, so for them any split is exact: a request admitted while other
+//     rows are decoding feeds its prompt through the decode calls of step 3
+//     (a prefill call would stall the others), and when the oldest prompt is
+//     such a short one, every not yet started short prompt joins its
+//     prefill call for the first L tokens (L: the shortest of them; the
+//     call computes every row anyway) and streams the rest;
 //  3. ONE decode call advancing every active sequence by a token.
 // So a newly admitted request waits at most for the prefills of those
 // admitted before it, and streams already decoding lose at most one prefill
@@ -208,6 +213,14 @@ bool Scheduler::State::takeWork(std::vector<Waiting> &cancelledWaiting,
     return stopping || !cancels.empty() || anyActive ||
            (!queue.empty() && freeRows > 0);
   });
+  // An idle model that gets fewer requests than it has rows waits a moment
+  // for more: clients that ended together (one decode step finished them
+  // all) send their next requests within milliseconds, and admitted
+  // together they share a prefill call instead of each stalling the rest.
+  if (!anyActive && options.gatherWindow.count() > 0)
+    wake.wait_for(lock, options.gatherWindow, [&] {
+      return stopping || static_cast<int64_t>(queue.size()) >= freeRows;
+    });
   if (stopping)
     return false;
   cancelled.swap(cancels);
@@ -267,6 +280,11 @@ void Scheduler::State::run() {
       for (size_t r = 0; r < rows.size(); ++r)
         if (rows[r] && rows[r]->id == id)
           finish(r, FinishReason::Cancelled, "");
+    // Rows that were decoding before this admission: requests admitted
+    // together into an idle model share prefill calls instead.
+    bool othersInUse = false;
+    for (const auto &other : rows)
+      othersInUse |= other.has_value();
     for (Waiting &waiting : admitted) {
       size_t r = 0;
       while (rows[r])
@@ -286,9 +304,6 @@ void Scheduler::State::run() {
       // (the compiled code computes every row of the batch), while a shared
       // decode step costs the others nothing. Alone, it is prefilled in one
       // call (the shortest time to its first token).
-      bool othersInUse = false;
-      for (const auto &other : rows)
-        othersInUse |= other.has_value();
       active.streamsPrompt =
           othersInUse && static_cast<int64_t>(active.request.prompt.size()) <
                              model.manifest().prefillAsDecodeBelow;
@@ -327,7 +342,25 @@ void Scheduler::State::prefillStep() {
       first = r;
   if (!first)
     return;
-  const int64_t seqLen = static_cast<int64_t>(rows[*first]->seq->prompt.size());
+  const int64_t splitBelow = model.manifest().prefillAsDecodeBelow;
+  auto promptLength = [&](size_t r) {
+    return static_cast<int64_t>(rows[r]->seq->prompt.size());
+  };
+  // A short oldest prompt: every short prompt not started yet joins, for
+  // the first seqLen tokens (the shortest of them), and streams the rest
+  // through the decode calls.
+  const bool shortPrompts = promptLength(*first) < splitBelow;
+  auto joins = [&](size_t r) {
+    if (!rows[r] || rows[r]->seq->fed != 0)
+      return false;
+    if (shortPrompts)
+      return promptLength(r) < splitBelow;
+    return !rows[r]->streamsPrompt && promptLength(r) == promptLength(*first);
+  };
+  int64_t seqLen = promptLength(*first);
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (joins(r))
+      seqLen = std::min(seqLen, promptLength(r));
   std::vector<RowInput> inputs(rows.size());
   int64_t promptTokens = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -336,12 +369,16 @@ void Scheduler::State::prefillStep() {
     Sequence *seq = rows[r]->seq.get();
     // Others admitted but not prefilled are unused rows for this call: the
     // filler goes to positions 0..S-1, which their own prefill rewrites.
-    if (seq->fed == 0 && static_cast<int64_t>(seq->prompt.size()) != seqLen)
+    if (seq->fed == 0 && !joins(r))
       continue;
     inputs[r].seq = seq;
-    inputs[r].feed = seq->fed == 0 && !rows[r]->streamsPrompt;
+    inputs[r].feed = joins(r);
     promptTokens += inputs[r].feed ? seqLen : 0;
   }
+  // What the call leaves of a joined prompt goes through the decode calls.
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (inputs[r].feed && seqLen < promptLength(r))
+      rows[r]->streamsPrompt = true;
   callAndSample(Entry::Prefill, seqLen, inputs, promptTokens);
 }
 

@@ -17,6 +17,7 @@
 
 #include "dsv3/Runtime/Model.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +51,9 @@ struct GenerationRequest {
 struct SchedulerOptions {
   /// Requests waiting for a row beyond which submit() answers QueueFull.
   size_t maxQueued = 64;
+  /// How long an idle model waits, once a request arrives, for more to
+  /// admit with it (they then share prefill calls); 0: admit at once.
+  std::chrono::milliseconds gatherWindow{10};
 };
 
 struct SchedulerStats {

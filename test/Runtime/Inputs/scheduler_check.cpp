@@ -139,6 +139,55 @@ void checkConcurrent(Model &model) {
          "concurrent: decode calls are shared");
 }
 
+/// Requests that reach an idle model together (within its gather window)
+/// are admitted together: their short prompts, of different lengths, share
+/// ONE prefill call for the shortest length and stream the rest through the
+/// decode calls -- and each still equals generate alone, bit for bit.
+void checkGather(Model &model) {
+  const int64_t rows = model.manifest().maxBatch;
+  std::vector<Request> requests;
+  const int64_t lens[] = {9, 3, 6, 12};
+  if (rows < 4) {
+    report(false, "gather: needs an artifact with 4 rows");
+    return;
+  }
+  for (int64_t i = 0; i < 4; ++i)
+    requests.push_back(makeRequest(model, lens[i], 6, 300 + i));
+  Collector collector;
+  SchedulerStats stats;
+  {
+    Scheduler scheduler(model);
+    for (size_t i = 0; i < requests.size(); ++i)
+      scheduler.submit(collector.request(static_cast<int>(i),
+                                         requests[i].prompt,
+                                         requests[i].sampling));
+    if (!collector.waitFor(requests.size()))
+      report(false, "gather: requests did not finish");
+    stats = scheduler.stats();
+  }
+  bool ok = true;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    dsv3test::Outcome o = collector.get(static_cast<int>(i));
+    if (o.tokens != requests[i].alone) {
+      ok = false;
+      std::printf("  request %zu: scheduler %s, alone %s\n", i,
+                  ids(o.tokens).c_str(), ids(requests[i].alone).c_str());
+    }
+  }
+  // One prefill call of the shortest prompt (3 tokens) for all four, then
+  // the longest (12) streams 9 more prompt tokens and decodes 5 more: 14
+  // decode calls (the oldest prompt prefilled alone, the others streaming
+  // theirs whole, would take 12 + 6 - 1 = 17).
+  const int64_t expectedDecodeCalls = 12 - 3 + 6 - 1;
+  report(ok && stats.prefillCalls == 1 &&
+             stats.decodeCalls == expectedDecodeCalls,
+         "gather: " + std::to_string(requests.size()) +
+             " requests at once share one prefill call and equal generate "
+             "alone",
+         std::to_string(stats.prefillCalls) + " prefill calls, " +
+             std::to_string(stats.decodeCalls) + " decode calls");
+}
+
 void checkQueue(Model &model) {
   const int64_t rows = model.manifest().maxBatch;
   Request first = makeRequest(model, 6, 10, 7);
@@ -284,6 +333,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   checkConcurrent(*model);
+  checkGather(*model);
   checkQueue(*model);
   checkCancel(*model);
   return failures ? 1 : 0;
