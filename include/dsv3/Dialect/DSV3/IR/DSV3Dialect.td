@@ -11,6 +11,7 @@
 include "mlir/IR/OpBase.td"
 include "mlir/IR/AttrTypeBase.td"
 include "mlir/IR/EnumAttr.td"
+include "dsv3/Dialect/DSV3/IR/DSV3CostInterface.td"
 
 def DSV3_Dialect : Dialect {
   let name = "dsv3";
@@ -30,8 +31,12 @@ def DSV3_Dialect : Dialect {
   let useDefaultAttributePrinterParser = 1;
 }
 
+// Every dsv3 op implements CostOpInterface (its getCost in DSV3Cost.cpp): a
+// new op without a cost formula fails to link instead of silently costing
+// nothing in the cost report.
 class DSV3_Op<string mnemonic, list<Trait> traits = []>
-    : Op<DSV3_Dialect, mnemonic, traits>;
+    : Op<DSV3_Dialect, mnemonic,
+         !listconcat(traits, [DeclareOpInterfaceMethods<DSV3_CostOpInterface>])>;
 
 class DSV3_Attr<string name, string attrMnemonic, list<Trait> traits = []>
     : AttrDef<DSV3_Dialect, name, traits> {

@@ -9,6 +9,7 @@
 #include "mlir/IR/OpDefinition.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include "dsv3/Dialect/DSV3/IR/DSV3CostInterface.h"
 #include "dsv3/Dialect/DSV3/IR/DSV3Dialect.h"
 
 #define GET_OP_CLASSES
