@@ -60,6 +60,25 @@ class RequestFailed(Exception):
     """A reply that was not what the benchmark asked for (raised in a client thread, reported by the main one)."""
 
 
+def run_full_batch(runner: str, artifact: str, ckpt: str, tokens: List[int], batch: int, new_tokens: int,
+                   threads: int, stats_path: str) -> Dict[str, Any]:
+    """dsv3-run with `batch` sequences at once (the prompt, its first id varied per row so that the rows route
+    differently), one prefill call: the decode rate of the artifact with every row in use."""
+    if os.path.exists(stats_path):
+        os.remove(stats_path)
+    cmd = [runner, artifact, "--weights", ckpt]
+    for row in range(batch):
+        cmd += ["--tokens", ",".join(map(str, [tokens[0]] + [(t + row) % 1000 for t in tokens[1:]]))]
+    rb.run(cmd + ["--max-new-tokens", str(new_tokens), "--threads", str(threads), "--ignore-eos",
+                  "--stats-out", stats_path], "dsv3-run (full batch)")
+    with open(stats_path, encoding="utf-8") as f:
+        s = json.load(f)
+    if s["prefill_calls"] != 1 or s["decode_tokens"] != batch * (new_tokens - 1):
+        rb.die(f"unexpected full-batch stats: {s['prefill_calls']} prefill calls, {s['decode_tokens']} decode tokens")
+    s.pop("generated_tokens", None)
+    return s
+
+
 def log(msg: str) -> None:
     print(f"serve-bench: {msg}", file=sys.stderr, flush=True)
 
@@ -252,7 +271,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                          input=PROMPTS[0], capture_output=True, text=True, check=True).stdout
     tokens = [int(t) for t in ids.split()]
 
-    singles, singles_on_server_artifact, servers = [], [], {c: [] for c in clients}
+    singles, singles_on_server_artifact, full_batches = [], [], []
+    servers = {c: [] for c in clients}
     stats_path = os.path.join(args.out, "stats.json")
     for rnd in range(args.rounds):
         log(f"round {rnd + 1}/{args.rounds}: dsv3-run alone")
@@ -260,8 +280,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     args.max_tokens, args.threads, stats_path))
         singles_on_server_artifact.append(rb.run_model(os.path.join(bin_dir, "dsv3-run"), artifact, args.ckpt,
                                                        tokens, args.max_tokens, args.threads, stats_path))
+        full_batches.append(run_full_batch(os.path.join(bin_dir, "dsv3-run"), artifact, args.ckpt, tokens,
+                                           max(clients), args.max_tokens, args.threads, stats_path))
         log(f"  dsv3-run: {singles[-1]['decode_tokens_per_second']:.1f} tok/s decode (1-row artifact), "
-            f"{singles_on_server_artifact[-1]['decode_tokens_per_second']:.1f} ({max(clients)}-row artifact)")
+            f"{singles_on_server_artifact[-1]['decode_tokens_per_second']:.1f} ({max(clients)}-row artifact), "
+            f"{full_batches[-1]['decode_tokens_per_second']:.1f} with {max(clients)} sequences at once")
         server = Server(os.path.join(bin_dir, "dsv3-serve"), artifact, args.ckpt, args.threads)
         try:
             run_clients(server.port, 1, 1, 8)  # warm-up: first-touch of the weights and the cache
@@ -277,7 +300,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "prefill_tokens_per_second": statistics.median(s["prefill_tokens_per_second"] for s in singles),
               "rounds": [s["decode_tokens_per_second"] for s in singles],
               "decode_tokens_per_second_on_server_artifact": statistics.median(
-                  s["decode_tokens_per_second"] for s in singles_on_server_artifact)}
+                  s["decode_tokens_per_second"] for s in singles_on_server_artifact),
+              # Every row busy at every step, no prompt steps: the most the server's decode steps can give.
+              "full_batch_decode_tokens_per_second": statistics.median(
+                  s["decode_tokens_per_second"] for s in full_batches)}
     rows = []
     for c in clients:
         row = {key: statistics.median(r[key] for r in servers[c])
