@@ -55,7 +55,7 @@ trap - EXIT
 
 echo "== 4. the numpy reference on the same prompt (independent implementation)"
 /usr/bin/python3 -m dsv3.reference --checkpoint "$WORK/tiny" --tokens "$PROMPT" --max-new-tokens 16 \
-  --logits-out "$WORK/tiny.reference.npy"
+  --kv-cache-dtype bf16 --logits-out "$WORK/tiny.reference.npy"
 /usr/bin/python3 - "$WORK" <<'PY'
 import sys, numpy as np
 work = sys.argv[1]

@@ -245,9 +245,11 @@ int64_t Importer::cacheWidth() const {
 }
 
 RankedTensorType Importer::cacheType() {
+  Type element = builder.getF32Type();
+  if (opts.kvCacheDType == KvCacheDType::BF16)
+    element = builder.getBF16Type();
   return RankedTensorType::get(
-      {cfg.numHiddenLayers, opts.maxBatch, maxSeqLen, cacheWidth()},
-      builder.getF32Type());
+      {cfg.numHiddenLayers, opts.maxBatch, maxSeqLen, cacheWidth()}, element);
 }
 
 RankedTensorType Importer::hiddenType() {
@@ -479,12 +481,14 @@ void Importer::buildEntry(ModuleOp module, func::FuncOp forward,
   entryFunc->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
   // How the runtime's packed wrapper passes results back (see
   // dsv3-emit-packed-entry-points): logits into a separate output buffer
-  // (-1), the updated KV cache into input 2, both f32.
+  // (-1), the updated KV cache into input 2; the logits are f32, the cache
+  // of its own element type.
   entryFunc->setAttr("dsv3.entry", builder.getStringAttr(name));
   entryFunc->setAttr("dsv3.result_destinations",
                      builder.getDenseI64ArrayAttr({-1, 2}));
   entryFunc->setAttr("dsv3.result_element_bytes",
-                     builder.getDenseI64ArrayAttr({4, 4}));
+                     builder.getDenseI64ArrayAttr(
+                         {4, cacheType().getElementTypeBitWidth() / 8}));
   entryFunc.setArgAttr(0, "dsv3.input", builder.getStringAttr("tokens"));
   entryFunc.setArgAttr(1, "dsv3.input", builder.getStringAttr("positions"));
   entryFunc.setArgAttr(2, "dsv3.input", builder.getStringAttr("kv_cache"));

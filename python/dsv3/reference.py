@@ -338,7 +338,8 @@ class Model:
     forward(tokens [B, S]) continues from the current position (chunked prefill is allowed here)."""
 
     def __init__(self, checkpoint: str, mla_form: str = "absorbed", dtype=np.float32,
-                 config: Optional[ModelConfig] = None, bf16_tensor_core_inputs: bool = False):
+                 config: Optional[ModelConfig] = None, bf16_tensor_core_inputs: bool = False,
+                 kv_cache_dtype: str = "f32"):
         if mla_form not in MLA_FORMS:
             raise ValueError(f"mla_form must be one of {MLA_FORMS}, got {mla_form!r}")
         if not os.path.exists(checkpoint):
@@ -350,6 +351,11 @@ class Model:
         # computed as the fused kernel's online softmax, flash_attention) instead of keeping f32: their numerics,
         # for comparisons.
         self.bf16_tensor_core_inputs = bf16_tensor_core_inputs
+        # The compiled cache's element type (dsv3-compile --kv-cache-dtype; the manifest's kv_cache input): what
+        # attention reads back is what was stored, so with bf16 every cache entry is rounded when appended.
+        if kv_cache_dtype not in ("f32", "bf16"):
+            raise ValueError(f"kv_cache_dtype must be 'f32' or 'bf16', got {kv_cache_dtype!r}")
+        self.store = round_to_bf16 if kv_cache_dtype == "bf16" else (lambda a: a)
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
         ckpt = Checkpoint(checkpoint)
@@ -462,8 +468,8 @@ class Model:
         keep = np.arange(T)[None, :] <= positions[:, None]           # [S, T]
 
         if self.mla_form == "absorbed":
-            lat = cache_a.append(c)                                  # [B, T, C]
-            pe = cache_b.append(k_pe)                                # [B, T, dr]
+            lat = cache_a.append(self.store(c))                      # [B, T, C]
+            pe = cache_b.append(self.store(k_pe))                    # [B, T, dr]
             # Absorb W_UK into the query: q_lat[b,h,s,:] = q_nope[b,s,h,:] @ Wk[h]
             rq = rk = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
             # The absorptions run on tensor cores when kv_b is stored as bf16.
@@ -483,8 +489,8 @@ class Model:
         else:
             kvb = self._linear(c, w.kv_b).reshape(B, S, H, dn + dv)
             k = np.concatenate([kvb[..., :dn], np.broadcast_to(k_pe[:, :, None, :], (B, S, H, dr))], axis=-1)
-            kc = cache_a.append(k)                                   # [B, T, H, dq]
-            vc = cache_b.append(kvb[..., dn:])                       # [B, T, H, dv]
+            kc = cache_a.append(self.store(k))                       # [B, T, H, dq]
+            vc = cache_b.append(self.store(kvb[..., dn:]))           # [B, T, H, dv]
             r = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
             qf = np.concatenate([q_nope, q_pe], axis=-1).transpose(0, 2, 1, 3)       # [B, H, S, dq]
             scores = np.matmul(r(qf), r(kc).transpose(0, 2, 3, 1)) * self.softmax_scale  # [B, H, S, T]
@@ -587,6 +593,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--logits-out", help="write float32 .npy [1 + max_new_tokens, vocab]")
     ap.add_argument("--json-out", help="also write a golden.json-style summary")
     ap.add_argument("--mla-form", choices=MLA_FORMS, default="absorbed")
+    ap.add_argument("--kv-cache-dtype", choices=("f32", "bf16"), default="f32",
+                    help="round cache entries as a compiled cache of this type stores them (dsv3-compile's default "
+                         "is bf16); f32 is the official implementation's numerics")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="compute dtype (float32 matches the golden data)")
     args = ap.parse_args(argv)
@@ -596,7 +605,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tokens = _parse_tokens(args.tokens)
         if not os.path.isdir(args.checkpoint):
             raise ValueError(f"{args.checkpoint}: checkpoint directory does not exist")
-        model = Model(args.checkpoint, mla_form=args.mla_form, dtype=np.dtype(args.dtype))
+        model = Model(args.checkpoint, mla_form=args.mla_form, dtype=np.dtype(args.dtype),
+                      kv_cache_dtype=args.kv_cache_dtype)
         V = model.cfg.vocab_size
         for t in tokens:
             if not 0 <= t < V:

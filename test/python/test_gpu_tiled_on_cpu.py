@@ -38,7 +38,9 @@ from test_compiled_model import (NEW_TOKENS, PROMPT, assert_close, compile_artif
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import gpu_check  # noqa: E402  (the golden comparison the GPU check makes)
 
-TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false")
+# With an f32 KV cache, so that the CUDA-core kernels are checked at the f32 tolerance (the default bf16 cache:
+# test_cuda_core_tiles_bf16_cache_match_reference).
+TILED = ("--gpu-tiled-on-cpu", "--tensor-cores=false", "--kv-cache-dtype=f32")
 TENSOR_CORES = ("--gpu-tiled-on-cpu",)  # the default: expert GEMMs as warp MMA tiles where the weights allow
 # The two tile shapes: 64 x 8 (sm_90a, the default: one warpgroup's wgmma) and 16 x 8 (sm_80, or sm_90a with
 # --wgmma=false: one warp's mma.sync). Their row tiling, padding and masks differ, so both run.
@@ -92,6 +94,38 @@ def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_p
     for prompt, generated in zip(prompts, tokens):
         _, greedy = reference_runs(ckpt, prompt, NEW_TOKENS)
         assert generated == greedy[:NEW_TOKENS]
+
+
+@pytest.mark.parametrize("fusion", ["all", "none"])
+@pytest.mark.parametrize("name", ["fp8", "v-ne-nope"])
+def test_cuda_core_tiles_bf16_cache_match_reference(name, fusion, variant_checkpoints, tmp_path):
+    """The GPU's CUDA-core kernels with the default bf16 KV cache against the reference that rounds its cache the
+    same way (test_compiled_model.BF16_CACHE_REFERENCE_TOLERANCE)."""
+    from dsv3.reference import Model, greedy_logits
+    from test_compiled_model import BF16_CACHE_REFERENCE_TOLERANCE, cache_of
+    ckpt = variant_checkpoints[name]
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", "--gpu-tiled-on-cpu", "--tensor-cores=false",
+                                f"--fusion={fusion}")
+    dtype, form = cache_of(artifact)
+    assert dtype == "bf16"
+    want, greedy = greedy_logits(Model(ckpt, mla_form=form, kv_cache_dtype=dtype), PROMPT, NEW_TOKENS)
+    tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
+    assert tokens[0] == greedy[:NEW_TOKENS]
+    assert_close(got, want, BF16_CACHE_REFERENCE_TOLERANCE)
+
+
+def test_tensor_core_tiles_bitwise_equal_with_bf16_and_f32_cache(tmp_path):
+    """The tensor-core kernels take the cache as bf16 operands whatever it stores, and a bf16 cache stores exactly
+    that rounding: the default bf16 cache changes no bit of their logits (both tile shapes)."""
+    ckpt, golden, _ = load_golden("tiny-v3")
+    for tiles, chip in TILE_SHAPES.items():
+        logits = []
+        for dtype in ("f32", "bf16"):
+            artifact = compile_artifact(ckpt, tmp_path / f"{tiles}-{dtype}", *TENSOR_CORES, *chip,
+                                        f"--kv-cache-dtype={dtype}")
+            _, got = run_artifact(artifact, ckpt, [PROMPT], 4, tmp_path)
+            logits.append(got)
+        assert np.array_equal(logits[0], logits[1]), tiles
 
 
 @pytest.mark.parametrize("tiles", TILE_SHAPES)

@@ -153,6 +153,19 @@ cl::opt<WeightDTypeOption> weightDType(
                clEnumValN(WeightDTypeOption::BF16, "bf16", "bfloat16"),
                clEnumValN(WeightDTypeOption::F16, "f16", "float16")),
     cl::cat(category));
+enum class KvCacheDTypeOption { F32, BF16, FP8 };
+cl::opt<KvCacheDTypeOption> kvCacheDType(
+    "kv-cache-dtype",
+    cl::desc("Element type of the KV cache (latent, or per-head with "
+             "--fusion=none): attention reads it in that type and widens in "
+             "registers (default bf16: 70,272 bytes per token for the 671B "
+             "config's latent cache)"),
+    cl::init(KvCacheDTypeOption::BF16),
+    cl::values(clEnumValN(KvCacheDTypeOption::F32, "f32", "4 bytes"),
+               clEnumValN(KvCacheDTypeOption::BF16, "bf16", "2 bytes"),
+               clEnumValN(KvCacheDTypeOption::FP8, "fp8",
+                          "not implemented yet")),
+    cl::cat(category));
 cl::opt<bool> printReport(
     "report",
     cl::desc("Print the cost report (FLOPs, weight bytes read, KV-cache bytes "
@@ -168,7 +181,7 @@ enum class CacheDTypeOption { Compiled, F32, BF16 };
 cl::opt<CacheDTypeOption> reportCacheDType(
     "report-cache-dtype",
     cl::desc("KV-cache element type the report assumes (default: the "
-             "compiled one, f32)"),
+             "compiled one, --kv-cache-dtype)"),
     cl::init(CacheDTypeOption::Compiled),
     cl::values(clEnumValN(CacheDTypeOption::Compiled, "compiled", "as compiled"),
                clEnumValN(CacheDTypeOption::F32, "f32", "4 bytes"),
@@ -224,6 +237,16 @@ int main(int argc, char **argv) {
   options.maxSeqLen = maxSeqLen;
   options.cacheLayout = mlir::dsv3::CacheLayout::Expanded;
   options.weightPrecision = mlir::dsv3::WeightPrecision::BF16;
+  switch (kvCacheDType) {
+  case KvCacheDTypeOption::F32:
+    options.kvCacheDType = mlir::dsv3::KvCacheDType::F32;
+    break;
+  case KvCacheDTypeOption::BF16:
+    options.kvCacheDType = mlir::dsv3::KvCacheDType::BF16;
+    break;
+  case KvCacheDTypeOption::FP8:
+    return fail("--kv-cache-dtype=fp8 is not implemented yet (f32 or bf16)");
+  }
 
   // A checkpoint directory with weights: validate every header against the
   // config now, so a mismatch is reported at compile time, not at load.

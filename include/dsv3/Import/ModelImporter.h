@@ -34,6 +34,10 @@ enum class CacheLayout {
 /// all projections of a non-FP8 checkpoint).
 enum class WeightPrecision { F32, BF16, F16 };
 
+/// Element type of the KV cache: attention reads it in this type and widens
+/// in registers; new entries are rounded to it when written.
+enum class KvCacheDType { F32, BF16 };
+
 struct ImportOptions {
   int64_t maxBatch = 1;
   /// Positions the KV cache holds; 0 means min(max_position_embeddings, 4096).
@@ -42,6 +46,7 @@ struct ImportOptions {
   /// switches a module to the latent cache (dsv3-compile does by default).
   CacheLayout cacheLayout = CacheLayout::Expanded;
   WeightPrecision weightPrecision = WeightPrecision::BF16;
+  KvCacheDType kvCacheDType = KvCacheDType::BF16;
 };
 
 struct ImportResult {
@@ -53,7 +58,7 @@ struct ImportResult {
 ///   @prefill(tokens [B, ?] i32, positions [B, ?] i64, kv_cache, weights...)
 ///   @decode (tokens [B, 1] i32, positions [B, 1] i64, kv_cache, weights...)
 /// each returning (last-position logits [B, vocab] f32, updated kv_cache).
-/// The KV cache is [layers, B, max_seq_len, width] f32. Every weight
+/// The KV cache is [layers, B, max_seq_len, width] of kvCacheDType. Every weight
 /// argument carries `dsv3.weight` (its role) and `dsv3.source` (the HF tensor
 /// name pattern with {layer} and {expert} placeholders).
 ImportResult importModel(MLIRContext &context, const ::dsv3::ModelConfig &config,

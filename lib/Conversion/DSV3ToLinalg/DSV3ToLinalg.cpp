@@ -304,14 +304,36 @@ Value emitSwiglu(Emitter &e, Value x, Value gate, Value up, Value down,
 // dsv3.mla
 //===----------------------------------------------------------------------===//
 
+/// `v` (any float element type) converted elementwise to `element`: f32 to
+/// bf16 rounds to nearest even (arith.truncf), bf16 to f32 is exact.
+Value emitConvertElements(Emitter &e, Value v, Type element) {
+  auto type = cast<RankedTensorType>(v.getType());
+  if (type.getElementType() == element)
+    return v;
+  const unsigned rank = type.getRank();
+  return e.generic(
+      {v}, e.empty(e.sizesOf(v), element),
+      {e.b.getMultiDimIdentityMap(rank), e.b.getMultiDimIdentityMap(rank)},
+      SmallVector<IteratorType>(rank, IteratorType::parallel),
+      [&](OpBuilder &b, Location loc, ValueRange args) {
+        Value out =
+            element.getIntOrFloatBitWidth() <
+                    args[0].getType().getIntOrFloatBitWidth()
+                ? arith::TruncFOp::create(b, loc, element, args[0]).getResult()
+                : arith::ExtFOp::create(b, loc, element, args[0]).getResult();
+        linalg::YieldOp::create(b, loc, ValueRange{out});
+      });
+}
+
 /// Writes entries[b, s, :] into cache[b, positions[b, s], :] for every token
-/// of the call. Positions past the cache are skipped (the runtime rejects
-/// them before the call; the guard keeps a bad call from writing out of
-/// bounds).
+/// of the call, rounded to the cache's element type. Positions past the
+/// cache are skipped (the runtime rejects them before the call; the guard
+/// keeps a bad call from writing out of bounds).
 Value emitCacheWrite(Emitter &e, Value cache, Value entries, Value positions) {
   auto cacheType = cast<RankedTensorType>(cache.getType());
   int64_t batch = cacheType.getDimSize(0), maxLen = cacheType.getDimSize(1),
           width = cacheType.getDimSize(2);
+  entries = emitConvertElements(e, entries, cacheType.getElementType());
   Value zero = e.index(0), one = e.index(1);
   Value seq = getValueOrCreateConstantIndexOp(e.b, e.loc, e.dim(entries, 1));
   auto outer = scf::ForOp::create(
@@ -330,8 +352,8 @@ Value emitCacheWrite(Emitter &e, Value cache, Value entries, Value positions) {
               auto guarded = scf::IfOp::create(
                   b2, loc2, inBounds,
                   [&](OpBuilder &b3, Location loc3) {
-                    auto rowType = RankedTensorType::get({1, 1, width},
-                                                         b3.getF32Type());
+                    auto rowType = RankedTensorType::get(
+                        {1, 1, width}, cacheType.getElementType());
                     SmallVector<OpFoldResult> unit{b3.getIndexAttr(1),
                                                    b3.getIndexAttr(1),
                                                    b3.getIndexAttr(width)};
@@ -522,9 +544,11 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
                          op.getRope());
 
     Value used = emitUsedLength(e, positions, maxLen);
+    // The prefix keeps the cache's element type: the kernels that read it
+    // (row dots, axpy, the tensor-core tiles) widen or take it in registers.
     auto prefixOf = [&](Value c, int64_t width) {
       auto type = RankedTensorType::get({batch, ShapedType::kDynamic, width},
-                                        e.f32());
+                                        cacheType.getElementType());
       SmallVector<OpFoldResult> offsets(3, e.b.getIndexAttr(0));
       SmallVector<OpFoldResult> sizes{e.b.getIndexAttr(batch), used,
                                       e.b.getIndexAttr(width)};
@@ -736,8 +760,11 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
         {
           OpBuilder::InsertionGuard guard(e.b);
           e.b.setInsertionPointToStart(branch.thenBlock());
-          Value expanded =
-              expandKv(prefixLatent, e.sliceLast(prefix, kvRank, rope));
+          // kv_b takes f32 activations: a widened copy of the prefix (this
+          // branch is the long-chunk prefill, dominated by the expansion).
+          Value prefixF32 = emitConvertElements(e, prefix, e.f32());
+          Value expanded = expandKv(e.sliceLast(prefixF32, 0, kvRank),
+                                    e.sliceLast(prefixF32, kvRank, rope));
           scf::YieldOp::create(
               e.b, e.loc, ValueRange{withAttnType(naiveAttention(expanded))});
           e.b.setInsertionPointToStart(branch.elseBlock());
@@ -753,6 +780,10 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       Value entries = e.mergeLast(expandKv(latent, kPe)); // [B,S,H*(...)]
       newCache = emitCacheWrite(e, cache, entries, positions);
       Value prefix = prefixOf(newCache, heads * perHead);  // [B,T,H*perHead]
+      // The naive form's transposes and softmax work on f32: a widened copy
+      // of a bf16 cache (fusion=none is the reference form, not the fast
+      // path).
+      prefix = emitConvertElements(e, prefix, e.f32());
       attn = naiveAttention(e.splitLast(prefix, heads, perHead));
     }
     Value merged = e.mergeLast(attn); // [B, S, H*v]
