@@ -39,7 +39,7 @@ PRESET = "bench-450m"
 PROMPT_LEN = 64
 SEED = 0
 
-DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i32": 4, "i64": 8}
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i8": 1, "i32": 4, "i64": 8}
 
 
 def log(msg: str) -> None:

@@ -106,6 +106,8 @@ CostReport mlir::dsv3::computeCostReport(ModuleOp module,
   forward.walk([&](MlaOp mla) {
     if (!mla.hasLatentCache())
       report.cacheLayout = "expanded";
+    else if (mla.hasPackedFp8Cache())
+      report.cacheLayout = "latent packed as FP8";
   });
   for (const LayerKindCost &kind : report.kinds) {
     report.total.prefill.add(kind.prefill);

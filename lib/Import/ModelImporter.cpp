@@ -238,6 +238,20 @@ void Importer::collectWeights() {
 }
 
 int64_t Importer::cacheWidth() const {
+  if (opts.kvCacheDType == KvCacheDType::FP8) {
+    // A packed FP8 layout in bytes (DSV3Ops.td, dsv3.mla): the codes, one
+    // f32 scale per tile of 128 of them (or of the whole row), the latent
+    // layout's rope key in bf16.
+    const int64_t codes =
+        opts.cacheLayout == CacheLayout::Latent
+            ? cfg.kvLoraRank
+            : cfg.numAttentionHeads *
+                  (cfg.qkNopeHeadDim + cfg.qkRopeHeadDim + cfg.vHeadDim);
+    const int64_t tile = codes % 128 == 0 ? 128 : codes;
+    const int64_t bf16Values =
+        opts.cacheLayout == CacheLayout::Latent ? cfg.qkRopeHeadDim : 0;
+    return codes + 4 * (codes / tile) + 2 * bf16Values;
+  }
   if (opts.cacheLayout == CacheLayout::Latent)
     return cfg.kvLoraRank + cfg.qkRopeHeadDim;
   return cfg.numAttentionHeads *
@@ -248,6 +262,8 @@ RankedTensorType Importer::cacheType() {
   Type element = builder.getF32Type();
   if (opts.kvCacheDType == KvCacheDType::BF16)
     element = builder.getBF16Type();
+  else if (opts.kvCacheDType == KvCacheDType::FP8)
+    element = builder.getI8Type();
   return RankedTensorType::get(
       {cfg.numHiddenLayers, opts.maxBatch, maxSeqLen, cacheWidth()}, element);
 }
@@ -554,6 +570,13 @@ ImportResult Importer::run() {
                    std::to_string(cfg.maxPositionEmbeddings) +
                    "] (max_position_embeddings), got " +
                    std::to_string(maxSeqLen);
+    return result;
+  }
+  if (opts.kvCacheDType == KvCacheDType::FP8 &&
+      opts.cacheLayout == CacheLayout::Latent && cfg.kvLoraRank % 16 != 0) {
+    result.error = "the FP8 latent KV cache needs kv_lora_rank to be a "
+                   "multiple of 16, got " +
+                   std::to_string(cfg.kvLoraRank);
     return result;
   }
   // Stacking assumes the MoE layers are exactly [first_k_dense_replace, L),

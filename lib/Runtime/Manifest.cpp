@@ -36,6 +36,7 @@ size_t elementSize(ElementType type) {
   case ElementType::F16:
     return 2;
   case ElementType::F8E4M3:
+  case ElementType::I8:
     return 1;
   case ElementType::I64:
     return 8;
@@ -53,6 +54,8 @@ const char *elementTypeName(ElementType type) {
     return "f16";
   case ElementType::F8E4M3:
     return "f8e4m3";
+  case ElementType::I8:
+    return "i8";
   case ElementType::I32:
     return "i32";
   case ElementType::I64:
@@ -63,7 +66,8 @@ const char *elementTypeName(ElementType type) {
 
 std::optional<ElementType> parseElementType(const std::string &name) {
   for (ElementType t : {ElementType::F32, ElementType::BF16, ElementType::F16,
-                        ElementType::F8E4M3, ElementType::I32, ElementType::I64})
+                        ElementType::F8E4M3, ElementType::I8, ElementType::I32,
+                        ElementType::I64})
     if (name == elementTypeName(t))
       return t;
   return std::nullopt;
@@ -79,6 +83,8 @@ std::optional<DType> checkpointDType(ElementType type) {
     return DType::F16;
   case ElementType::F8E4M3:
     return DType::F8E4M3;
+  case ElementType::I8:
+    return DType::I8;
   case ElementType::I32:
     return DType::I32;
   case ElementType::I64:
@@ -231,8 +237,8 @@ ElementType dtypeField(const json &object, const std::string &field) {
   std::optional<ElementType> type = parseElementType(name);
   if (!type)
     fail(field + ".dtype", "unknown dtype '" + name +
-                               "' (expected f32, bf16, f16, f8e4m3, i32 or "
-                               "i64)");
+                               "' (expected f32, bf16, f16, f8e4m3, i8, i32 "
+                               "or i64)");
   return *type;
 }
 
@@ -276,7 +282,8 @@ TensorSpec tensorSpec(const json &value, const std::string &field,
 
 /// Weights (checkpoint or prepared) are floating point.
 void expectWeightDType(ElementType dtype, const std::string &field) {
-  if (dtype == ElementType::I32 || dtype == ElementType::I64)
+  if (dtype == ElementType::I8 || dtype == ElementType::I32 ||
+      dtype == ElementType::I64)
     fail(field + ".dtype", "a weight must be f32, bf16, f16 or f8e4m3, got " +
                                std::string(elementTypeName(dtype)));
 }
@@ -459,9 +466,10 @@ Manifest parse(const json &root, const std::string &artifactDir) {
       expectShape(spec, field, {m.maxBatch, kDynamic});
       (spec.name == "tokens" ? m.tokensInput : m.positionsInput) = i;
     } else if (spec.name == "kv_cache") {
+      // i8: the packed FP8 latent layout (bytes per token as its width).
       if (spec.dtype != ElementType::F32 && spec.dtype != ElementType::BF16 &&
-          spec.dtype != ElementType::F16)
-        fail(field + ".dtype", "must be f32, bf16 or f16, got " +
+          spec.dtype != ElementType::F16 && spec.dtype != ElementType::I8)
+        fail(field + ".dtype", "must be f32, bf16, f16 or i8, got " +
                                    std::string(elementTypeName(spec.dtype)));
       for (int64_t d : spec.shape)
         if (d == kDynamic)

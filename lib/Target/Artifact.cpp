@@ -53,6 +53,8 @@ std::string elementName(Type type) {
     return "f16";
   if (isa<Float8E4M3FNType>(type))
     return "f8e4m3";
+  if (type.isInteger(8))
+    return "i8";
   if (type.isInteger(32))
     return "i32";
   if (type.isInteger(64))

@@ -129,6 +129,8 @@ def variant_configs() -> Dict[str, Dict[str, Any]]:
         "odd-heads": v(num_attention_heads=3, num_key_value_heads=3),
         "v-ne-nope": v(v_head_dim=12, qk_nope_head_dim=8, qk_rope_head_dim=6),
         "with-mtp-layer": v(num_nextn_predict_layers=1),
+        # Two 128-column tiles of the packed FP8 latent cache (each with its own scale).
+        "wide-latent": v(kv_lora_rank=256),
         "f32": v(dtype="f32"),
         # hidden 144 / intermediate 200 give partial 128x128 edge blocks in both directions.
         "fp8": v(dtype="fp8", hidden_size=144, intermediate_size=200, moe_intermediate_size=136, q_lora_rank=136),

@@ -190,6 +190,48 @@ def round_to_bf16(x: np.ndarray) -> np.ndarray:
     return bf16_to_f32(f32_to_bf16(x)).reshape(np.shape(x))
 
 
+def _e4m3_values() -> np.ndarray:
+    """The 127 non-negative finite e4m3fn values, indexed by code (0x7F is NaN): e = code >> 3, m = code & 7;
+    subnormal m * 2^-9 at e == 0, else (1 + m / 8) * 2^(e - 7)."""
+    codes = np.arange(127)
+    e, m = codes >> 3, codes & 7
+    return np.where(e == 0, m * 2.0 ** -9, (1 + m / 8) * 2.0 ** (e - 7)).astype(np.float32)
+
+
+E4M3_VALUES = _e4m3_values()
+E4M3_MAX = 448.0
+
+
+def round_to_e4m3(x: np.ndarray) -> np.ndarray:
+    """f32 with |x| <= 448 -> nearest e4m3fn value, ties to the even code, returned as f32 (by table search, not
+    the compiled code's bit arithmetic)."""
+    a = np.abs(x).astype(np.float32)
+    if np.any(a > E4M3_MAX):
+        raise ValueError("round_to_e4m3: |x| > 448")
+    hi = np.clip(np.searchsorted(E4M3_VALUES, a), 1, len(E4M3_VALUES) - 1)
+    lo = hi - 1
+    d_lo, d_hi = a - E4M3_VALUES[lo], E4M3_VALUES[hi] - a
+    code = np.where(d_lo < d_hi, lo, np.where(d_hi < d_lo, hi, np.where(lo % 2 == 0, lo, hi)))
+    return (np.sign(x) * E4M3_VALUES[code]).astype(np.float32)
+
+
+def fp8_tile_of(codes: int) -> int:
+    """Codes per scale in a packed FP8 cache row of `codes` codes: FlashMLA's 128, or the whole row."""
+    return 128 if codes % 128 == 0 else codes
+
+
+def quantize_fp8_latent(c: np.ndarray, tile: int) -> np.ndarray:
+    """What the packed FP8 cache (FlashMLA's V32_FP8Sparse layout) gives back for rows c [..., C]: per tile
+    of `tile` columns, scale = 2^ceil(log2(max(amax / 448, 1e-4))) in f32, codes = e4m3(c / scale); returns
+    codes * scale."""
+    shape = c.shape
+    t = c.astype(np.float32).reshape(shape[:-1] + (shape[-1] // tile, tile))
+    ratio = np.maximum(np.abs(t).max(axis=-1, keepdims=True) / np.float32(E4M3_MAX), np.float32(1e-4))
+    mant, exp = np.frexp(ratio)                                    # ratio = mant * 2^exp, mant in [0.5, 1)
+    scale = np.ldexp(np.float32(1), np.where(mant == 0.5, exp - 1, exp)).astype(np.float32)
+    return (round_to_e4m3(t / scale) * scale).reshape(shape)
+
+
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
@@ -352,10 +394,17 @@ class Model:
         # for comparisons.
         self.bf16_tensor_core_inputs = bf16_tensor_core_inputs
         # The compiled cache's element type (dsv3-compile --kv-cache-dtype; the manifest's kv_cache input): what
-        # attention reads back is what was stored, so with bf16 every cache entry is rounded when appended.
-        if kv_cache_dtype not in ("f32", "bf16"):
-            raise ValueError(f"kv_cache_dtype must be 'f32' or 'bf16', got {kv_cache_dtype!r}")
+        # attention reads back is what was stored, so with bf16 every cache entry is rounded when appended. fp8 is
+        # FlashMLA's packed layout: the latent quantized per tile, the rope key in bf16 (absorbed form); the naive
+        # form's per-head layout quantizes each token's [K | V] row of every head per tile (_store_expanded).
+        if kv_cache_dtype not in ("f32", "bf16", "fp8"):
+            raise ValueError(f"kv_cache_dtype must be 'f32', 'bf16' or 'fp8', got {kv_cache_dtype!r}")
+        self.kv_cache_dtype = kv_cache_dtype
         self.store = round_to_bf16 if kv_cache_dtype == "bf16" else (lambda a: a)
+        self.store_latent = self.store
+        if kv_cache_dtype == "fp8":
+            self.store = round_to_bf16
+            self.store_latent = lambda a: quantize_fp8_latent(a, fp8_tile_of(a.shape[-1]))
         self.dtype = np.dtype(dtype)
         cfg = self.cfg
         ckpt = Checkpoint(checkpoint)
@@ -468,7 +517,7 @@ class Model:
         keep = np.arange(T)[None, :] <= positions[:, None]           # [S, T]
 
         if self.mla_form == "absorbed":
-            lat = cache_a.append(self.store(c))                      # [B, T, C]
+            lat = cache_a.append(self.store_latent(c))               # [B, T, C]
             pe = cache_b.append(self.store(k_pe))                    # [B, T, dr]
             # Absorb W_UK into the query: q_lat[b,h,s,:] = q_nope[b,s,h,:] @ Wk[h]
             rq = rk = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
@@ -489,8 +538,9 @@ class Model:
         else:
             kvb = self._linear(c, w.kv_b).reshape(B, S, H, dn + dv)
             k = np.concatenate([kvb[..., :dn], np.broadcast_to(k_pe[:, :, None, :], (B, S, H, dr))], axis=-1)
-            kc = cache_a.append(self.store(k))                       # [B, T, H, dq]
-            vc = cache_b.append(self.store(kvb[..., dn:]))           # [B, T, H, dv]
+            k_stored, v_stored = self._store_expanded(k, kvb[..., dn:])
+            kc = cache_a.append(k_stored)                            # [B, T, H, dq]
+            vc = cache_b.append(v_stored)                            # [B, T, H, dv]
             r = round_to_bf16 if self.bf16_tensor_core_inputs else (lambda a: a)
             qf = np.concatenate([q_nope, q_pe], axis=-1).transpose(0, 2, 1, 3)       # [B, H, S, dq]
             scores = np.matmul(r(qf), r(kc).transpose(0, 2, 3, 1)) * self.softmax_scale  # [B, H, S, T]
@@ -498,6 +548,16 @@ class Model:
             o = np.matmul(r(p), r(vc).transpose(0, 2, 1, 3))                           # [B, H, S, dv]
         o = o.transpose(0, 2, 1, 3).reshape(B, S, H * dv)
         return self._linear(o, w.o)
+
+    def _store_expanded(self, k: np.ndarray, v: np.ndarray):
+        """What the per-head cache gives back for K [B, S, H, dq] and V [B, S, H, dv]: the compiled layout is one
+        row per token of every head's K then V, which FP8 quantizes per tile."""
+        if self.kv_cache_dtype != "fp8":
+            return self.store(k), self.store(v)
+        B, S, H, dq = k.shape
+        row = np.concatenate([k, v], axis=-1).reshape(B, S, -1)
+        row = quantize_fp8_latent(row, fp8_tile_of(row.shape[-1])).reshape(B, S, H, -1)
+        return row[..., :dq], row[..., dq:]
 
     def _linear(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """x @ weight.T; with bf16_tensor_core_inputs, x rounded to bf16 first where the weight is stored as bf16
@@ -593,9 +653,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--logits-out", help="write float32 .npy [1 + max_new_tokens, vocab]")
     ap.add_argument("--json-out", help="also write a golden.json-style summary")
     ap.add_argument("--mla-form", choices=MLA_FORMS, default="absorbed")
-    ap.add_argument("--kv-cache-dtype", choices=("f32", "bf16"), default="f32",
+    ap.add_argument("--kv-cache-dtype", choices=("f32", "bf16", "fp8"), default="f32",
                     help="round cache entries as a compiled cache of this type stores them (dsv3-compile's default "
-                         "is bf16); f32 is the official implementation's numerics")
+                         "is bf16; fp8: FlashMLA's packed layout); f32 is the official "
+                         "implementation's numerics")
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                     help="compute dtype (float32 matches the golden data)")
     args = ap.parse_args(argv)

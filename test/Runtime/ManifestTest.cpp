@@ -192,7 +192,13 @@ TEST(ManifestTest, EveryFieldIsChecked) {
        "m.json: field 'inputs': no input named 'positions'"},
       {[](json &m) { m["weights"][0]["dtype"] = "f64"; },
        "m.json: field 'weights[0].dtype': unknown dtype 'f64' (expected f32, "
-       "bf16, f16, f8e4m3, i32 or i64)"},
+       "bf16, f16, f8e4m3, i8, i32 or i64)"},
+      {[](json &m) { m["weights"][0]["dtype"] = "i8"; },
+       "m.json: field 'weights[0].dtype': a weight must be f32, bf16, f16 or "
+       "f8e4m3, got i8"},
+      {[](json &m) { m["inputs"][2]["dtype"] = "i32"; },
+       "m.json: field 'inputs[2].dtype': must be f32, bf16, f16 or i8, got "
+       "i32"},
       {[](json &m) { m["weights"][0]["dtype"] = "i32"; },
        "m.json: field 'weights[0].dtype': a weight must be f32, bf16, f16 or "
        "f8e4m3, got i32"},

@@ -164,7 +164,11 @@ cl::opt<KvCacheDTypeOption> kvCacheDType(
     cl::values(clEnumValN(KvCacheDTypeOption::F32, "f32", "4 bytes"),
                clEnumValN(KvCacheDTypeOption::BF16, "bf16", "2 bytes"),
                clEnumValN(KvCacheDTypeOption::FP8, "fp8",
-                          "not implemented yet")),
+                          "the latent packed as FlashMLA's FP8 cache: e4m3 "
+                          "codes with a power-of-two f32 scale per 128 "
+                          "columns of each token, the rope key in bf16 (656 "
+                          "bytes per token for DeepSeek-V3); the per-head "
+                          "cache of --fusion=none likewise")),
     cl::cat(category));
 cl::opt<bool> printReport(
     "report",
@@ -245,7 +249,16 @@ int main(int argc, char **argv) {
     options.kvCacheDType = mlir::dsv3::KvCacheDType::BF16;
     break;
   case KvCacheDTypeOption::FP8:
-    return fail("--kv-cache-dtype=fp8 is not implemented yet (f32 or bf16)");
+    if (tensorCores && (targetKind == TargetKind::Cuda || gpuTiledOnCpu))
+      return fail("--kv-cache-dtype=fp8 has no tensor-core attention kernel "
+                  "yet: use --kv-cache-dtype=bf16 with tensor cores, or "
+                  "--tensor-cores=false");
+    // The packed latent layout is imported as such (latent fusion keeps it;
+    // converting a packed expanded cache to it is not written).
+    if (fusion == "all" || fusion == "latent")
+      options.cacheLayout = mlir::dsv3::CacheLayout::Latent;
+    options.kvCacheDType = mlir::dsv3::KvCacheDType::FP8;
+    break;
   }
 
   // A checkpoint directory with weights: validate every header against the

@@ -35,8 +35,10 @@ enum class CacheLayout {
 enum class WeightPrecision { F32, BF16, F16 };
 
 /// Element type of the KV cache: attention reads it in this type and widens
-/// in registers; new entries are rounded to it when written.
-enum class KvCacheDType { F32, BF16 };
+/// in registers; new entries are rounded to it when written. FP8 is the
+/// layout packed as FlashMLA's FP8 cache (i8 bytes: e4m3 codes, f32 tile
+/// scales, the latent layout's rope key in bf16; see dsv3.mla).
+enum class KvCacheDType { F32, BF16, FP8 };
 
 struct ImportOptions {
   int64_t maxBatch = 1;

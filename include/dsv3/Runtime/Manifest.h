@@ -29,8 +29,9 @@ namespace dsv3 {
 namespace runtime {
 
 /// Element types of entry-point arguments ("f32", "bf16", "f16", "f8e4m3",
-/// "i32", "i64" in the manifest).
-enum class ElementType { F32, BF16, F16, F8E4M3, I32, I64 };
+/// "i8", "i32", "i64" in the manifest). i8 is raw bytes: the packed FP8 KV
+/// cache.
+enum class ElementType { F32, BF16, F16, F8E4M3, I8, I32, I64 };
 
 size_t elementSize(ElementType type);
 /// The manifest spelling.

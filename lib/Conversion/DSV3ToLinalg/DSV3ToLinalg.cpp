@@ -18,6 +18,7 @@
 #include "Elementwise.h"
 #include "Emitter.h"
 #include "MoeLowering.h"
+#include "PackedFp8Cache.h"
 #include "WarpMma.h"
 #include "WeightStreams.h"
 
@@ -326,14 +327,17 @@ Value emitConvertElements(Emitter &e, Value v, Type element) {
 }
 
 /// Writes entries[b, s, :] into cache[b, positions[b, s], :] for every token
-/// of the call, rounded to the cache's element type. Positions past the
-/// cache are skipped (the runtime rejects them before the call; the guard
-/// keeps a bad call from writing out of bounds).
-Value emitCacheWrite(Emitter &e, Value cache, Value entries, Value positions) {
+/// of the call, rounded to the cache's element type (or quantized into the
+/// packed FP8 rows when `packed` is set). Positions past the cache are
+/// skipped (the runtime rejects them before the call; the guard keeps a bad
+/// call from writing out of bounds).
+Value emitCacheWrite(Emitter &e, Value cache, Value entries, Value positions,
+                     const PackedFp8Rows &packed = {}) {
   auto cacheType = cast<RankedTensorType>(cache.getType());
   int64_t batch = cacheType.getDimSize(0), maxLen = cacheType.getDimSize(1),
           width = cacheType.getDimSize(2);
-  entries = emitConvertElements(e, entries, cacheType.getElementType());
+  entries = packed ? emitPackFp8Rows(e, entries, packed)
+                   : emitConvertElements(e, entries, cacheType.getElementType());
   Value zero = e.index(0), one = e.index(1);
   Value seq = getValueOrCreateConstantIndexOp(e.b, e.loc, e.dim(entries, 1));
   auto outer = scf::ForOp::create(
@@ -634,10 +638,18 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // Absorbed form: the cache holds [kv_norm(c) | rope(k_pe)] per token;
       // W_UK is folded into the query and W_UV applied after attention. Both
       // are read straight from kv_b viewed as [heads, nope + v, latent].
+      // With the packed FP8 cache the prefix is its rows of bytes, which
+      // the kernels decode in registers (PackedFp8Rows).
+      const PackedFp8Rows packed =
+          op.hasPackedFp8Cache() ? packedFp8RowsOf(op) : PackedFp8Rows{};
       Value entries = emitConcatLast(e, latent, kPe); // [B, S, C + R]
-      newCache = emitCacheWrite(e, cache, entries, positions);
-      Value prefix = prefixOf(newCache, kvRank + rope);   // [B, T, C + R]
-      Value prefixLatent = e.sliceLast(prefix, 0, kvRank); // [B, T, C]
+      newCache = emitCacheWrite(e, cache, entries, positions, packed);
+      Value prefix = prefixOf(newCache, packed ? packed.bytes()
+                                               : kvRank + rope); // [B, T, C + R]
+      Value prefixLatent =
+          packed ? prefix : e.sliceLast(prefix, 0, kvRank); // [B, T, C]
+      PackedFp8Rows scoreRows = packed, latentRows = packed;
+      latentRows.cols = packed ? kvRank : 0;
 
       // Absorbed form, on the latent directly.
       auto absorbedAttention = [&]() -> Value {
@@ -727,13 +739,22 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
         oLat = emitFlashLatentAttention(e, qCat, prefix, prefixLatent,
                                         positions, heads, scale);
       } else {
-        Value scores3 = emitGroupedDots(e, qCat, WeightView{prefix, {}, {}});
+        // The query rows (heads x tokens) against each cache row: on the
+        // CPU (blocked kernels) in blocks of 16 heads, so each cache chunk is
+        // widened, or decoded from FP8, once per 16 heads rather than 4.
+        const int64_t linearRowBlock = e.tokenRowBlock;
+        if (e.tokenRowBlock > 1)
+          e.tokenRowBlock = kBlockAccumulators;
+        Value scores3 = emitGroupedDots(
+            e, qCat, WeightView{prefix, {}, {}, {}, scoreRows});
         Value scores = emitReshape(e, scores3, {{0}, {1, 2}, {3}},
                                    {idx(batch), seqLen, idx(heads), used});
         Value probs = emitCausalSoftmax(e, scores, positions, scale);
         Value probs3 = emitReshape(e, probs, {{0}, {1, 2}, {3}},
                                    {idx(batch), rowsPerBatch, used});
-        oLat = emitGroupedAxpy(e, probs3, WeightView{prefixLatent, {}, {}});
+        oLat = emitGroupedAxpy(
+            e, probs3, WeightView{prefixLatent, {}, {}, {}, latentRows});
+        e.tokenRowBlock = linearRowBlock;
       }
       Value oLat4 = emitReshape(e, oLat, {{0}, {1, 2}, {3}},
                                 {idx(batch), seqLen, idx(heads), idx(kvRank)});
@@ -762,7 +783,8 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
           e.b.setInsertionPointToStart(branch.thenBlock());
           // kv_b takes f32 activations: a widened copy of the prefix (this
           // branch is the long-chunk prefill, dominated by the expansion).
-          Value prefixF32 = emitConvertElements(e, prefix, e.f32());
+          Value prefixF32 = packed ? emitUnpackFp8Rows(e, prefix, packed)
+                                   : emitConvertElements(e, prefix, e.f32());
           Value expanded = expandKv(e.sliceLast(prefixF32, 0, kvRank),
                                     e.sliceLast(prefixF32, kvRank, rope));
           scf::YieldOp::create(
@@ -778,12 +800,16 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
     } else {
       // Naive form: the cache holds per-head [k_nope | k_pe | v].
       Value entries = e.mergeLast(expandKv(latent, kPe)); // [B,S,H*(...)]
-      newCache = emitCacheWrite(e, cache, entries, positions);
-      Value prefix = prefixOf(newCache, heads * perHead);  // [B,T,H*perHead]
+      const PackedFp8Rows packed =
+          op.hasPackedFp8Cache() ? packedFp8RowsOf(op) : PackedFp8Rows{};
+      newCache = emitCacheWrite(e, cache, entries, positions, packed);
+      Value prefix = prefixOf(newCache, packed ? packed.bytes()
+                                               : heads * perHead);
       // The naive form's transposes and softmax work on f32: a widened copy
-      // of a bf16 cache (fusion=none is the reference form, not the fast
-      // path).
-      prefix = emitConvertElements(e, prefix, e.f32());
+      // of a bf16 or FP8 cache (fusion=none is the reference form, not the
+      // fast path). [B, T, H*perHead]
+      prefix = packed ? emitUnpackFp8Rows(e, prefix, packed)
+                      : emitConvertElements(e, prefix, e.f32());
       attn = naiveAttention(e.splitLast(prefix, heads, perHead));
     }
     Value merged = e.mergeLast(attn); // [B, S, H*v]
@@ -821,6 +847,19 @@ struct ConvertDSV3ToLinalgPass
                                "be 1, 2 or 4, not ")
           << static_cast<int64_t>(tokenRowBlock);
       return signalPassFailure();
+    }
+    // The tensor-core attention (emitFlashLatentAttention) takes bf16
+    // operands; reading the packed FP8 cache there is not written yet.
+    if (this->tensorCores) {
+      WalkResult packed = getOperation().walk([](MlaOp op) {
+        if (!op.hasPackedFp8Cache())
+          return WalkResult::advance();
+        op.emitOpError("the packed FP8 KV cache has no tensor-core attention "
+                       "kernel yet: use a bf16 or f32 cache");
+        return WalkResult::interrupt();
+      });
+      if (packed.wasInterrupted())
+        return signalPassFailure();
     }
     const KernelOptions kernels{{this->tensorCores, mmaRows}, tokenRowBlock};
     patterns.add<EmbeddingLowering>(context);

@@ -28,7 +28,7 @@ namespace lowering {
 /// Decodes a vector of FP8 e4m3fn codes to f32 exactly, with integer ops
 /// (normal: sign | (exp + 120) << 23 | mantissa << 20; subnormal: mantissa *
 /// 2^-9; S.1111.111: NaN), so no gather and no FP8 support in LLVM is needed.
-static Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
+Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
   auto vecType = cast<VectorType>(codes.getType());
   int64_t lanes = vecType.getNumElements();
   auto i8v = VectorType::get({lanes}, b.getI8Type());
@@ -38,8 +38,10 @@ static Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes) {
     return arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(i32v, b.getI32IntegerAttr(v)));
   };
-  Value u = arith::ExtUIOp::create(
-      b, loc, i32v, arith::BitcastOp::create(b, loc, i8v, codes));
+  Value bytes = vecType.getElementType().isInteger(8)
+                    ? codes
+                    : arith::BitcastOp::create(b, loc, i8v, codes).getResult();
+  Value u = arith::ExtUIOp::create(b, loc, i32v, bytes);
   Value sign = arith::ShLIOp::create(
       b, loc, arith::AndIOp::create(b, loc, u, splat(0x80)), splat(24));
   Value exponent = arith::AndIOp::create(
@@ -109,11 +111,127 @@ static Value blockScale(OpBuilder &b, Location loc, const WeightView &w,
   return vector::BroadcastOp::create(b, loc, type, s);
 }
 
+/// 16 e4m3fn codes (vector<16xi8>, never NaN: the cache's own encoder writes
+/// them) as f32 divided by 256: each code's bits moved into an f16 (sign to
+/// bit 15, exponent and mantissa below it) are its value * 2^-8, subnormals
+/// included, and f16 -> f32 is one instruction (F16C). Cheaper than
+/// decodeFp8Vector's i32 arithmetic; the factor 256 goes into the scale.
+static Value decodeCacheCodesOver256(OpBuilder &b, Location loc, Value raw) {
+  auto i16v = VectorType::get({kVectorLanes}, b.getI16Type());
+  auto splat = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(i16v, b.getI16IntegerAttr(v)));
+  };
+  Value wide = arith::ExtUIOp::create(b, loc, i16v, raw);
+  Value sign = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, wide, splat(0x80)), splat(8));
+  Value magnitude = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, wide, splat(0x7F)), splat(7));
+  Value half = arith::BitcastOp::create(
+      b, loc, VectorType::get({kVectorLanes}, b.getF16Type()),
+      arith::OrIOp::create(b, loc, sign, magnitude));
+  return arith::ExtFOp::create(
+      b, loc, VectorType::get({kVectorLanes}, b.getF32Type()), half);
+}
+
+/// Whether the 16 columns at `col` are codes (true) or rope values (false)
+/// where the IR says so: a constant, or the induction variable of a loop
+/// whose constant bounds lie on one side of the latent's end (emitDotBlock
+/// splits its loop there).
+static std::optional<bool> packedChunkIsCode(Value col,
+                                             const PackedFp8Rows &p) {
+  if (p.cols <= p.latent)
+    return true;
+  if (std::optional<int64_t> c = getConstantIntValue(col))
+    return *c < p.latent;
+  if (scf::ForOp loop = scf::getForInductionVarOwner(col)) {
+    std::optional<int64_t> lb = getConstantIntValue(loop.getLowerBound());
+    std::optional<int64_t> ub = getConstantIntValue(loop.getUpperBound());
+    if (ub && *ub <= p.latent)
+      return true;
+    if (lb && *lb >= p.latent)
+      return false;
+  }
+  return std::nullopt;
+}
+
+/// Logical columns [col, col + 16) of row `row` of a packed FP8 cache
+/// (PackedFp8Rows), as f32: 16 codes decoded and multiplied by their tile's
+/// scale, or 16 bf16 rope values widened. A chunk lies on one side of the
+/// latent's end (the verifier asks kv_lora_rank % 16 == 0); which side is
+/// decided at compile time where packedChunkIsCode can tell, else by a
+/// branch.
+static Value readPackedFp8Chunk(OpBuilder &b, Location loc, const WeightView &w,
+                                Value group, Value row, Value col) {
+  const PackedFp8Rows &p = w.packed;
+  Type i8 = b.getI8Type();
+  auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
+  auto codes = [&](OpBuilder &b1, Location l1) -> Value {
+    Value pad = arith::ConstantOp::create(b1, l1, b1.getIntegerAttr(i8, 0));
+    Value raw = vector::TransferReadOp::create(
+        b1, l1, VectorType::get({kVectorLanes}, i8), w.view,
+        ValueRange{group, row, col}, pad, ArrayRef<bool>{true});
+    Value at = arith::AddIOp::create(
+        b1, l1, indexConst(b1, l1, p.scaleOffset()),
+        arith::MulIOp::create(
+            b1, l1,
+            arith::DivUIOp::create(b1, l1, col, indexConst(b1, l1, p.tile)),
+            indexConst(b1, l1, 4)));
+    Value scaleBytes = vector::TransferReadOp::create(
+        b1, l1, VectorType::get({4}, i8), w.view, ValueRange{group, row, at},
+        pad, ArrayRef<bool>{true});
+    Value scale = vector::ExtractOp::create(
+        b1, l1,
+        vector::BitCastOp::create(
+            b1, l1, VectorType::get({1}, b1.getF32Type()), scaleBytes),
+        ArrayRef<int64_t>{0});
+    // The decoded codes are value / 256; the scale is a power of two, so
+    // scale * 256 is exact.
+    Value scale256 = arith::MulFOp::create(
+        b1, l1, scale,
+        arith::ConstantOp::create(b1, l1, b1.getF32FloatAttr(256.0f)));
+    return arith::MulFOp::create(
+        b1, l1, decodeCacheCodesOver256(b1, l1, raw),
+        vector::BroadcastOp::create(b1, l1, f32v, scale256));
+  };
+  auto ropeValues = [&](OpBuilder &b1, Location l1) -> Value {
+    Value pad = arith::ConstantOp::create(b1, l1, b1.getIntegerAttr(i8, 0));
+    // Byte ropeOffset + 2 * (col - latent) = 2 * col + (ropeOffset - 2 *
+    // latent).
+    Value at = arith::AddIOp::create(
+        b1, l1,
+        arith::MulIOp::create(b1, l1, col, indexConst(b1, l1, 2)),
+        indexConst(b1, l1, p.ropeOffset() - 2 * p.latent));
+    // A rope key of fewer than 16 values reads past the row: masked (zeros).
+    Value raw = vector::TransferReadOp::create(
+        b1, l1, VectorType::get({2 * kVectorLanes}, i8), w.view,
+        ValueRange{group, row, at}, pad,
+        ArrayRef<bool>{p.rope % kVectorLanes == 0});
+    Value halves = vector::BitCastOp::create(
+        b1, l1, VectorType::get({kVectorLanes}, b1.getBF16Type()), raw);
+    return arith::ExtFOp::create(b1, l1, f32v, halves);
+  };
+  if (std::optional<bool> isCode = packedChunkIsCode(col, p))
+    return *isCode ? codes(b, loc) : ropeValues(b, loc);
+  Value inLatent = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         col, indexConst(b, loc, p.latent));
+  auto branch = scf::IfOp::create(b, loc, TypeRange{f32v}, inLatent,
+                                  /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(&branch.getThenRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{codes(b, loc)});
+  b.setInsertionPointToStart(&branch.getElseRegion().front());
+  scf::YieldOp::create(b, loc, ValueRange{ropeValues(b, loc)});
+  return branch.getResult(0);
+}
+
 /// Reads 16 elements of matrix `group` of the view at (row, col), widened to
 /// f32 and multiplied by their block scale: what both kernels do with every
 /// weight chunk. `exact` says the chunk never crosses the row's end.
 static Value readWeightChunk(OpBuilder &b, Location loc, const WeightView &w,
                              Value group, Value row, Value col, bool exact) {
+  if (w.packed)
+    return readPackedFp8Chunk(b, loc, w, group, row, col);
   Type element = cast<RankedTensorType>(w.view.getType()).getElementType();
   auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
   Value pad = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
@@ -136,36 +254,46 @@ namespace {
 /// decode) that is what makes one step over 8 rows cheaper than 8 steps over
 /// one, since widening and loading, not the FMAs, bound the single-row loop.
 /// Every product still accumulates lane-wise in k order and is reduced the
-/// same way, so the blocking does not change a bit of the result.
+/// same way, so the blocking does not change a bit of the result. A `split`
+/// in (0, depth) runs k over [0, split) and [split, depth) as two loops (the
+/// same order), so each loop's chunks are of one kind (packed cache codes or
+/// rope values).
 SmallVector<Value>
 emitDotBlock(OpBuilder &b, Location loc, int64_t numLhs, int64_t numRhs,
              int64_t depth,
              function_ref<Value(OpBuilder &, Location, int64_t, Value)> lhs,
-             function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs) {
+             function_ref<Value(OpBuilder &, Location, int64_t, Value)> rhs,
+             int64_t split = 0) {
   auto f32v = VectorType::get({kVectorLanes}, b.getF32Type());
   Value zeroVec = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(f32v, b.getF32FloatAttr(0)));
   const int64_t count = numLhs * numRhs;
-  auto kLoop = scf::ForOp::create(
-      b, loc, indexConst(b, loc, 0), indexConst(b, loc, depth),
-      indexConst(b, loc, kVectorLanes), SmallVector<Value>(count, zeroVec),
-      [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
-        SmallVector<Value> a;
-        for (int64_t i = 0; i < numLhs; ++i)
-          a.push_back(lhs(b1, l1, i, k));
-        SmallVector<Value> next(acc.begin(), acc.end());
-        for (int64_t j = 0; j < numRhs; ++j) {
-          Value w = rhs(b1, l1, j, k);
+  auto kLoop = [&](int64_t from, int64_t to, ValueRange init) {
+    return scf::ForOp::create(
+        b, loc, indexConst(b, loc, from), indexConst(b, loc, to),
+        indexConst(b, loc, kVectorLanes), init,
+        [&](OpBuilder &b1, Location l1, Value k, ValueRange acc) {
+          SmallVector<Value> a;
           for (int64_t i = 0; i < numLhs; ++i)
-            next[i * numRhs + j] =
-                vector::FMAOp::create(b1, l1, a[i], w, acc[i * numRhs + j]);
-        }
-        scf::YieldOp::create(b1, l1, next);
-      });
+            a.push_back(lhs(b1, l1, i, k));
+          SmallVector<Value> next(acc.begin(), acc.end());
+          for (int64_t j = 0; j < numRhs; ++j) {
+            Value w = rhs(b1, l1, j, k);
+            for (int64_t i = 0; i < numLhs; ++i)
+              next[i * numRhs + j] = vector::FMAOp::create(
+                  b1, l1, a[i], w, acc[i * numRhs + j]);
+          }
+          scf::YieldOp::create(b1, l1, next);
+        });
+  };
+  SmallVector<Value> acc(count, zeroVec);
+  if (split > 0 && split < depth)
+    acc = kLoop(0, split, acc).getResults();
+  acc = kLoop(split > 0 && split < depth ? split : 0, depth, acc).getResults();
   SmallVector<Value> sums;
   for (int64_t i = 0; i < count; ++i)
     sums.push_back(vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD, kLoop.getResult(i)));
+        b, loc, vector::CombiningKind::ADD, acc[i]));
   return sums;
 }
 
@@ -309,7 +437,10 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
                   prefetch(b3, l3, weightBuffer, wg, ahead[r0 + j], k);
                   return readWeightChunk(b3, l3, w, wg, rowIdx[r0 + j], k,
                                          exact);
-                });
+                },
+                // The packed cache's codes and rope values in two loops,
+                // so no chunk branches on which it is.
+                w.packed ? w.packed.latent : 0);
             for (int64_t i = 0; i < numM; ++i)
               for (int64_t j = 0; j < perDot; ++j)
                 tileAcc = tensor::InsertOp::create(
@@ -361,70 +492,115 @@ Value emitGroupedDots(Emitter &e, Value a, const WeightView &w) {
 /// scalar of a broadcast per d; rows are spread over threads.
 Value emitGroupedAxpy(Emitter &e, Value a, const WeightView &w) {
   auto wType = cast<RankedTensorType>(w.view.getType());
-  const int64_t width = wType.getDimSize(2);
+  const int64_t width = w.packed ? w.packed.cols : wType.getDimSize(2);
   OpFoldResult groups = e.dim(a, 0), rows = e.dim(a, 1), depth = e.dim(a, 2);
   Value init = e.empty({groups, rows, e.b.getIndexAttr(width)});
   Value numRows = getValueOrCreateConstantIndexOp(e.b, e.loc, rows);
   Value numDepth = getValueOrCreateConstantIndexOp(e.b, e.loc, depth);
   auto f32v = VectorType::get({kVectorLanes}, e.f32());
   const bool exact = width % kVectorLanes == 0;
-  auto rowType = RankedTensorType::get({width}, e.f32());
 
-  auto forall = scf::ForallOp::create(
-      e.b, e.loc, ArrayRef<OpFoldResult>{groups, numRows}, ValueRange{init},
-      std::nullopt, [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
-        Value g = ivsAndOuts[0], m = ivsAndOuts[1], shared = ivsAndOuts[2];
-        Value wg = viewGroup(b, loc, w, g);
-        // Accumulate in the forall's own slice of the output (destination
-        // passing: written in place, no allocation per row).
-        Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-        Value slice = tensor::ExtractSliceOp::create(
-            b, loc, rowType, shared,
-            SmallVector<OpFoldResult>{g, m, b.getIndexAttr(0)},
-            SmallVector<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                                      b.getIndexAttr(width)},
-            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
-        Value row =
-            linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{slice})
-                .getResult(0);
-        auto dLoop = scf::ForOp::create(
-            b, loc, indexConst(b, loc, 0), numDepth, indexConst(b, loc, 1),
-            ValueRange{row},
-            [&](OpBuilder &b2, Location l2, Value d, ValueRange dArgs) {
-              Value coefficient = vector::BroadcastOp::create(
-                  b2, l2, f32v,
-                  tensor::ExtractOp::create(b2, l2, a, ValueRange{g, m, d}));
-              auto cLoop = scf::ForOp::create(
-                  b2, l2, indexConst(b2, l2, 0), indexConst(b2, l2, width),
-                  indexConst(b2, l2, kVectorLanes), dArgs,
-                  [&](OpBuilder &b3, Location l3, Value c, ValueRange cArgs) {
-                    Value fPad = arith::ConstantOp::create(
-                        b3, l3, b3.getF32FloatAttr(0));
-                    Value acc = vector::TransferReadOp::create(
-                        b3, l3, f32v, cArgs[0], ValueRange{c}, fPad,
-                        ArrayRef<bool>{exact});
-                    Value wide = readWeightChunk(b3, l3, w, wg, d, c, exact);
-                    Value sum =
-                        vector::FMAOp::create(b3, l3, coefficient, wide, acc);
-                    Value written = vector::TransferWriteOp::create(
-                                        b3, l3, sum, cArgs[0], ValueRange{c},
-                                        ArrayRef<bool>{exact})
-                                        .getResult();
-                    scf::YieldOp::create(b3, l3, ValueRange{written});
-                  });
-              scf::YieldOp::create(b2, l2, cLoop.getResults());
-            });
-        auto inParallel = scf::InParallelOp::create(b, loc);
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPointToStart(inParallel.getBody());
-        tensor::ParallelInsertSliceOp::create(
-            b, loc, dLoop.getResult(0), shared,
-            SmallVector<OpFoldResult>{g, m, b.getIndexAttr(0)},
-            SmallVector<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                                      b.getIndexAttr(width)},
-            SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
-      });
-  return forall.getResult(0);
+  // Rows [first, first + blocks * block) in blocks of `block`: each chunk of
+  // w is read and widened (or decoded, for the packed FP8 cache) once per
+  // block and accumulated into each row's own L1-resident row, in the same
+  // d order, so the blocking changes no bit.
+  // Wide rows (the 512-column latent) are also split into column tiles of
+  // 128, so a few blocks of rows still spread over the threads.
+  const int64_t colTile =
+      width > 128 && width % 128 == 0 ? 128 : width;
+  auto blockedRows = [&](Value into, Value first, Value blocks,
+                         int64_t block) -> Value {
+    auto blockType = RankedTensorType::get({block, colTile}, e.f32());
+    auto forall = scf::ForallOp::create(
+        e.b, e.loc,
+        ArrayRef<OpFoldResult>{groups, blocks,
+                               e.b.getIndexAttr(width / colTile)},
+        ValueRange{into}, std::nullopt,
+        [&](OpBuilder &b, Location loc, ValueRange ivsAndOuts) {
+          Value g = ivsAndOuts[0], shared = ivsAndOuts[3];
+          Value m0 = arith::AddIOp::create(
+              b, loc, first,
+              arith::MulIOp::create(b, loc, ivsAndOuts[1],
+                                    indexConst(b, loc, block)));
+          Value c0 = arith::MulIOp::create(b, loc, ivsAndOuts[2],
+                                           indexConst(b, loc, colTile));
+          Value wg = viewGroup(b, loc, w, g);
+          SmallVector<OpFoldResult> offsets{g, m0, c0};
+          SmallVector<OpFoldResult> sizes{b.getIndexAttr(1),
+                                          b.getIndexAttr(block),
+                                          b.getIndexAttr(colTile)};
+          // Accumulate in the forall's own slice of the output (destination
+          // passing: written in place, no allocation per block).
+          Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+          Value slice = tensor::ExtractSliceOp::create(
+              b, loc, blockType, shared, offsets, sizes,
+              SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
+          Value rowsInit = linalg::FillOp::create(b, loc, ValueRange{zero},
+                                                  ValueRange{slice})
+                               .getResult(0);
+          auto dLoop = scf::ForOp::create(
+              b, loc, indexConst(b, loc, 0), numDepth, indexConst(b, loc, 1),
+              ValueRange{rowsInit},
+              [&](OpBuilder &b2, Location l2, Value d, ValueRange dArgs) {
+                SmallVector<Value> coefficients;
+                for (int64_t i = 0; i < block; ++i) {
+                  Value m = arith::AddIOp::create(b2, l2, m0,
+                                                  indexConst(b2, l2, i));
+                  coefficients.push_back(vector::BroadcastOp::create(
+                      b2, l2, f32v,
+                      tensor::ExtractOp::create(b2, l2, a,
+                                                ValueRange{g, m, d})));
+                }
+                auto cLoop = scf::ForOp::create(
+                    b2, l2, indexConst(b2, l2, 0),
+                    indexConst(b2, l2, colTile),
+                    indexConst(b2, l2, kVectorLanes), dArgs,
+                    [&](OpBuilder &b3, Location l3, Value c,
+                        ValueRange cArgs) {
+                      Value fPad = arith::ConstantOp::create(
+                          b3, l3, b3.getF32FloatAttr(0));
+                      Value col = arith::AddIOp::create(b3, l3, c0, c);
+                      Value wide =
+                          readWeightChunk(b3, l3, w, wg, d, col, exact);
+                      Value acc = cArgs[0];
+                      for (int64_t i = 0; i < block; ++i) {
+                        SmallVector<Value, 2> at{indexConst(b3, l3, i), c};
+                        Value old = vector::TransferReadOp::create(
+                            b3, l3, f32v, acc, at, fPad,
+                            ArrayRef<bool>{exact});
+                        Value sum = vector::FMAOp::create(
+                            b3, l3, coefficients[i], wide, old);
+                        acc = vector::TransferWriteOp::create(
+                                  b3, l3, sum, acc, at, ArrayRef<bool>{exact})
+                                  .getResult();
+                      }
+                      scf::YieldOp::create(b3, l3, ValueRange{acc});
+                    });
+                scf::YieldOp::create(b2, l2, cLoop.getResults());
+              });
+          auto inParallel = scf::InParallelOp::create(b, loc);
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(inParallel.getBody());
+          tensor::ParallelInsertSliceOp::create(
+              b, loc, dLoop.getResult(0), shared, offsets, sizes,
+              SmallVector<OpFoldResult>(3, b.getIndexAttr(1)));
+        });
+    return forall.getResult(0);
+  };
+
+  // The rows (a decode step's heads) in blocks of Emitter::tokenRowBlock,
+  // the remainder one by one.
+  const int64_t block = std::max<int64_t>(e.tokenRowBlock, 1);
+  if (block == 1)
+    return blockedRows(init, e.index(0), numRows, 1);
+  Value blocks = arith::DivUIOp::create(e.b, e.loc, numRows, e.index(block));
+  Value out = blockedRows(init, e.index(0), blocks, block);
+  std::optional<int64_t> staticRows = getConstantIntValue(rows);
+  if (staticRows && *staticRows % block == 0)
+    return out;
+  Value done = arith::MulIOp::create(e.b, e.loc, blocks, e.index(block));
+  return blockedRows(out, done,
+                     arith::SubIOp::create(e.b, e.loc, numRows, done), 1);
 }
 
 /// Adds a leading unit dimension: [..] -> [1, ..].

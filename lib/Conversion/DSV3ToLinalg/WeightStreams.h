@@ -33,6 +33,27 @@ constexpr int64_t kRowsPerTile = 8;
 /// chunks.
 constexpr int64_t kBlockAccumulators = 16;
 
+/// Rows of a packed FP8 cache (dsv3.mla with an i8 cache): each row's bytes
+/// hold `latent` e4m3 codes, one little-endian f32 scale per `tile` codes,
+/// then `rope` bf16 values (the expanded layout: every column a code, rope
+/// 0). The kernels read logical column c
+/// of [0, cols) from there: code c times its tile's scale below `latent`,
+/// the widened bf16 value c - latent above. latent == 0: not packed.
+struct PackedFp8Rows {
+  int64_t latent = 0, tile = 0, rope = 0;
+  /// Logical columns read through the view: latent + rope for the scores,
+  /// latent for the probabilities times the latent.
+  int64_t cols = 0;
+  explicit operator bool() const { return latent > 0; }
+  int64_t scaleOffset() const { return latent; }
+  int64_t ropeOffset() const { return latent + 4 * (latent / tile); }
+  int64_t bytes() const { return ropeOffset() + 2 * rope; }
+};
+
+/// Decodes a vector of FP8 e4m3fn codes (f8E4M3FN or i8 elements) to f32
+/// exactly, with integer ops.
+Value decodeFp8Vector(OpBuilder &b, Location loc, Value codes);
+
 /// A weight as the kernels read it: a [G, rows, cols] view of a stored
 /// matrix (any element type), and, for FP8, its block scale with the map from
 /// (group, row) of the view to the row of the stored matrix.
@@ -44,6 +65,8 @@ struct WeightView {
   /// Optional i64 [G]: group g reads matrix groupIndex[g] of the view (the
   /// expert a (token, slot) pair was routed to); else matrix g.
   Value groupIndex = {};
+  /// Set when the view is the packed FP8 cache (view: its i8 rows).
+  PackedFp8Rows packed = {};
 };
 
 /// Grouped row dots: out[g, p, r] = sum_k a[g, p, k] * widen(w[g, r, k]).

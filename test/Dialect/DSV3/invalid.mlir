@@ -992,3 +992,27 @@ func.func @invalid_99(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor
       : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x160xf32>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x160xf32>)
   return
 }
+
+// -----
+
+/// An i8 cache is a packed FP8 layout: 32 codes + one f32 scale + 8 bf16
+/// rope values = 52 bytes per token here (latent), or 160 codes + one scale
+/// (expanded).
+func.func @invalid_packed_fp8_width(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x40xi8>, %wq_a: tensor<64x128xbf16>, %qn: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>, %wkv_a: tensor<40x128xbf16>, %kvn: tensor<32xbf16>, %wkv_b: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{an i8 cache holds a packed FP8 layout: width must be kv_lora_rank + 4 * 1 scale bytes + 2 * qk_rope_head_dim = 52 bytes (latent) or the expanded width + 4 * 1 scale bytes = 164 bytes (expanded), got 40}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_a(%wq_a) q_norm(%qn) q_b(%wq_b) kv_a(%wkv_a) kv_norm(%kvn) kv_b(%wkv_b) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 32 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x40xi8>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<40x128xbf16>, tensor<32xbf16>, tensor<128x32xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x40xi8>)
+  return
+}
+
+// -----
+
+/// The kernels read the packed rows 16 codes at a time.
+func.func @invalid_packed_fp8_rank(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %c: tensor<1x64x44xi8>, %wq_a: tensor<64x128xbf16>, %qn: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>, %wkv_a: tensor<32x128xbf16>, %kvn: tensor<24xbf16>, %wkv_b: tensor<128x24xbf16>, %wo: tensor<128x64xbf16>) {
+  // expected-error @+1 {{a packed FP8 latent cache needs kv_lora_rank to be a multiple of 16, got 24}}
+  %o, %c2 = dsv3.mla %x, %pos, %c q_a(%wq_a) q_norm(%qn) q_b(%wq_b) kv_a(%wkv_a) kv_norm(%kvn) kv_b(%wkv_b) o(%wo)
+      {heads = 4 : i64, q_lora_rank = 64 : i64, kv_lora_rank = 24 : i64, qk_nope_head_dim = 16 : i64, qk_rope_head_dim = 8 : i64, v_head_dim = 16 : i64, softmax_scale = 0.25 : f64, eps = 1.0e-06 : f64, rope = #dsv3.rope<theta = 10000.0>}
+      : (tensor<1x7x128xf32>, tensor<1x7xi64>, tensor<1x64x44xi8>, tensor<64x128xbf16>, tensor<64xbf16>, tensor<96x64xbf16>, tensor<32x128xbf16>, tensor<24xbf16>, tensor<128x24xbf16>, tensor<128x64xbf16>) -> (tensor<1x7x128xf32>, tensor<1x64x44xi8>)
+  return
+}

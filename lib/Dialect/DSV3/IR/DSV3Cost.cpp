@@ -140,6 +140,15 @@ OpCost MlaOp::getCost(const CostStep &step, const OpCostOptions &options) {
   const double cacheBytes = options.cacheElementBytes > 0
                                 ? options.cacheElementBytes
                                 : elementBytes(cacheType.getElementType());
+  // A packed FP8 layout's bytes are its width (codes, scales, bf16 rope),
+  // unless the report assumes another element type.
+  const bool packed = hasPackedFp8Cache() && options.cacheElementBytes <= 0;
+  const double latentBytesPerToken =
+      packed ? static_cast<double>(getPackedFp8LatentCacheWidth())
+             : (latent + rope) * cacheBytes;
+  const double expandedBytesPerToken =
+      packed ? static_cast<double>(getPackedFp8ExpandedCacheWidth())
+             : heads * (nope + rope + v) * cacheBytes;
   std::optional<uint64_t> expandFrom = getExpandFrom();
   const bool expanded = hasLatentCache() && expandFrom &&
                         step.tokens >= static_cast<double>(*expandFrom);
@@ -149,7 +158,7 @@ OpCost MlaOp::getCost(const CostStep &step, const OpCostOptions &options) {
     c.flops += 2 * step.pairs * heads * (latent + rope); // scores
     c.flops += 2 * step.pairs * heads * latent;          // P · latent
     c.flops += 2 * step.tokens * heads * latent * v;     // W_UV
-    c.kvBytesPerToken = (latent + rope) * cacheBytes;
+    c.kvBytesPerToken = latentBytesPerToken;
   } else {
     // Naive: K/V per head (kv_b over the new tokens, or, expanding from
     // the latent cache, over every cached position attended to).
@@ -157,8 +166,7 @@ OpCost MlaOp::getCost(const CostStep &step, const OpCostOptions &options) {
     c.flops += 2 * expandedRows * latent * heads * (nope + v); // kv_b
     c.flops += 2 * step.pairs * heads * (nope + rope);         // scores
     c.flops += 2 * step.pairs * heads * v;                     // P · V
-    c.kvBytesPerToken = expanded ? (latent + rope) * cacheBytes
-                                 : heads * (nope + rope + v) * cacheBytes;
+    c.kvBytesPerToken = expanded ? latentBytesPerToken : expandedBytesPerToken;
   }
   c.kvReadBytes = step.context * c.kvBytesPerToken;
   return c;

@@ -236,8 +236,44 @@ int64_t MlaOp::getExpandedCacheWidth() {
       getHeads() * (getQkNopeHeadDim() + getQkRopeHeadDim() + getVHeadDim()));
 }
 
+/// Codes per f32 scale in a packed FP8 row of `codes` codes: FlashMLA's
+/// 128, or the whole row when 128 does not divide it.
+static int64_t packedFp8Tile(int64_t codes) {
+  return codes % 128 == 0 ? 128 : codes;
+}
+
+/// Bytes of a packed FP8 row: the codes, their f32 scales, `bf16Values`.
+static int64_t packedFp8Width(int64_t codes, int64_t bf16Values) {
+  return codes + 4 * (codes / packedFp8Tile(codes)) + 2 * bf16Values;
+}
+
+int64_t MlaOp::getPackedFp8LatentCacheWidth() {
+  return packedFp8Width(static_cast<int64_t>(getKvLoraRank()),
+                        static_cast<int64_t>(getQkRopeHeadDim()));
+}
+
+int64_t MlaOp::getPackedFp8ExpandedCacheWidth() {
+  return packedFp8Width(getExpandedCacheWidth(), 0);
+}
+
+int64_t MlaOp::getPackedFp8CacheTile() {
+  return packedFp8Tile(hasLatentCache()
+                           ? static_cast<int64_t>(getKvLoraRank())
+                           : getExpandedCacheWidth());
+}
+
+bool MlaOp::hasPackedFp8Cache() {
+  return cast<RankedTensorType>(getCache().getType())
+      .getElementType()
+      .isInteger(8);
+}
+
 bool MlaOp::hasLatentCache() {
-  return shapeOf(getCache()).back() == getLatentCacheWidth();
+  // A dynamic width is taken as latent (the verifier cannot tell).
+  const int64_t width = shapeOf(getCache()).back();
+  if (hasPackedFp8Cache())
+    return width != getPackedFp8ExpandedCacheWidth();
+  return width == getLatentCacheWidth();
 }
 
 LogicalResult MlaOp::verify() {
@@ -365,7 +401,27 @@ LogicalResult MlaOp::verify() {
     return emitOpError() << "cache batch (" << cacheShape[0]
                          << ") must equal the hidden batch (" << batch << ")";
   int64_t width = cacheShape[2];
-  if (!ShapedType::isDynamic(width) && width != getLatentCacheWidth() &&
+  if (hasPackedFp8Cache()) {
+    if (!ShapedType::isDynamic(width) &&
+        width != getPackedFp8LatentCacheWidth() &&
+        width != getPackedFp8ExpandedCacheWidth())
+      return emitOpError()
+             << "an i8 cache holds a packed FP8 layout: width must be "
+                "kv_lora_rank + 4 * "
+             << kvRank / packedFp8Tile(kvRank)
+             << " scale bytes + 2 * qk_rope_head_dim = "
+             << getPackedFp8LatentCacheWidth()
+             << " bytes (latent) or the expanded width + 4 * "
+             << getExpandedCacheWidth() / packedFp8Tile(getExpandedCacheWidth())
+             << " scale bytes = " << getPackedFp8ExpandedCacheWidth()
+             << " bytes (expanded), got " << width;
+    // The kernels read the packed latent rows 16 codes at a time: a chunk
+    // must not straddle the latent's end or a scale tile.
+    if (hasLatentCache() && kvRank % 16 != 0)
+      return emitOpError() << "a packed FP8 latent cache needs kv_lora_rank "
+                              "to be a multiple of 16, got "
+                           << kvRank;
+  } else if (!ShapedType::isDynamic(width) && width != getLatentCacheWidth() &&
       width != getExpandedCacheWidth())
     return emitOpError()
            << "cache width must be kv_lora_rank + qk_rope_head_dim = "

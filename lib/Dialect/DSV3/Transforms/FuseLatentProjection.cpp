@@ -161,13 +161,21 @@ struct FuseLatentProjectionPass
     // layers share one stacked cache).
     const int64_t fromWidth = expanded.front().getExpandedCacheWidth();
     const int64_t toWidth = expanded.front().getLatentCacheWidth();
-    for (MlaOp op : expanded)
+    for (MlaOp op : expanded) {
+      // The packed FP8 layouts differ in more than the width (the latent's
+      // rope key is bf16): dsv3-compile imports an FP8 cache as latent.
+      if (op.hasPackedFp8Cache())
+        return op.emitOpError("has a packed FP8 expanded cache, which "
+                              "dsv3-fuse-latent-projection does not switch "
+                              "to the latent layout; import the FP8 cache "
+                              "as latent");
       if (op.getExpandedCacheWidth() != fromWidth ||
           op.getLatentCacheWidth() != toWidth) {
         return op.emitOpError("has a different cache geometry than the "
                               "other dsv3.mla ops of the module; "
                               "dsv3-fuse-latent-projection needs one");
       }
+    }
 
     SetVector<Value> cacheValues = collectCacheValues(module, expanded);
     for (Value v : cacheValues) {

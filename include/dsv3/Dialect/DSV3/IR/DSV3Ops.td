@@ -22,6 +22,8 @@ def DSV3_WeightTensor : TensorOf<[F32, BF16, F16, F8E4M3FN]>;
 def DSV3_FloatWeightTensor : TensorOf<[F32, BF16, F16]>;
 def DSV3_ScaleTensor : TensorOf<[F32]>;
 def DSV3_IndexTensor : TensorOf<[I32, I64]>;
+/// A KV cache: float elements, or the bytes of the packed FP8 latent layout.
+def DSV3_CacheTensor : TensorOf<[F32, BF16, I8]>;
 
 //===----------------------------------------------------------------------===//
 // Building blocks
@@ -174,6 +176,18 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
     (W = heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim): per-head K
     then V). FP8 projections carry their block scales in `*_scale(...)`.
 
+    A cache of i8 holds the latent layout packed as FlashMLA's FP8 cache
+    (DeepSeek-V3.2's V32_FP8Sparse): per token, kv_lora_rank e4m3 codes of the
+    latent, one f32 scale per tile of 128 latent columns (one tile of the
+    whole latent when kv_lora_rank is not a multiple of 128), then the roped
+    key as qk_rope_head_dim bf16 values, little-endian: W = 512 + 4 * 4 +
+    64 * 2 = 656 bytes for DeepSeek-V3. A tile's scale is a power of two,
+    2^ceil(log2(max(amax / 448, 1e-4))), so dividing by it is exact. The
+    expanded layout packs the same way with no bf16 part: W' e4m3 codes of
+    the per-head K and V row (W' = the expanded width) and one f32 scale per
+    tile of 128 of them (one tile of the whole row when W' is not a multiple
+    of 128).
+
     `q_kv_a` ([q_lora_rank + kv_lora_rank + qk_rope_head_dim, hidden]), set by
     dsv3-fuse-latent-projection, replaces `q_a` and `kv_a`: the two down
     projections of the hidden state as one GEMM over their concatenated rows
@@ -201,7 +215,7 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
   }];
   let arguments = (ins
       DSV3_ActivationTensor:$hidden, DSV3_IndexTensor:$positions,
-      DSV3_ActivationTensor:$cache,
+      DSV3_CacheTensor:$cache,
       Optional<DSV3_WeightTensor>:$wq_a, Optional<DSV3_ScaleTensor>:$wq_a_scale,
       Optional<DSV3_FloatWeightTensor>:$q_norm,
       Optional<DSV3_WeightTensor>:$wq_b, Optional<DSV3_ScaleTensor>:$wq_b_scale,
@@ -217,7 +231,7 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
       F64Attr:$softmax_scale, F64Attr:$eps, DSV3_RopeAttr:$rope,
       OptionalAttr<I64Attr>:$expand_from);
   let results = (outs DSV3_ActivationTensor:$result,
-                      DSV3_ActivationTensor:$updated_cache);
+                      DSV3_CacheTensor:$updated_cache);
   let assemblyFormat = [{
     $hidden `,` $positions `,` $cache
     (`q_a` `(` $wq_a^ `)`)? (`q_a_scale` `(` $wq_a_scale^ `)`)?
@@ -237,8 +251,18 @@ def DSV3_MlaOp : DSV3_Op<"mla", [Pure, AttrSizedOperandSegments]> {
     int64_t getLatentCacheWidth();
     /// Elements per token per layer of the expanded (per-head K, V) layout.
     int64_t getExpandedCacheWidth();
-    /// True when `cache` uses the latent layout.
+    /// Bytes per token per layer of the packed FP8 latent layout.
+    int64_t getPackedFp8LatentCacheWidth();
+    /// Bytes per token per layer of the packed FP8 expanded layout.
+    int64_t getPackedFp8ExpandedCacheWidth();
+    /// Codes per FP8 scale of the packed layout `cache` uses: 128 (FlashMLA's
+    /// tile) when the codes of a row (kv_lora_rank, or the expanded width)
+    /// are a multiple of it, else all of them.
+    int64_t getPackedFp8CacheTile();
+    /// True when `cache` uses the latent layout (float or packed FP8).
     bool hasLatentCache();
+    /// True when `cache` is i8: a packed FP8 layout (latent or expanded).
+    bool hasPackedFp8Cache();
   }];
 }
 
