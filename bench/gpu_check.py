@@ -51,6 +51,9 @@ BENCH = "bench-450m"
 # Every model is also compiled with --tensor-cores=false (CUDA-core kernels in f32), under this suffix.
 CUDA_CORES_SUFFIX = "-cuda-cores"
 CUDA_CORES = BENCH + CUDA_CORES_SUFFIX  # the other side of the bench A/B
+# The CUDA-core bench artifact with each KV-cache dtype (CUDA_CORES itself has the default bf16 cache): the MLA
+# decode attention bandwidth per cache dtype. Tensor-core attention has no FP8 cache path yet.
+CACHE_DTYPE_ARTIFACTS = {"f32": BENCH + "-cache-f32", "bf16": CUDA_CORES, "fp8": BENCH + "-cache-fp8"}
 # The golden cases are also compiled with --wgmma=false under this suffix: on sm_90a the tensor-core tiles are then
 # one warp's mma.sync (16 rows) instead of one warpgroup's wgmma (64 rows), the tiles' logic being the same; the
 # pair tells a wgmma fault (descriptors, shared-memory layout, fences) from any other. On sm_80 both are mma.sync.
@@ -70,7 +73,7 @@ NEAR_TIE = 5e-3
 # summation order: half a bf16 ulp of the largest logit.
 CUDA_CORE_TOLERANCE = 2.0 ** -9
 # As in run_benchmark.py: this file travels alone in the bundle, so it imports nothing of bench/.
-DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i32": 4, "i64": 8}
+DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "f8e4m3": 1, "i8": 1, "i32": 4, "i64": 8}
 
 
 def log(msg: str) -> None:
@@ -162,6 +165,10 @@ def prepare(args: argparse.Namespace) -> int:
     # (For --target cpu the option changes nothing: the A/B logic is still exercised, at a ratio of ~1.)
     compile_model(os.path.join(out, f"{BENCH}-config.json"), CUDA_CORES, args.bench_max_seq_len,
                   "--tensor-cores=false")
+    for dtype, name in CACHE_DTYPE_ARTIFACTS.items():
+        if name != CUDA_CORES:
+            compile_model(os.path.join(out, f"{BENCH}-config.json"), name, args.bench_max_seq_len,
+                          "--tensor-cores=false", f"--kv-cache-dtype={dtype}")
 
     size = tree_bytes(out)
     bundle = {"target": args.target, "chip": args.chip if args.target == "cuda" else None,
@@ -379,7 +386,36 @@ def measure_bench(bundle: str, runner: Runner, args: argparse.Namespace, tmp: st
             result["cuda_cores"].update(kernel_metrics(manifest, p, d, only_prefill, with_decode, peak))
         except StepFailed as e:
             result["cuda_cores"]["kernel_timing_error"] = str(e)
+    result["attention_by_cache_dtype"] = attention_by_cache_dtype(bundle, runner, args, ckpt, prompt, peak, tmp)
     return result
+
+
+def attention_by_cache_dtype(bundle: str, runner: Runner, args: argparse.Namespace, ckpt: str, prompt: List[int],
+                             peak: float, tmp: str) -> Dict[str, Any]:
+    """MLA decode attention bandwidth of the CUDA-core bench artifact with each KV-cache dtype (its bytes count the
+    cache as stored: 4, 2 or the packed FP8 row's bytes per element of width)."""
+    out: Dict[str, Any] = {}
+    d = args.decode_tokens
+    for dtype, name in CACHE_DTYPE_ARTIFACTS.items():
+        artifact = os.path.join(bundle, "artifacts", name)
+        if not os.path.isdir(artifact):
+            continue
+        if time.time() - args.started > args.kernel_timing_deadline:
+            out[dtype] = {"error": "skipped: the check is near its time limit"}
+            continue
+        with open(os.path.join(artifact, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        try:
+            only_prefill = runner(artifact, ckpt, prompt, 0, tmp, kernel_times=True)["kernels"]
+            with_decode = runner(artifact, ckpt, prompt, d, tmp, kernel_times=True)
+        except StepFailed as e:
+            out[dtype] = {"error": str(e)}
+            continue
+        metrics = kernel_metrics(manifest, len(prompt), d, only_prefill, with_decode["kernels"], peak)
+        out[dtype] = {"mla_decode_attention": metrics["mla_decode_attention"],
+                      "decode_tokens_per_second": with_decode["decode_tokens_per_second"]}
+        log(f"{name}: MLA decode attention {metrics['mla_decode_attention']}")
+    return out
 
 
 def side_by_side(rounds: List[Dict[str, Any]], other_rounds: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -1,8 +1,8 @@
 """scripts/gpu-check.sh / bench/gpu_check.py without a GPU.
 
 - The first half (prepare) for the GPU: the bundle holds the runtime, the generator, the golden data and one cuda
-  artifact per case plus bench-450m with and without tensor cores (the A/B pair), no MLIR/LLVM library, and fits
-  the 64 MiB a device run carries.
+  artifact per case plus bench-450m with and without tensor cores (the A/B pair) and on CUDA cores with each
+  KV-cache dtype, no MLIR/LLVM library, and fits the 64 MiB a device run carries.
 - The second half's flow, on a CPU bundle (prepare --target cpu): it generates the bench checkpoint, checks the
   golden cases, runs the A/B rounds and prints one JSON with the measurements; a failing step is recorded there and
   the rest still runs.
@@ -48,6 +48,12 @@ def test_prepare_builds_a_complete_gpu_bundle(tmp_path):
             assert manifest["target"]["kind"] == "cuda"
             assert manifest["target"]["tensor_cores"] is tensor_cores
             assert (out / "artifacts" / name / "libdsv3model.so").exists()
+    # The CUDA-core bench with each KV-cache dtype (the attention bandwidth per dtype; fp8 is the packed i8 cache).
+    for dtype, name in gpu_check.CACHE_DTYPE_ARTIFACTS.items():
+        manifest = json.load(open(out / "artifacts" / name / "manifest.json"))
+        assert manifest["target"]["tensor_cores"] is False
+        cache = [i for i in manifest["inputs"] if i["name"] == "kv_cache"][0]
+        assert cache["dtype"] == {"f32": "f32", "bf16": "bf16", "fp8": "i8"}[dtype]
     for case in gpu_check.GOLDEN_CASES:
         assert (out / "golden" / case / "golden.json").exists()
         # sm_90a's tensor-core tiles are wgmma; the mma.sync builds of the golden cases tell a wgmma fault apart.
@@ -85,6 +91,7 @@ def test_run_half_on_a_cpu_bundle(tmp_path):
     bench = report[gpu_check.BENCH]
     assert bench["decode_tokens_per_second"] > 0 and bench["prefill_64_tokens_per_second"] > 0
     assert bench["mla_decode_attention"] is None  # kernel times exist on the GPU only
+    assert "attention_by_cache_dtype" not in bench
     # The side-by-side A/B ran (on the CPU both artifacts are the same code, so the ratios are ~1).
     other = bench["cuda_cores"]
     assert other["decode_tokens_per_second"] > 0 and 0.3 < other["decode_speedup"] < 3

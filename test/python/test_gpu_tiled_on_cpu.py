@@ -96,22 +96,24 @@ def test_batch_of_two_unequal_prompts(variant_checkpoints, reference_runs, tmp_p
         assert generated == greedy[:NEW_TOKENS]
 
 
-@pytest.mark.parametrize("fusion", ["all", "none"])
-@pytest.mark.parametrize("name", ["fp8", "v-ne-nope"])
-def test_cuda_core_tiles_bf16_cache_match_reference(name, fusion, variant_checkpoints, tmp_path):
-    """The GPU's CUDA-core kernels with the default bf16 KV cache against the reference that rounds its cache the
-    same way (test_compiled_model.BF16_CACHE_REFERENCE_TOLERANCE)."""
+@pytest.mark.parametrize("dtype,name,fusion", [
+    ("bf16", n, f) for n in ["fp8", "v-ne-nope"] for f in ["all", "none"]] + [
+    ("fp8", "wide-latent", "all"), ("fp8", "v-ne-nope", "all"), ("fp8", "base-v3", "none")])
+def test_cuda_core_tiles_with_cache_dtype_match_reference(dtype, name, fusion, variant_checkpoints, tmp_path):
+    """The GPU's CUDA-core kernels with the default bf16 KV cache, or the packed FP8 one (latent, or per-head with
+    fusion=none), against the reference that rounds its cache the same way (test_compiled_model's
+    BF16_CACHE_REFERENCE_TOLERANCE and FP8_CACHE_REFERENCE_TOLERANCE)."""
     from dsv3.reference import Model, greedy_logits
-    from test_compiled_model import BF16_CACHE_REFERENCE_TOLERANCE, cache_of
+    from test_compiled_model import BF16_CACHE_REFERENCE_TOLERANCE, FP8_CACHE_REFERENCE_TOLERANCE, cache_of
     ckpt = variant_checkpoints[name]
     artifact = compile_artifact(ckpt, tmp_path / "artifact", "--gpu-tiled-on-cpu", "--tensor-cores=false",
-                                f"--fusion={fusion}")
-    dtype, form = cache_of(artifact)
-    assert dtype == "bf16"
+                                f"--kv-cache-dtype={dtype}", f"--fusion={fusion}")
+    cache_dtype, form = cache_of(artifact)
+    assert cache_dtype == dtype
     want, greedy = greedy_logits(Model(ckpt, mla_form=form, kv_cache_dtype=dtype), PROMPT, NEW_TOKENS)
     tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
     assert tokens[0] == greedy[:NEW_TOKENS]
-    assert_close(got, want, BF16_CACHE_REFERENCE_TOLERANCE)
+    assert_close(got, want, BF16_CACHE_REFERENCE_TOLERANCE if dtype == "bf16" else FP8_CACHE_REFERENCE_TOLERANCE)
 
 
 def test_tensor_core_tiles_bitwise_equal_with_bf16_and_f32_cache(tmp_path):
