@@ -31,13 +31,26 @@ struct MemRefCopyToLinalgPass
 
   void runOnOperation() override {
     SmallVector<memref::CopyOp> copies;
-    getOperation().walk([&](memref::CopyOp copy) {
-      auto source = cast<MemRefType>(copy.getSource().getType());
-      auto target = cast<MemRefType>(copy.getTarget().getType());
+    WalkResult walk = getOperation().walk([&](memref::CopyOp copy) {
+      auto source = dyn_cast<MemRefType>(copy.getSource().getType());
+      auto target = dyn_cast<MemRefType>(copy.getTarget().getType());
+      // linalg.copy needs ranked buffers: an unranked copy stays for the
+      // runtime's memrefCopy, which `all` exists to avoid.
+      if (!source || !target) {
+        if (!all)
+          return WalkResult::advance();
+        copy.emitOpError("copies an unranked memref, which "
+                         "dsv3-memref-copy-to-linalg{all=true} cannot turn "
+                         "into linalg.copy");
+        return WalkResult::interrupt();
+      }
       if (all || !source.getLayout().isIdentity() ||
           !target.getLayout().isIdentity())
         copies.push_back(copy);
+      return WalkResult::advance();
     });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
     for (memref::CopyOp copy : copies) {
       OpBuilder b(copy);
       linalg::CopyOp::create(b, copy.getLoc(), copy.getSource(),
