@@ -247,10 +247,8 @@ int64_t Importer::cacheWidth() const {
             ? cfg.kvLoraRank
             : cfg.numAttentionHeads *
                   (cfg.qkNopeHeadDim + cfg.qkRopeHeadDim + cfg.vHeadDim);
-    const int64_t tile = codes % 128 == 0 ? 128 : codes;
-    const int64_t bf16Values =
-        opts.cacheLayout == CacheLayout::Latent ? cfg.qkRopeHeadDim : 0;
-    return codes + 4 * (codes / tile) + 2 * bf16Values;
+    return packedFp8CacheWidth(
+        codes, opts.cacheLayout == CacheLayout::Latent ? cfg.qkRopeHeadDim : 0);
   }
   if (opts.cacheLayout == CacheLayout::Latent)
     return cfg.kvLoraRank + cfg.qkRopeHeadDim;

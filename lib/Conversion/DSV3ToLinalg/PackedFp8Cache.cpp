@@ -96,6 +96,19 @@ Value encodeE4M3(OpBuilder &b, Location loc, Value v) {
       sign);
 }
 
+/// Byte `k % bytesPerWord` (little-endian) of the i32 `word`, as an i8.
+Value byteOfWord(OpBuilder &b, Location loc, Value word, Value k,
+                 int64_t bytesPerWord) {
+  Ints i{b, loc};
+  Value shift = arith::IndexCastOp::create(
+      b, loc, b.getI32Type(),
+      arith::MulIOp::create(
+          b, loc,
+          arith::RemUIOp::create(b, loc, k, indexConst(b, loc, bytesPerWord)),
+          indexConst(b, loc, 8)));
+  return i.toByte(arith::ShRUIOp::create(b, loc, word, shift));
+}
+
 /// `cond ? thenValue : elseValue` of type `type`, each side built in its
 /// own branch (the side not taken may index out of range).
 Value branch(OpBuilder &b, Location loc, Type type, Value cond,
@@ -196,23 +209,15 @@ Value emitPackFp8Rows(Emitter &e, Value entries, const PackedFp8Rows &p) {
                   bb, loc, i8, below(bb, loc, j, p.ropeOffset()),
                   [&](OpBuilder &b2) -> Value {
                     // Byte k % 4 of scale k / 4, little-endian.
-                    Ints i{b2, loc};
                     Value k = offset(b2, loc, j, -p.scaleOffset());
                     Value tile = arith::DivUIOp::create(
                         b2, loc, k, indexConst(b2, loc, 4));
-                    Value shift = arith::IndexCastOp::create(
-                        b2, loc, b2.getI32Type(),
-                        arith::MulIOp::create(
-                            b2, loc,
-                            arith::RemUIOp::create(b2, loc, k,
-                                                   indexConst(b2, loc, 4)),
-                            indexConst(b2, loc, 8)));
-                    return i.toByte(arith::ShRUIOp::create(
-                        b2, loc, i.bits(scaleOf(b2, tile)), shift));
+                    return byteOfWord(b2, loc,
+                                      Ints{b2, loc}.bits(scaleOf(b2, tile)), k,
+                                      4);
                   },
                   [&](OpBuilder &b2) -> Value {
                     // Byte k % 2 of rope value k / 2 rounded to bf16.
-                    Ints i{b2, loc};
                     Value k = offset(b2, loc, j, -p.ropeOffset());
                     Value r = offset(
                         b2, loc,
@@ -226,15 +231,7 @@ Value emitPackFp8Rows(Emitter &e, Value entries, const PackedFp8Rows &p) {
                         arith::TruncFOp::create(b2, loc, b2.getBF16Type(), x));
                     Value wide =
                         arith::ExtUIOp::create(b2, loc, b2.getI32Type(), half);
-                    Value shift = arith::IndexCastOp::create(
-                        b2, loc, b2.getI32Type(),
-                        arith::MulIOp::create(
-                            b2, loc,
-                            arith::RemUIOp::create(b2, loc, k,
-                                                   indexConst(b2, loc, 2)),
-                            indexConst(b2, loc, 8)));
-                    return i.toByte(
-                        arith::ShRUIOp::create(b2, loc, wide, shift));
+                    return byteOfWord(b2, loc, wide, k, 2);
                   });
             });
         linalg::YieldOp::create(b, loc, ValueRange{byte});

@@ -236,28 +236,25 @@ int64_t MlaOp::getExpandedCacheWidth() {
       getHeads() * (getQkNopeHeadDim() + getQkRopeHeadDim() + getVHeadDim()));
 }
 
-/// Codes per f32 scale in a packed FP8 row of `codes` codes: FlashMLA's
-/// 128, or the whole row when 128 does not divide it.
-static int64_t packedFp8Tile(int64_t codes) {
+int64_t mlir::dsv3::packedFp8CacheTile(int64_t codes) {
   return codes % 128 == 0 ? 128 : codes;
 }
 
-/// Bytes of a packed FP8 row: the codes, their f32 scales, `bf16Values`.
-static int64_t packedFp8Width(int64_t codes, int64_t bf16Values) {
-  return codes + 4 * (codes / packedFp8Tile(codes)) + 2 * bf16Values;
+int64_t mlir::dsv3::packedFp8CacheWidth(int64_t codes, int64_t bf16Values) {
+  return codes + 4 * (codes / packedFp8CacheTile(codes)) + 2 * bf16Values;
 }
 
 int64_t MlaOp::getPackedFp8LatentCacheWidth() {
-  return packedFp8Width(static_cast<int64_t>(getKvLoraRank()),
+  return packedFp8CacheWidth(static_cast<int64_t>(getKvLoraRank()),
                         static_cast<int64_t>(getQkRopeHeadDim()));
 }
 
 int64_t MlaOp::getPackedFp8ExpandedCacheWidth() {
-  return packedFp8Width(getExpandedCacheWidth(), 0);
+  return packedFp8CacheWidth(getExpandedCacheWidth(), 0);
 }
 
 int64_t MlaOp::getPackedFp8CacheTile() {
-  return packedFp8Tile(hasLatentCache()
+  return packedFp8CacheTile(hasLatentCache()
                            ? static_cast<int64_t>(getKvLoraRank())
                            : getExpandedCacheWidth());
 }
@@ -408,11 +405,11 @@ LogicalResult MlaOp::verify() {
       return emitOpError()
              << "an i8 cache holds a packed FP8 layout: width must be "
                 "kv_lora_rank + 4 * "
-             << kvRank / packedFp8Tile(kvRank)
+             << kvRank / packedFp8CacheTile(kvRank)
              << " scale bytes + 2 * qk_rope_head_dim = "
              << getPackedFp8LatentCacheWidth()
              << " bytes (latent) or the expanded width + 4 * "
-             << getExpandedCacheWidth() / packedFp8Tile(getExpandedCacheWidth())
+             << getExpandedCacheWidth() / packedFp8CacheTile(getExpandedCacheWidth())
              << " scale bytes = " << getPackedFp8ExpandedCacheWidth()
              << " bytes (expanded), got " << width;
     // The kernels read the packed latent rows 16 codes at a time: a chunk
