@@ -20,6 +20,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "ToolCommandLine.h"
 #include "dsv3/Runtime/dsv3rt.h"
 #include "dsv3/Tokenizer/ChatTemplate.h"
 #include "dsv3/Tokenizer/Tokenizer.h"
@@ -101,21 +102,15 @@ const char *kUsage =
     "write\n"
     "                        JSON {kernel: {launches, seconds}}\n";
 
+const dsv3::tools::ToolCommandLine commandLine("dsv3-run", kUsage);
+
 [[noreturn]] void fatal(const std::string &message) {
-  std::fprintf(stderr, "dsv3-run: error: %s\n", message.c_str());
-  std::exit(1);
+  commandLine.fatal(message);
 }
 
 int64_t parseInt(const std::string &text, const std::string &what,
                  int64_t min, int64_t max) {
-  errno = 0;
-  char *end = nullptr;
-  long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE || value < min ||
-      value > max)
-    fatal(what + " must be an integer in [" + std::to_string(min) + ", " +
-          std::to_string(max) + "], got '" + text + "'");
-  return value;
+  return commandLine.parseInt(text, what, min, max);
 }
 
 uint64_t parseSeed(const std::string &text) {
@@ -172,46 +167,13 @@ struct Options {
 Options parseArgs(int argc, char **argv) {
   Options o;
   dsv3rt_sampling_init(&o.sampling);
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
-      if (!o.artifact.empty())
-        fatal("more than one artifact directory given ('" + o.artifact +
-              "', '" + arg + "'); see --help");
-      o.artifact = arg;
-      continue;
-    }
-    if (arg == "--ignore-eos") {
+  auto onFlag = [&](const std::string &flag) {
+    if (flag == "--ignore-eos")
       o.sampling.stop_at_eos = 0;
-      continue;
-    }
-    if (arg == "--chat" || arg == "--print-ids") {
-      (arg == "--chat" ? o.chat : o.printIds) = true;
-      continue;
-    }
-    std::string value;
-    size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    static const char *valueOptions[] = {
-        "--weights",   "--tokens", "--max-new-tokens",   "--temperature",
-        "--top-p",     "--seed",   "--threads",          "--logits-out",
-        "--stats-out", "--device", "--kernel-times-out", "--prompt",
-        "--system"};
-    if (std::find(std::begin(valueOptions), std::end(valueOptions), arg) ==
-        std::end(valueOptions))
-      fatal("unknown option '" + arg + "'; see --help");
-    if (eq == std::string::npos) {
-      if (i + 1 >= argc)
-        fatal(arg + " needs a value; see --help");
-      value = argv[++i];
-    }
+    else
+      (flag == "--chat" ? o.chat : o.printIds) = true;
+  };
+  auto onValue = [&](const std::string &arg, const std::string &value) {
     if (arg == "--weights")
       o.weights = value;
     else if (arg == "--tokens")
@@ -245,11 +207,14 @@ Options parseArgs(int argc, char **argv) {
       o.device = value;
     } else if (arg == "--kernel-times-out")
       o.kernelTimesOut = value;
-    else
-      fatal("unknown option '" + arg + "'; see --help");
-  }
-  if (o.artifact.empty())
-    fatal("no artifact directory given; see --help");
+  };
+  commandLine.parse(argc, argv, o.artifact,
+                    {"--ignore-eos", "--chat", "--print-ids"},
+                    {"--weights", "--tokens", "--max-new-tokens",
+                     "--temperature", "--top-p", "--seed", "--threads",
+                     "--logits-out", "--stats-out", "--device",
+                     "--kernel-times-out", "--prompt", "--system"},
+                    onFlag, onValue);
   if (o.weights.empty())
     fatal("--weights CHECKPOINT_DIR is required");
   const int modes = !o.prompts.empty() + o.text.has_value() + o.chat;

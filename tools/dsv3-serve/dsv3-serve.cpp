@@ -20,6 +20,7 @@
 
 #include "Api.h"
 #include "StopMatcher.h"
+#include "ToolCommandLine.h"
 
 #include "dsv3/Runtime/Model.h"
 #include "dsv3/Runtime/Scheduler.h"
@@ -74,21 +75,15 @@ const char *kUsage =
     "                    the checkpoint directory's name)\n"
     "  --device D        cpu or cuda (default: the artifact's target)\n";
 
+const dsv3::tools::ToolCommandLine commandLine("dsv3-serve", kUsage);
+
 [[noreturn]] void fatal(const std::string &message) {
-  std::fprintf(stderr, "dsv3-serve: error: %s\n", message.c_str());
-  std::exit(1);
+  commandLine.fatal(message);
 }
 
 int64_t parseInt(const std::string &text, const std::string &what, int64_t min,
                  int64_t max) {
-  errno = 0;
-  char *end = nullptr;
-  long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE || value < min ||
-      value > max)
-    fatal(what + " must be an integer in [" + std::to_string(min) + ", " +
-          std::to_string(max) + "], got '" + text + "'");
-  return value;
+  return commandLine.parseInt(text, what, min, max);
 }
 
 struct Options {
@@ -107,36 +102,7 @@ std::string baseName(std::string path) {
 
 Options parseArgs(int argc, char **argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg.size() < 2 || arg.compare(0, 2, "--") != 0) {
-      if (!o.artifact.empty())
-        fatal("more than one artifact directory given ('" + o.artifact +
-              "', '" + arg + "'); see --help");
-      o.artifact = arg;
-      continue;
-    }
-    std::string value;
-    size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    }
-    static const char *valueOptions[] = {
-        "--weights",   "--host",       "--port",  "--threads",
-        "--max-queue", "--model-name", "--device"};
-    if (std::find(std::begin(valueOptions), std::end(valueOptions), arg) ==
-        std::end(valueOptions))
-      fatal("unknown option '" + arg + "'; see --help");
-    if (eq == std::string::npos) {
-      if (i + 1 >= argc)
-        fatal(arg + " needs a value; see --help");
-      value = argv[++i];
-    }
+  auto onValue = [&](const std::string &arg, const std::string &value) {
     if (arg == "--weights")
       o.weights = value;
     else if (arg == "--host")
@@ -157,9 +123,11 @@ Options parseArgs(int argc, char **argv) {
         fatal("--device must be cpu or cuda, got '" + value + "'");
       o.device = value;
     }
-  }
-  if (o.artifact.empty())
-    fatal("no artifact directory given; see --help");
+  };
+  commandLine.parse(argc, argv, o.artifact, {},
+                    {"--weights", "--host", "--port", "--threads",
+                     "--max-queue", "--model-name", "--device"},
+                    [](const std::string &) {}, onValue);
   if (o.weights.empty())
     fatal("--weights CHECKPOINT_DIR is required");
   if (o.modelName.empty())
