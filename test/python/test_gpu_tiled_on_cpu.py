@@ -173,6 +173,24 @@ def test_tensor_core_tiles_match_bf16_reference(name, tiles, variant_checkpoints
 
 
 @pytest.mark.parametrize("tiles", TILE_SHAPES)
+@pytest.mark.parametrize("name", ["wide-latent", "odd-heads"])
+def test_tensor_core_tiles_with_fp8_cache_match_reference(name, tiles, variant_checkpoints, tmp_path):
+    """The packed FP8 cache under the tensor-core attention: its prefix unpacked exactly into the tiles' bf16
+    operands, against the reference that quantizes its cache and rounds the tiles' inputs the same way."""
+    from dsv3.reference import Model, greedy_logits
+    from test_compiled_model import cache_of
+    ckpt = variant_checkpoints[name]
+    artifact = compile_artifact(ckpt, tmp_path / "artifact", *TENSOR_CORES, *TILE_SHAPES[tiles],
+                                "--kv-cache-dtype=fp8")
+    assert cache_of(artifact) == ("fp8", "absorbed")
+    want, greedy = greedy_logits(Model(ckpt, bf16_tensor_core_inputs=True, kv_cache_dtype="fp8"), PROMPT,
+                                 NEW_TOKENS)
+    tokens, got = run_artifact(artifact, ckpt, [PROMPT], NEW_TOKENS, tmp_path)
+    assert tokens[0] == greedy[:NEW_TOKENS]
+    assert_close_bf16(got, want)
+
+
+@pytest.mark.parametrize("tiles", TILE_SHAPES)
 def test_fused_attention_splits_a_long_cache(tiles, variant_checkpoints, tmp_path):
     """A 300-token prompt spans two 256-position splits of the fused attention (both run as tiles, then the combine
     kernel merges them); absorbed attention for the prefill too, so the queries before position 256 see nothing in

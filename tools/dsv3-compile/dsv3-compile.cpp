@@ -249,10 +249,6 @@ int main(int argc, char **argv) {
     options.kvCacheDType = mlir::dsv3::KvCacheDType::BF16;
     break;
   case KvCacheDTypeOption::FP8:
-    if (tensorCores && (targetKind == TargetKind::Cuda || gpuTiledOnCpu))
-      return fail("--kv-cache-dtype=fp8 has no tensor-core attention kernel "
-                  "yet: use --kv-cache-dtype=bf16 with tensor cores, or "
-                  "--tensor-cores=false");
     // The packed latent layout is imported as such (latent fusion keeps it;
     // converting a packed expanded cache to it is not written).
     if (fusion == "all" || fusion == "latent")

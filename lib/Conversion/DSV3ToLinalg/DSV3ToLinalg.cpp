@@ -736,7 +736,17 @@ struct MlaLowering : OpRewritePattern<MlaOp> {
       // operands, f32 statistics and accumulators).
       Value oLat;
       if (e.tensorCores) {
-        oLat = emitFlashLatentAttention(e, qCat, prefix, prefixLatent,
+        Value tilePrefix = prefix, tileLatent = prefixLatent;
+        if (packed) {
+          // The tiles take bf16 operands: the packed prefix unpacked to bf16,
+          // exactly (an e4m3 code times a power of two has 4 significant
+          // bits and an exponent well inside bf16's range). A copy of the
+          // prefix per call, so no bandwidth is saved yet: a first step.
+          tilePrefix = emitConvertElements(
+              e, emitUnpackFp8Rows(e, prefix, packed), e.b.getBF16Type());
+          tileLatent = e.sliceLast(tilePrefix, 0, kvRank);
+        }
+        oLat = emitFlashLatentAttention(e, qCat, tilePrefix, tileLatent,
                                         positions, heads, scale);
       } else {
         // The query rows (heads x tokens) against each cache row: on the
@@ -847,19 +857,6 @@ struct ConvertDSV3ToLinalgPass
                                "be 1, 2 or 4, not ")
           << static_cast<int64_t>(tokenRowBlock);
       return signalPassFailure();
-    }
-    // The tensor-core attention (emitFlashLatentAttention) takes bf16
-    // operands; reading the packed FP8 cache there is not written yet.
-    if (this->tensorCores) {
-      WalkResult packed = getOperation().walk([](MlaOp op) {
-        if (!op.hasPackedFp8Cache())
-          return WalkResult::advance();
-        op.emitOpError("the packed FP8 KV cache has no tensor-core attention "
-                       "kernel yet: use a bf16 or f32 cache");
-        return WalkResult::interrupt();
-      });
-      if (packed.wasInterrupted())
-        return signalPassFailure();
     }
     const KernelOptions kernels{{this->tensorCores, mmaRows}, tokenRowBlock};
     patterns.add<EmbeddingLowering>(context);

@@ -1,6 +1,6 @@
 // RUN: dsv3-opt %s -split-input-file --convert-dsv3-to-linalg | FileCheck %s
 // RUN: dsv3-opt %s -split-input-file --dsv3-cpu-pipeline > /dev/null
-// RUN: not dsv3-opt %s -split-input-file --convert-dsv3-to-linalg=tensor-cores=true 2>&1 | FileCheck %s --check-prefix=TC
+// RUN: dsv3-opt %s -split-input-file --convert-dsv3-to-linalg=tensor-cores=true | FileCheck %s --check-prefix=TC
 
 /// The packed FP8 latent cache (dsv3-compile --kv-cache-dtype=fp8): an i8
 /// cache of 32 e4m3 codes, one f32 scale (kv_lora_rank 32 is one tile) and 8
@@ -30,7 +30,14 @@
 // CHECK: vector.transfer_read %[[PREFIX]]{{.*}} : tensor<1x?x52xi8>, vector<16xi8>
 // CHECK: return {{.*}} : tensor<1x7x128xf32>, tensor<1x64x52xi8>
 
-// TC: error: 'dsv3.mla' op the packed FP8 KV cache has no tensor-core attention kernel yet: use a bf16 or f32 cache
+/// With tensor cores the attention tiles take bf16 operands: the packed
+/// prefix is unpacked (exactly) into a bf16 copy that feeds them.
+// TC-LABEL: func.func @mla_latent_fp8_cache
+// TC: %[[BYTES:.*]] = tensor.extract_slice {{.*}} : tensor<1x64x52xi8> to tensor<1x?x52xi8>
+// TC: %[[WIDE:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<1x?x40xf32>)
+// TC: tensor.extract %[[BYTES]]
+// TC: %[[TILES:.*]] = linalg.generic {{.*}} ins(%[[WIDE]] : tensor<1x?x40xf32>) outs(%{{.*}} : tensor<1x?x40xbf16>)
+// TC: vector.transfer_read %[[TILES]]{{.*}} : tensor<1x?x40xbf16>, vector<8x16xbf16>
 func.func @mla_latent_fp8_cache(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: tensor<1x64x52xi8>,
     %wq_a: tensor<64x128xbf16>, %q_norm: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>,
     %wkv_a: tensor<40x128xbf16>, %kv_norm: tensor<32xbf16>, %wkv_b: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>)
@@ -56,7 +63,8 @@ func.func @mla_latent_fp8_cache(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, 
 // CHECK: linalg.generic
 // CHECK-SAME: outs(%{{.*}} : tensor<1x?x160xf32>)
 // CHECK: return {{.*}} : tensor<1x7x128xf32>, tensor<1x64x164xi8>
-// TC: error: 'dsv3.mla' op the packed FP8 KV cache has no tensor-core attention kernel yet: use a bf16 or f32 cache
+// TC-LABEL: func.func @mla_expanded_fp8_cache
+// TC: tensor.insert_slice {{.*}} : tensor<1x1x164xi8> into tensor<1x64x164xi8>
 func.func @mla_expanded_fp8_cache(%x: tensor<1x7x128xf32>, %pos: tensor<1x7xi64>, %cache: tensor<1x64x164xi8>,
     %wq_a: tensor<64x128xbf16>, %q_norm: tensor<64xbf16>, %wq_b: tensor<96x64xbf16>,
     %wkv_a: tensor<40x128xbf16>, %kv_norm: tensor<32xbf16>, %wkv_b: tensor<128x32xbf16>, %wo: tensor<128x64xbf16>)
