@@ -36,7 +36,7 @@ namespace {
 
 /// Which stack a weight belongs to: that decides its leading dimension and
 /// which loop slices it.
-enum class Stack { None, Attention, Dense, Moe };
+enum class Stack { None, Attention, Dense, Moe, Mtp };
 
 /// One weight argument of the entry points.
 struct WeightSpec {
@@ -45,6 +45,8 @@ struct WeightSpec {
                       // "model.layers.{layer}.self_attn.q_a_proj.weight"
   Stack stack;
   RankedTensorType type; // including the stack dimensions
+  /// Read by the MTP draft (roles "mtp.*"), not by the main model.
+  bool mtp = false;
 };
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -61,6 +63,10 @@ public:
 private:
   // -- Weight catalogue -----------------------------------------------------
   void collectWeights();
+  /// One decoder block's weights, stacked as `stack` says.
+  void collectAttentionWeights(Stack stack);
+  void collectDenseWeights(Stack stack);
+  void collectMoeWeights(Stack stack);
   void addWeight(StringRef role, StringRef source, Stack stack,
                  ArrayRef<int64_t> shape, Type elementType);
   /// A projection: FP8 with a block scale in FP8 checkpoints, else float.
@@ -69,14 +75,25 @@ private:
   SmallVector<int64_t> stackDims(Stack stack) const;
 
   // -- IR construction ------------------------------------------------------
-  func::FuncOp buildForward(ModuleOp module);
-  void buildEntry(ModuleOp module, func::FuncOp forward, StringRef name,
-                  int64_t seqLen);
+  /// The main model: last-position logits, or (allPositions) every
+  /// position's logits and normalised hidden state.
+  func::FuncOp buildForward(ModuleOp module, bool allPositions);
+  /// The MTP module (spec §6): (tokens, positions, previous hidden states,
+  /// MTP cache) -> (last-position logits, its hidden state, MTP cache).
+  func::FuncOp buildDraft(ModuleOp module);
+  /// A public entry calling `callee` with `seqLen` tokens: its leading
+  /// arguments are the inputs `inputNames`, then the main model's weights
+  /// (or the MTP module's, with `mtp`).
+  void buildEntry(ModuleOp module, func::FuncOp callee, StringRef name,
+                  int64_t seqLen, ArrayRef<StringRef> inputNames,
+                  ArrayRef<int64_t> resultDestinations, bool mtp);
+  Value sliceLastPosition(Value hidden, Value tokens);
   /// The value of weight `role` for the current loop iteration: the argument
   /// itself for unstacked weights, else the slice at `index` of its stack.
   Value weight(StringRef role, Value index = nullptr);
   Value weightOrNull(StringRef role, Value index) {
-    return weights.count(role) ? weight(role, index) : Value();
+    return weights.count(rolePrefix + role.str()) ? weight(role, index)
+                                                    : Value();
   }
   Value sliceLeading(Value stacked, Value index);
   /// One decoder block; returns (new hidden, new cache).
@@ -91,6 +108,8 @@ private:
   Type floatWeightType();
   int64_t cacheWidth() const;
   RankedTensorType cacheType();
+  /// The MTP module's cache: one layer of the main cache's layout.
+  RankedTensorType mtpCacheType();
   RankedTensorType hiddenType();
 
   MLIRContext &ctx;
@@ -102,6 +121,9 @@ private:
   SmallVector<WeightSpec> specs;
   /// Role -> the forward function's block argument.
   llvm::StringMap<Value> weights;
+  /// Prepended to the roles weights are added and looked up by: "mtp."
+  /// while the MTP module's are.
+  std::string rolePrefix;
   int64_t maxSeqLen = 0;
 };
 
@@ -127,6 +149,8 @@ SmallVector<int64_t> Importer::stackDims(Stack stack) const {
     return {cfg.numDenseLayers()};
   case Stack::Moe:
     return {cfg.numMoeLayers()};
+  case Stack::Mtp:
+    return {1};
   }
   llvm_unreachable("unknown stack");
 }
@@ -135,8 +159,9 @@ void Importer::addWeight(StringRef role, StringRef source, Stack stack,
                          ArrayRef<int64_t> shape, Type elementType) {
   SmallVector<int64_t> full = stackDims(stack);
   full.append(shape.begin(), shape.end());
-  specs.push_back({role.str(), source.str(), stack,
-                   RankedTensorType::get(full, elementType)});
+  specs.push_back({rolePrefix + role.str(), source.str(), stack,
+                   RankedTensorType::get(full, elementType),
+                   !rolePrefix.empty()});
 }
 
 void Importer::addProjection(StringRef role, StringRef source, Stack stack,
@@ -160,80 +185,111 @@ void Importer::addProjection(StringRef role, StringRef source, Stack stack,
 }
 
 void Importer::collectWeights() {
-  const int64_t d = cfg.hiddenSize, v = cfg.vocabSize, h = cfg.numAttentionHeads;
-  const int64_t nope = cfg.qkNopeHeadDim, rope = cfg.qkRopeHeadDim,
-                vDim = cfg.vHeadDim, kv = cfg.kvLoraRank;
+  const int64_t d = cfg.hiddenSize, v = cfg.vocabSize;
   Type floatType = floatWeightType();
-  const std::string layer = "model.layers.{layer}.";
 
   addWeight("embed", "model.embed_tokens.weight", Stack::None, {v, d},
             floatType);
   addWeight("final_norm", "model.norm.weight", Stack::None, {d}, floatType);
   if (!cfg.tieWordEmbeddings)
     addWeight("lm_head", "lm_head.weight", Stack::None, {v, d}, floatType);
+  collectAttentionWeights(Stack::Attention);
+  if (cfg.numDenseLayers() > 0)
+    collectDenseWeights(Stack::Dense);
+  if (cfg.numMoeLayers() > 0)
+    collectMoeWeights(Stack::Moe);
+  if (!opts.mtp)
+    return;
 
+  // The MTP module (spec §6), layer num_hidden_layers of the checkpoint: its
+  // own copies of the embedding and the head, the two input norms, eh_proj
+  // (bf16 even in FP8 checkpoints), and one decoder block, a MoE block when
+  // the model has experts (as in V3), stacked as one layer.
+  rolePrefix = "mtp.";
+  const std::string mtp = "model.layers." + std::to_string(cfg.numHiddenLayers) + ".";
+  addWeight("embed", mtp + "embed_tokens.weight", Stack::None, {v, d},
+            floatType);
+  addWeight("enorm", mtp + "enorm.weight", Stack::None, {d}, floatType);
+  addWeight("hnorm", mtp + "hnorm.weight", Stack::None, {d}, floatType);
+  addWeight("eh_proj", mtp + "eh_proj.weight", Stack::None, {d, 2 * d},
+            floatType);
+  collectAttentionWeights(Stack::Mtp);
+  if (cfg.nRoutedExperts > 0)
+    collectMoeWeights(Stack::Mtp);
+  else
+    collectDenseWeights(Stack::Mtp);
+  addWeight("head_norm", mtp + "shared_head.norm.weight", Stack::None, {d},
+            floatType);
+  addWeight("head", mtp + "shared_head.head.weight", Stack::None, {v, d},
+            floatType);
+  rolePrefix = "";
+}
+
+void Importer::collectAttentionWeights(Stack stack) {
+  const int64_t d = cfg.hiddenSize, h = cfg.numAttentionHeads;
+  const int64_t nope = cfg.qkNopeHeadDim, rope = cfg.qkRopeHeadDim,
+                vDim = cfg.vHeadDim, kv = cfg.kvLoraRank;
+  Type floatType = floatWeightType();
+  const std::string layer = "model.layers.{layer}.";
   const std::string attn = layer + "self_attn.";
-  addWeight("attn.norm", layer + "input_layernorm.weight", Stack::Attention,
-            {d}, floatType);
+  addWeight("attn.norm", layer + "input_layernorm.weight", stack, {d},
+            floatType);
   if (cfg.qLoraRank) {
     int64_t q = *cfg.qLoraRank;
-    addProjection("attn.wq_a", attn + "q_a_proj.weight", Stack::Attention, {},
-                  q, d);
-    addWeight("attn.q_norm", attn + "q_a_layernorm.weight", Stack::Attention,
-              {q}, floatType);
-    addProjection("attn.wq_b", attn + "q_b_proj.weight", Stack::Attention, {},
+    addProjection("attn.wq_a", attn + "q_a_proj.weight", stack, {}, q, d);
+    addWeight("attn.q_norm", attn + "q_a_layernorm.weight", stack, {q},
+              floatType);
+    addProjection("attn.wq_b", attn + "q_b_proj.weight", stack, {},
                   h * (nope + rope), q);
   } else {
-    addProjection("attn.wq", attn + "q_proj.weight", Stack::Attention, {},
+    addProjection("attn.wq", attn + "q_proj.weight", stack, {},
                   h * (nope + rope), d);
   }
-  addProjection("attn.wkv_a", attn + "kv_a_proj_with_mqa.weight",
-                Stack::Attention, {}, kv + rope, d);
-  addWeight("attn.kv_norm", attn + "kv_a_layernorm.weight", Stack::Attention,
-            {kv}, floatType);
-  addProjection("attn.wkv_b", attn + "kv_b_proj.weight", Stack::Attention, {},
+  addProjection("attn.wkv_a", attn + "kv_a_proj_with_mqa.weight", stack, {},
+                kv + rope, d);
+  addWeight("attn.kv_norm", attn + "kv_a_layernorm.weight", stack, {kv},
+            floatType);
+  addProjection("attn.wkv_b", attn + "kv_b_proj.weight", stack, {},
                 h * (nope + vDim), kv);
-  addProjection("attn.wo", attn + "o_proj.weight", Stack::Attention, {}, d,
-                h * vDim);
-  addWeight("ffn.norm", layer + "post_attention_layernorm.weight",
-            Stack::Attention, {d}, floatType);
+  addProjection("attn.wo", attn + "o_proj.weight", stack, {}, d, h * vDim);
+  addWeight("ffn.norm", layer + "post_attention_layernorm.weight", stack, {d},
+            floatType);
+}
 
-  if (cfg.numDenseLayers() > 0) {
-    const int64_t inter = cfg.intermediateSize;
-    const std::string mlp = layer + "mlp.";
-    addProjection("dense.gate", mlp + "gate_proj.weight", Stack::Dense, {},
-                  inter, d);
-    addProjection("dense.up", mlp + "up_proj.weight", Stack::Dense, {}, inter,
+void Importer::collectDenseWeights(Stack stack) {
+  const int64_t d = cfg.hiddenSize, inter = cfg.intermediateSize;
+  const std::string mlp = "model.layers.{layer}.mlp.";
+  addProjection("dense.gate", mlp + "gate_proj.weight", stack, {}, inter, d);
+  addProjection("dense.up", mlp + "up_proj.weight", stack, {}, inter, d);
+  addProjection("dense.down", mlp + "down_proj.weight", stack, {}, d, inter);
+}
+
+void Importer::collectMoeWeights(Stack stack) {
+  const int64_t d = cfg.hiddenSize, e = cfg.nRoutedExperts,
+                inter = cfg.moeIntermediateSize;
+  const std::string mlp = "model.layers.{layer}.mlp.";
+  // The router stays in float even in FP8 checkpoints; its bias is f32.
+  addWeight("moe.router", mlp + "gate.weight", stack, {e, d},
+            floatWeightType());
+  if (cfg.hasSelectionBias())
+    addWeight("moe.router_bias", mlp + "gate.e_score_correction_bias", stack,
+              {e}, builder.getF32Type());
+  const std::string expert = mlp + "experts.{expert}.";
+  addProjection("moe.expert_gate", expert + "gate_proj.weight", stack, {e},
+                inter, d);
+  addProjection("moe.expert_up", expert + "up_proj.weight", stack, {e}, inter,
+                d);
+  addProjection("moe.expert_down", expert + "down_proj.weight", stack, {e}, d,
+                inter);
+  if (cfg.nSharedExperts > 0) {
+    const int64_t shared = cfg.nSharedExperts * inter;
+    const std::string sh = mlp + "shared_experts.";
+    addProjection("moe.shared_gate", sh + "gate_proj.weight", stack, {},
+                  shared, d);
+    addProjection("moe.shared_up", sh + "up_proj.weight", stack, {}, shared,
                   d);
-    addProjection("dense.down", mlp + "down_proj.weight", Stack::Dense, {}, d,
-                  inter);
-  }
-  if (cfg.numMoeLayers() > 0) {
-    const int64_t e = cfg.nRoutedExperts, inter = cfg.moeIntermediateSize;
-    const std::string mlp = layer + "mlp.";
-    // The router stays in float even in FP8 checkpoints; its bias is f32.
-    addWeight("moe.router", mlp + "gate.weight", Stack::Moe, {e, d},
-              floatType);
-    if (cfg.hasSelectionBias())
-      addWeight("moe.router_bias", mlp + "gate.e_score_correction_bias",
-                Stack::Moe, {e}, builder.getF32Type());
-    const std::string expert = mlp + "experts.{expert}.";
-    addProjection("moe.expert_gate", expert + "gate_proj.weight", Stack::Moe,
-                  {e}, inter, d);
-    addProjection("moe.expert_up", expert + "up_proj.weight", Stack::Moe, {e},
-                  inter, d);
-    addProjection("moe.expert_down", expert + "down_proj.weight", Stack::Moe,
-                  {e}, d, inter);
-    if (cfg.nSharedExperts > 0) {
-      const int64_t shared = cfg.nSharedExperts * inter;
-      const std::string sh = mlp + "shared_experts.";
-      addProjection("moe.shared_gate", sh + "gate_proj.weight", Stack::Moe, {},
-                    shared, d);
-      addProjection("moe.shared_up", sh + "up_proj.weight", Stack::Moe, {},
-                    shared, d);
-      addProjection("moe.shared_down", sh + "down_proj.weight", Stack::Moe, {},
-                    d, shared);
-    }
+    addProjection("moe.shared_down", sh + "down_proj.weight", stack, {}, d,
+                  shared);
   }
 }
 
@@ -266,6 +322,13 @@ RankedTensorType Importer::cacheType() {
       {cfg.numHiddenLayers, opts.maxBatch, maxSeqLen, cacheWidth()}, element);
 }
 
+RankedTensorType Importer::mtpCacheType() {
+  RankedTensorType main = cacheType();
+  SmallVector<int64_t> shape(main.getShape());
+  shape[0] = 1;
+  return RankedTensorType::get(shape, main.getElementType());
+}
+
 RankedTensorType Importer::hiddenType() {
   return RankedTensorType::get(
       {opts.maxBatch, ShapedType::kDynamic, cfg.hiddenSize},
@@ -288,7 +351,7 @@ Value Importer::sliceLeading(Value stacked, Value index) {
 }
 
 Value Importer::weight(StringRef role, Value index) {
-  auto it = weights.find(role);
+  auto it = weights.find(rolePrefix + role.str());
   assert(it != weights.end() && "weight role not collected");
   Value arg = it->second;
   if (!index)
@@ -322,6 +385,10 @@ Value Importer::buildMla(Value normed, Value positions, Value layerCache,
       cfg.numAttentionHeads, qLoraRank, cfg.kvLoraRank, cfg.qkNopeHeadDim,
       cfg.qkRopeHeadDim, cfg.vHeadDim, APFloat(cfg.softmaxScale()),
       APFloat(cfg.rmsNormEps), ropeAttr, /*expand_from=*/IntegerAttr());
+  // dsv3-fuse-latent-projection names the prepared q_a|kv_a concatenation
+  // of this block after its weights' roles.
+  if (!rolePrefix.empty())
+    mla->setAttr("dsv3.weight_prefix", builder.getStringAttr(rolePrefix));
   updatedCache = mla.getUpdatedCache();
   return mla.getResult();
 }
@@ -389,28 +456,40 @@ std::pair<Value, Value> Importer::buildBlock(Value hidden, Value positions,
   return {out, newCache};
 }
 
-func::FuncOp Importer::buildForward(ModuleOp module) {
+func::FuncOp Importer::buildForward(ModuleOp module, bool allPositions) {
   auto i32 = builder.getI32Type(), i64 = builder.getI64Type();
   const int64_t batch = opts.maxBatch;
   auto tokensType = RankedTensorType::get({batch, ShapedType::kDynamic}, i32);
   auto positionsType =
       RankedTensorType::get({batch, ShapedType::kDynamic}, i64);
   auto logitsType =
-      RankedTensorType::get({batch, cfg.vocabSize}, builder.getF32Type());
+      allPositions
+          ? RankedTensorType::get({batch, ShapedType::kDynamic, cfg.vocabSize},
+                                  builder.getF32Type())
+          : RankedTensorType::get({batch, cfg.vocabSize},
+                                  builder.getF32Type());
 
   SmallVector<Type> argTypes{tokensType, positionsType, cacheType()};
   for (const WeightSpec &spec : specs)
-    argTypes.push_back(spec.type);
-  auto funcType =
-      builder.getFunctionType(argTypes, {logitsType, cacheType()});
+    if (!spec.mtp)
+      argTypes.push_back(spec.type);
+  SmallVector<Type> resultTypes{logitsType};
+  if (allPositions)
+    resultTypes.push_back(hiddenType());
+  resultTypes.push_back(cacheType());
+  auto funcType = builder.getFunctionType(argTypes, resultTypes);
 
   builder.setInsertionPointToEnd(module.getBody());
-  auto forward = func::FuncOp::create(builder, loc, "forward", funcType);
+  auto forward = func::FuncOp::create(
+      builder, loc, allPositions ? "forward_all" : "forward", funcType);
   forward.setPrivate();
   Block *entry = forward.addEntryBlock();
   builder.setInsertionPointToStart(entry);
-  for (auto [i, spec] : llvm::enumerate(specs))
-    weights[spec.role] = entry->getArgument(3 + i);
+  weights.clear();
+  unsigned argIndex = 3;
+  for (const WeightSpec &spec : specs)
+    if (!spec.mtp)
+      weights[spec.role] = entry->getArgument(argIndex++);
 
   Value tokens = entry->getArgument(0);
   Value positions = entry->getArgument(1);
@@ -453,8 +532,34 @@ func::FuncOp Importer::buildForward(ModuleOp module) {
   if (numMoe > 0)
     emitLoop(numMoe, numDense, /*isMoe=*/true);
 
+  Value head = cfg.tieWordEmbeddings ? weight("embed") : weight("lm_head");
+  if (allPositions) {
+    // Speculative verification needs every position's logits, and the MTP
+    // draft every position's normalised hidden state (what vLLM passes as
+    // previous_hidden_states).
+    Value normed = RmsNormOp::create(builder, loc, hiddenType(), hidden,
+                                     weight("final_norm"),
+                                     APFloat(cfg.rmsNormEps));
+    Value logits = LinearOp::create(builder, loc, logitsType, normed, head,
+                                    /*scale=*/Value());
+    func::ReturnOp::create(builder, loc, ValueRange{logits, normed, cache});
+    return forward;
+  }
   // Only the last position's logits are needed (spec §2.2): slice it out
   // before the final norm and the head.
+  Value lastHidden = sliceLastPosition(hidden, tokens);
+  Value normed = RmsNormOp::create(builder, loc, lastHidden.getType(),
+                                   lastHidden, weight("final_norm"),
+                                   APFloat(cfg.rmsNormEps));
+  Value logits = LinearOp::create(builder, loc, logitsType, normed, head,
+                                  /*scale=*/Value());
+  func::ReturnOp::create(builder, loc, ValueRange{logits, cache});
+  return forward;
+}
+
+Value Importer::sliceLastPosition(Value hidden, Value tokens) {
+  const int64_t batch = opts.maxBatch;
+  Value one = arith::ConstantIndexOp::create(builder, loc, 1);
   Value seqLen = tensor::DimOp::create(builder, loc, tokens, 1);
   Value last = arith::SubIOp::create(builder, loc, seqLen, one);
   SmallVector<OpFoldResult> offsets{builder.getIndexAttr(0), last,
@@ -465,51 +570,122 @@ func::FuncOp Importer::buildForward(ModuleOp module) {
   SmallVector<OpFoldResult> strides(3, builder.getIndexAttr(1));
   auto lastType =
       RankedTensorType::get({batch, cfg.hiddenSize}, builder.getF32Type());
-  Value lastHidden = tensor::ExtractSliceOp::create(
-      builder, loc, lastType, hidden, offsets, sizes, strides);
-  Value normed = RmsNormOp::create(builder, loc, lastType, lastHidden,
-                                   weight("final_norm"),
-                                   APFloat(cfg.rmsNormEps));
-  Value head = cfg.tieWordEmbeddings ? weight("embed") : weight("lm_head");
-  Value logits = LinearOp::create(builder, loc, logitsType, normed, head,
-                                  /*scale=*/Value());
-  func::ReturnOp::create(builder, loc, ValueRange{logits, cache});
-  return forward;
+  return tensor::ExtractSliceOp::create(builder, loc, lastType, hidden,
+                                        offsets, sizes, strides);
 }
 
-void Importer::buildEntry(ModuleOp module, func::FuncOp forward,
-                          StringRef name, int64_t seqLen) {
+func::FuncOp Importer::buildDraft(ModuleOp module) {
+  auto i32 = builder.getI32Type(), i64 = builder.getI64Type();
+  auto f32 = builder.getF32Type();
   const int64_t batch = opts.maxBatch;
-  auto tokensType =
-      RankedTensorType::get({batch, seqLen}, builder.getI32Type());
+  auto tokensType = RankedTensorType::get({batch, ShapedType::kDynamic}, i32);
   auto positionsType =
-      RankedTensorType::get({batch, seqLen}, builder.getI64Type());
-  SmallVector<Type> argTypes{tokensType, positionsType, cacheType()};
+      RankedTensorType::get({batch, ShapedType::kDynamic}, i64);
+  auto logitsType = RankedTensorType::get({batch, cfg.vocabSize}, f32);
+  auto lastType = RankedTensorType::get({batch, cfg.hiddenSize}, f32);
+  RankedTensorType cache = mtpCacheType();
+
+  SmallVector<Type> argTypes{tokensType, positionsType, hiddenType(), cache};
   for (const WeightSpec &spec : specs)
-    argTypes.push_back(spec.type);
-  auto funcType = builder.getFunctionType(
-      argTypes, forward.getFunctionType().getResults());
+    if (spec.mtp)
+      argTypes.push_back(spec.type);
+  auto funcType =
+      builder.getFunctionType(argTypes, {logitsType, lastType, cache});
+  builder.setInsertionPointToEnd(module.getBody());
+  auto draft = func::FuncOp::create(builder, loc, "mtp_forward", funcType);
+  draft.setPrivate();
+  Block *entry = draft.addEntryBlock();
+  builder.setInsertionPointToStart(entry);
+  weights.clear();
+  unsigned argIndex = 4;
+  for (const WeightSpec &spec : specs)
+    if (spec.mtp)
+      weights[spec.role] = entry->getArgument(argIndex++);
+  rolePrefix = "mtp.";
+
+  // Position i combines the main model's hidden state at i with the
+  // embedding of token i + 1 (spec §6; embedding first, as vLLM's
+  // DeepSeekMultiTokenPredictorLayer concatenates).
+  Value tokens = entry->getArgument(0);
+  Value positions = entry->getArgument(1);
+  Value previous = entry->getArgument(2);
+  APFloat eps(cfg.rmsNormEps);
+  Value embedded = EmbeddingOp::create(builder, loc, hiddenType(),
+                                       weight("embed"), tokens);
+  Value embedNormed = RmsNormOp::create(builder, loc, hiddenType(), embedded,
+                                        weight("enorm"), eps);
+  Value hiddenNormed = RmsNormOp::create(builder, loc, hiddenType(), previous,
+                                         weight("hnorm"), eps);
+  auto pairType = RankedTensorType::get(
+      {batch, ShapedType::kDynamic, 2 * cfg.hiddenSize}, f32);
+  Value pair = tensor::ConcatOp::create(builder, loc, pairType, /*dim=*/2,
+                                        ValueRange{embedNormed, hiddenNormed});
+  Value projected = LinearOp::create(builder, loc, hiddenType(), pair,
+                                     weight("eh_proj"), /*scale=*/Value());
+  Value zero = arith::ConstantIndexOp::create(builder, loc, 0);
+  auto [blockOut, newCache] =
+      buildBlock(projected, positions, entry->getArgument(3), zero, zero,
+                 /*isMoe=*/cfg.nRoutedExperts > 0);
+  // The block's output before the head's norm: what a further draft step
+  // takes as its previous hidden state.
+  Value last = sliceLastPosition(blockOut, tokens);
+  Value normed = RmsNormOp::create(builder, loc, lastType, last,
+                                   weight("head_norm"), eps);
+  Value logits = LinearOp::create(builder, loc, logitsType, normed,
+                                  weight("head"), /*scale=*/Value());
+  func::ReturnOp::create(builder, loc, ValueRange{logits, last, newCache});
+  rolePrefix = "";
+  return draft;
+}
+
+void Importer::buildEntry(ModuleOp module, func::FuncOp callee,
+                          StringRef name, int64_t seqLen,
+                          ArrayRef<StringRef> inputNames,
+                          ArrayRef<int64_t> resultDestinations, bool mtp) {
+  FunctionType calleeType = callee.getFunctionType();
+  SmallVector<Type> argTypes(calleeType.getInputs());
+  // Tokens, positions (and the MTP draft's hidden states) get the entry's
+  // token count.
+  SmallVector<Type> resultTypes(calleeType.getResults());
+  auto withSeqLen = [&](Type type) -> Type {
+    auto ranked = cast<RankedTensorType>(type);
+    if (ranked.getRank() < 2 || !ranked.isDynamicDim(1))
+      return type;
+    SmallVector<int64_t> shape(ranked.getShape());
+    shape[1] = seqLen;
+    return RankedTensorType::get(shape, ranked.getElementType());
+  };
+  for (unsigned i = 0; i < inputNames.size(); ++i)
+    argTypes[i] = withSeqLen(argTypes[i]);
+  for (Type &type : resultTypes)
+    type = withSeqLen(type);
+  auto funcType = builder.getFunctionType(argTypes, resultTypes);
 
   builder.setInsertionPointToEnd(module.getBody());
   auto entryFunc = func::FuncOp::create(builder, loc, name, funcType);
   entryFunc->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
   // How the runtime's packed wrapper passes results back (see
-  // dsv3-emit-packed-entry-points): logits into a separate output buffer
-  // (-1), the updated KV cache into input 2; the logits are f32, the cache
-  // of its own element type.
+  // dsv3-emit-packed-entry-points): outputs into separate buffers (-1, in
+  // order), the updated KV cache into its input.
   entryFunc->setAttr("dsv3.entry", builder.getStringAttr(name));
   entryFunc->setAttr("dsv3.result_destinations",
-                     builder.getDenseI64ArrayAttr({-1, 2}));
+                     builder.getDenseI64ArrayAttr(resultDestinations));
+  SmallVector<int64_t> resultBytes;
+  for (Type type : resultTypes)
+    resultBytes.push_back(
+        std::max<int64_t>(
+            1, cast<RankedTensorType>(type).getElementTypeBitWidth() / 8));
   entryFunc->setAttr("dsv3.result_element_bytes",
-                     builder.getDenseI64ArrayAttr(
-                         {4, cacheType().getElementTypeBitWidth() / 8}));
-  entryFunc.setArgAttr(0, "dsv3.input", builder.getStringAttr("tokens"));
-  entryFunc.setArgAttr(1, "dsv3.input", builder.getStringAttr("positions"));
-  entryFunc.setArgAttr(2, "dsv3.input", builder.getStringAttr("kv_cache"));
-  for (auto [i, spec] : llvm::enumerate(specs)) {
-    entryFunc.setArgAttr(3 + i, "dsv3.weight",
-                         builder.getStringAttr(spec.role));
-    entryFunc.setArgAttr(3 + i, "dsv3.source",
+                     builder.getDenseI64ArrayAttr(resultBytes));
+  for (auto [i, input] : llvm::enumerate(inputNames))
+    entryFunc.setArgAttr(i, "dsv3.input", builder.getStringAttr(input));
+  unsigned argIndex = inputNames.size();
+  for (const WeightSpec &spec : specs) {
+    if (spec.mtp != mtp)
+      continue;
+    const unsigned i = argIndex++;
+    entryFunc.setArgAttr(i, "dsv3.weight", builder.getStringAttr(spec.role));
+    entryFunc.setArgAttr(i, "dsv3.source",
                          builder.getStringAttr(spec.source));
     // Which checkpoint layers fill the leading stack dimension, and whether
     // the next dimension enumerates experts: the runtime packs from this.
@@ -527,26 +703,34 @@ void Importer::buildEntry(ModuleOp module, func::FuncOp forward,
       first = cfg.numDenseLayers();
       count = cfg.numMoeLayers();
       break;
+    case Stack::Mtp:
+      first = cfg.numHiddenLayers;
+      count = 1;
+      break;
     }
     if (spec.stack != Stack::None)
-      entryFunc.setArgAttr(3 + i, "dsv3.layers",
+      entryFunc.setArgAttr(i, "dsv3.layers",
                            builder.getDenseI64ArrayAttr({first, count}));
     if (StringRef(spec.source).contains("{expert}"))
-      entryFunc.setArgAttr(3 + i, "dsv3.experts",
+      entryFunc.setArgAttr(i, "dsv3.experts",
                            builder.getI64IntegerAttr(cfg.nRoutedExperts));
   }
   Block *entry = entryFunc.addEntryBlock();
   builder.setInsertionPointToStart(entry);
   SmallVector<Value> args(entry->getArguments());
   // The shared body takes a dynamic token count.
-  Type forwardTokens = forward.getFunctionType().getInput(0);
-  Type forwardPositions = forward.getFunctionType().getInput(1);
-  if (args[0].getType() != forwardTokens) {
-    args[0] = tensor::CastOp::create(builder, loc, forwardTokens, args[0]);
-    args[1] = tensor::CastOp::create(builder, loc, forwardPositions, args[1]);
-  }
-  auto call = func::CallOp::create(builder, loc, forward, args);
-  func::ReturnOp::create(builder, loc, call.getResults());
+  for (unsigned i = 0; i < inputNames.size(); ++i)
+    if (args[i].getType() != calleeType.getInput(i))
+      args[i] = tensor::CastOp::create(builder, loc, calleeType.getInput(i),
+                                       args[i]);
+  auto call = func::CallOp::create(builder, loc, callee, args);
+  SmallVector<Value> results;
+  for (auto [result, type] : llvm::zip_equal(call.getResults(), resultTypes))
+    results.push_back(result.getType() == type
+                          ? Value(result)
+                          : Value(tensor::CastOp::create(builder, loc, type,
+                                                         result)));
+  func::ReturnOp::create(builder, loc, results);
 }
 
 ImportResult Importer::run() {
@@ -579,6 +763,12 @@ ImportResult Importer::run() {
   }
   // Stacking assumes the MoE layers are exactly [first_k_dense_replace, L),
   // which holds for moe_layer_freq == 1 (every released DeepSeek V2/V3).
+  if (opts.mtp && cfg.numNextnPredictLayers < 1) {
+    result.error = "MTP speculative decoding needs a checkpoint with an MTP "
+                   "module (config field 'num_nextn_predict_layers' >= 1), "
+                   "got 0";
+    return result;
+  }
   if (cfg.numMoeLayers() > 0 && cfg.moeLayerFreq != 1) {
     result.error = "config field 'moe_layer_freq': only 1 is supported, got " +
                    std::to_string(cfg.moeLayerFreq);
@@ -594,9 +784,26 @@ ImportResult Importer::run() {
   (*module)->setAttr("dsv3.max_seq_len", builder.getI64IntegerAttr(maxSeqLen));
   (*module)->setAttr("dsv3.config", builder.getStringAttr(
                                         ::dsv3::modelConfigToJson(cfg)));
-  func::FuncOp forward = buildForward(*module);
-  buildEntry(*module, forward, "prefill", ShapedType::kDynamic);
-  buildEntry(*module, forward, "decode", 1);
+  func::FuncOp forward = buildForward(*module, /*allPositions=*/false);
+  const StringRef mainInputs[] = {"tokens", "positions", "kv_cache"};
+  buildEntry(*module, forward, "prefill", ShapedType::kDynamic, mainInputs,
+             {-1, 2}, /*mtp=*/false);
+  buildEntry(*module, forward, "decode", 1, mainInputs, {-1, 2},
+             /*mtp=*/false);
+  if (opts.mtp) {
+    // Speculative decoding (docs/speculative-decoding.md): @verify runs the
+    // main model over the pending token and the drafts and returns every
+    // position's logits and normalised hidden state; @draft runs the MTP
+    // module on those hidden states and the tokens after them.
+    func::FuncOp all = buildForward(*module, /*allPositions=*/true);
+    buildEntry(*module, all, "verify", ShapedType::kDynamic, mainInputs,
+               {-1, -1, 2}, /*mtp=*/false);
+    func::FuncOp draft = buildDraft(*module);
+    const StringRef draftInputs[] = {"tokens", "positions", "hidden",
+                                     "mtp_cache"};
+    buildEntry(*module, draft, "draft", ShapedType::kDynamic, draftInputs,
+               {-1, -1, 3}, /*mtp=*/true);
+  }
   if (failed(verify(*module))) {
     result.error = "internal error: the imported module does not verify";
     return result;

@@ -104,6 +104,8 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
   auto prefill = imported.lookupSymbol<func::FuncOp>("prefill");
   auto decode = imported.lookupSymbol<func::FuncOp>("decode");
   auto prepare = imported.lookupSymbol<func::FuncOp>("prepare");
+  auto verify = imported.lookupSymbol<func::FuncOp>("verify");
+  auto draft = imported.lookupSymbol<func::FuncOp>("draft");
   llvm::json::Array inputs, weights, prepared, outputs;
   llvm::StringSet<> checkpointRoles;
   // A checkpoint weight argument of an entry point: where the runtime finds
@@ -148,6 +150,53 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
           {"shape", shapeJson(type.getShape())}});
     else
       addCheckpointWeight(prefill, i);
+  }
+  // The weight arguments of another entry point, in order (the
+  // speculative entries'; the draft's are the MTP module's own).
+  auto entryWeights = [&](func::FuncOp f) {
+    llvm::json::Array roles;
+    for (unsigned i = 0, e = f.getNumArguments(); i < e; ++i) {
+      auto role = f.getArgAttrOfType<StringAttr>(i, "dsv3.weight");
+      if (!role)
+        continue;
+      roles.push_back(role.getValue());
+      if (!f.getArgAttr(i, "dsv3.prepared")) {
+        addCheckpointWeight(f, i);
+        continue;
+      }
+      bool known = llvm::any_of(prepared, [&](const llvm::json::Value &p) {
+        return *p.getAsObject()->getString("name") == role.getValue();
+      });
+      if (!known) {
+        auto type = cast<RankedTensorType>(f.getArgument(i).getType());
+        prepared.push_back(llvm::json::Object{
+            {"name", role.getValue()},
+            {"dtype", elementName(type.getElementType())},
+            {"shape", shapeJson(type.getShape())}});
+      }
+    }
+    return roles;
+  };
+  auto tensorJson = [&](Type t) {
+    auto type = cast<RankedTensorType>(t);
+    return llvm::json::Object{{"dtype", elementName(type.getElementType())},
+                              {"shape", shapeJson(type.getShape())}};
+  };
+  llvm::json::Value verifyEntry = nullptr, draftEntry = nullptr,
+                    speculative = nullptr;
+  if (verify && draft) {
+    verifyEntry = llvm::json::Object{{"symbol", "dsv3_verify"},
+                                     {"seq_len", -1},
+                                     {"weights", entryWeights(verify)}};
+    draftEntry = llvm::json::Object{{"symbol", "dsv3_draft"},
+                                    {"seq_len", -1},
+                                    {"weights", entryWeights(draft)}};
+    // What the runtime allocates for them: the draft's hidden-state input
+    // (verify's second output, of the same shape) and the MTP cache.
+    speculative = llvm::json::Object{
+        {"method", "mtp"},
+        {"hidden", tensorJson(draft.getArgument(2).getType())},
+        {"mtp_cache", tensorJson(draft.getArgument(3).getType())}};
   }
   llvm::json::Value prepareEntry = nullptr;
   if (prepare) {
@@ -228,7 +277,10 @@ std::string mlir::dsv3::describeManifest(ModuleOp imported,
            {"decode", llvm::json::Object{{"symbol", "dsv3_decode"},
                                          {"seq_len", seqLenOf(decode)},
                                          {"weights", llvm::json::Value(llvm::json::Array(forwardWeights))}}},
-           {"prepare", std::move(prepareEntry)}}},
+           {"prepare", std::move(prepareEntry)},
+           {"verify", std::move(verifyEntry)},
+           {"draft", std::move(draftEntry)}}},
+      {"speculative", std::move(speculative)},
       {"inputs", std::move(inputs)},
       {"weights", std::move(weights)},
       {"prepared", std::move(prepared)},

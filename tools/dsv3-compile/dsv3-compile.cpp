@@ -114,6 +114,13 @@ cl::opt<int64_t> maxSeqLen(
     cl::desc("Positions the KV cache holds (default min(max_position_"
              "embeddings, 4096))"),
     cl::init(0), cl::cat(category));
+cl::opt<bool> mtp(
+    "mtp",
+    cl::desc("Also compile the checkpoint's multi-token-prediction module "
+             "(num_nextn_predict_layers >= 1) for speculative decoding "
+             "(dsv3-run --speculative=mtp): adds the verify and draft entry "
+             "points"),
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> maxBatch("max-batch",
                           cl::desc("Sequences per call (default 1)"),
                           cl::init(1), cl::cat(category));
@@ -239,6 +246,7 @@ int main(int argc, char **argv) {
   mlir::dsv3::ImportOptions options;
   options.maxBatch = maxBatch;
   options.maxSeqLen = maxSeqLen;
+  options.mtp = mtp;
   options.cacheLayout = mlir::dsv3::CacheLayout::Expanded;
   options.weightPrecision = mlir::dsv3::WeightPrecision::BF16;
   switch (kvCacheDType) {

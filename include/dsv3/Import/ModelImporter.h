@@ -49,6 +49,9 @@ struct ImportOptions {
   CacheLayout cacheLayout = CacheLayout::Expanded;
   WeightPrecision weightPrecision = WeightPrecision::BF16;
   KvCacheDType kvCacheDType = KvCacheDType::BF16;
+  /// Also compile the MTP module (layer num_hidden_layers of the checkpoint)
+  /// for speculative decoding: the @verify and @draft entries.
+  bool mtp = false;
 };
 
 struct ImportResult {
@@ -60,6 +63,12 @@ struct ImportResult {
 ///   @prefill(tokens [B, ?] i32, positions [B, ?] i64, kv_cache, weights...)
 ///   @decode (tokens [B, 1] i32, positions [B, 1] i64, kv_cache, weights...)
 /// each returning (last-position logits [B, vocab] f32, updated kv_cache).
+/// With `mtp`, also
+///   @verify(tokens, positions, kv_cache, weights...) -> (logits [B, ?, vocab],
+///           normalised hidden states [B, ?, hidden], kv_cache)
+///   @draft (tokens [B, ?], positions [B, ?], hidden [B, ?, hidden] f32,
+///           mtp_cache [1, B, max_seq_len, width], MTP weights...)
+///       -> (logits [B, vocab], last hidden state [B, hidden], mtp_cache)
 /// The KV cache is [layers, B, max_seq_len, width] of kvCacheDType. Every weight
 /// argument carries `dsv3.weight` (its role) and `dsv3.source` (the HF tensor
 /// name pattern with {layer} and {expert} placeholders).

@@ -99,12 +99,17 @@ void fuseDownProjections(MlaOp op,
     return;
   OpBuilder b(op);
   Location loc = op.getLoc();
-  Value fused = concatRows(b, loc, op.getWqA(), op.getWkvA(), "attn.wq_kv_a",
-                           stacks);
+  // The importer marks the blocks whose weights have prefixed roles (the MTP
+  // module's "mtp."): their prepared weight is named the same way.
+  std::string prefix;
+  if (auto attr = op->getAttrOfType<StringAttr>("dsv3.weight_prefix"))
+    prefix = attr.getValue().str();
+  Value fused = concatRows(b, loc, op.getWqA(), op.getWkvA(),
+                           prefix + "attn.wq_kv_a", stacks);
   Value fusedScale;
   if (op.getWqAScale())
     fusedScale = concatRows(b, loc, op.getWqAScale(), op.getWkvAScale(),
-                            "attn.wq_kv_a.scale", stacks);
+                            prefix + "attn.wq_kv_a.scale", stacks);
   SmallVector<Value> replaced{op.getWqA(), op.getWkvA(), op.getWqAScale(),
                               op.getWkvAScale()};
   // The mutable ranges keep the operand segment sizes in step.

@@ -13,6 +13,7 @@
 #include "dsv3/Dialect/DSV3/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/IRMapping.h"
@@ -99,8 +100,14 @@ struct OutlineWeightPreparationPass
         return arg.getOwner() == &body && isWeight.test(arg.getArgNumber());
       return hoisted.contains(v.getDefiningOp());
     };
+    // Slices and casts of a weight are views of it (one layer of a stack,
+    // e.g. the MTP module's only layer): nothing to compute ahead.
+    auto isView = [](Operation &op) {
+      return isa<tensor::ExtractSliceOp, tensor::CastOp,
+                 tensor::CollapseShapeOp, tensor::ExpandShapeOp>(op);
+    };
     for (Operation &op : body.without_terminator())
-      if (op.getNumRegions() == 0 && isMemoryEffectFree(&op) &&
+      if (op.getNumRegions() == 0 && isMemoryEffectFree(&op) && !isView(op) &&
           (op.getNumOperands() > 0 || op.hasTrait<OpTrait::ConstantLike>()) &&
           llvm::all_of(op.getOperands(), fromWeights))
         hoisted.insert(&op);
@@ -117,65 +124,107 @@ struct OutlineWeightPreparationPass
     }
     if (prepared.empty())
       return success();
-    if (symbols.lookup("prepare"))
+    // One @prepare serves every forward function (e.g. @forward and the
+    // speculative @forward_all and @mtp_forward): a weight it already reads
+    // is not passed twice, and a prepared weight it already computes (same
+    // name) is not computed twice.
+    OpBuilder b(module.getContext());
+    auto prepare = symbols.lookup<func::FuncOp>("prepare");
+    if (!prepare) {
+      b.setInsertionPointToEnd(module.getBody());
+      prepare = func::FuncOp::create(b, func.getLoc(), "prepare",
+                                     b.getFunctionType({}, {}));
+      symbols.insert(prepare);
+      prepare->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+      prepare->setAttr(kEntry, b.getStringAttr("prepare"));
+      Block *block = prepare.addEntryBlock();
+      b.setInsertionPointToStart(block);
+      func::ReturnOp::create(b, func.getLoc(), ValueRange{});
+    } else if (!prepare->hasAttr(kEntry)) {
       return module.emitError("dsv3-outline-weight-preparation: the module "
-                              "already has a @prepare");
+                              "already has a @prepare that is not its own");
+    }
+    Block *prepareBody = &prepare.getBody().front();
+    auto prepareReturn = cast<func::ReturnOp>(prepareBody->getTerminator());
 
     // @prepare(weights it reads) -> prepared weights.
-    SmallVector<unsigned> inputs;
-    for (BlockArgument arg : body.getArguments())
-      if (isWeight.test(arg.getArgNumber()) &&
-          llvm::any_of(arg.getUsers(), [&](Operation *user) {
+    func::FuncOp firstCaller = calls.front()->getParentOfType<func::FuncOp>();
+    IRMapping mapping;
+    for (BlockArgument arg : body.getArguments()) {
+      if (!isWeight.test(arg.getArgNumber()) ||
+          llvm::none_of(arg.getUsers(), [&](Operation *user) {
             return hoisted.contains(user);
           }))
-        inputs.push_back(arg.getArgNumber());
-    OpBuilder b(module.getContext());
-    b.setInsertionPointToEnd(module.getBody());
-    SmallVector<Type> inputTypes, resultTypes;
-    for (unsigned i : inputs)
-      inputTypes.push_back(func.getArgument(i).getType());
-    for (Value v : prepared)
-      resultTypes.push_back(v.getType());
-    auto prepare = func::FuncOp::create(
-        b, func.getLoc(), "prepare", b.getFunctionType(inputTypes, resultTypes));
-    symbols.insert(prepare);
-    prepare->setAttr("llvm.emit_c_interface", b.getUnitAttr());
-    prepare->setAttr(kEntry, b.getStringAttr("prepare"));
-    // Each prepared weight is a separate output buffer of the runtime.
-    prepare->setAttr("dsv3.result_destinations",
-                     b.getDenseI64ArrayAttr(
-                         SmallVector<int64_t>(prepared.size(), -1)));
-    SmallVector<int64_t> bytes;
-    for (Type t : resultTypes)
-      bytes.push_back(elementBytes(t));
-    prepare->setAttr("dsv3.result_element_bytes",
-                     b.getDenseI64ArrayAttr(bytes));
-    func::FuncOp firstCaller = calls.front()->getParentOfType<func::FuncOp>();
-    for (auto [k, i] : llvm::enumerate(inputs))
-      prepare.setArgAttrs(
-          k, firstCaller.getArgAttrDict(
-                 entryWeightOperand(calls.front(), i).getArgNumber()));
-    SmallVector<StringAttr> names;
-    for (auto [k, v] : llvm::enumerate(prepared)) {
-      auto name = v.getDefiningOp()->getAttrOfType<StringAttr>(kPreparedName);
-      if (!name)
-        name = b.getStringAttr("prepared." + std::to_string(k));
-      names.push_back(name);
-      prepare.setResultAttr(k, kWeight, name);
+        continue;
+      DictionaryAttr attrs = firstCaller.getArgAttrDict(
+          entryWeightOperand(calls.front(), arg.getArgNumber())
+              .getArgNumber());
+      Attribute role = attrs ? attrs.get(kWeight) : Attribute();
+      Value existing;
+      for (unsigned k = 0; k < prepare.getNumArguments() && role; ++k)
+        if (prepare.getArgAttr(k, kWeight) == role)
+          existing = prepare.getArgument(k);
+      if (!existing) {
+        unsigned index = prepare.getNumArguments();
+        if (failed(prepare.insertArgument(index, arg.getType(), attrs,
+                                          arg.getLoc())))
+          return failure();
+        existing = prepare.getArgument(index);
+      }
+      mapping.map(arg, existing);
     }
-    Block *prepareBody = prepare.addEntryBlock();
-    b.setInsertionPointToStart(prepareBody);
-    IRMapping mapping;
-    for (auto [k, i] : llvm::enumerate(inputs))
-      mapping.map(func.getArgument(i), prepareBody->getArgument(k));
+    b.setInsertionPoint(prepareReturn);
     for (Operation *op : hoisted) {
       Operation *clone = b.clone(*op, mapping);
       clone->removeAttr(kPreparedName);
     }
-    SmallVector<Value> returned;
-    for (Value v : prepared)
+    SmallVector<StringAttr> names;
+    SmallVector<Value> returned(prepareReturn.getOperands());
+    SmallVector<int64_t> destinations, bytes;
+    if (auto old = prepare->getAttrOfType<DenseI64ArrayAttr>(
+            "dsv3.result_destinations"))
+      destinations.assign(old.asArrayRef().begin(), old.asArrayRef().end());
+    if (auto old = prepare->getAttrOfType<DenseI64ArrayAttr>(
+            "dsv3.result_element_bytes"))
+      bytes.assign(old.asArrayRef().begin(), old.asArrayRef().end());
+    SmallVector<StringAttr> resultNames;
+    for (unsigned k = 0; k < prepare.getNumResults(); ++k)
+      resultNames.push_back(prepare.getResultAttrOfType<StringAttr>(k, kWeight));
+    for (auto [k, v] : llvm::enumerate(prepared)) {
+      auto name = v.getDefiningOp()->getAttrOfType<StringAttr>(kPreparedName);
+      if (!name)
+        name = b.getStringAttr("prepared." +
+                               std::to_string(resultNames.size()));
+      names.push_back(name);
+      if (llvm::is_contained(resultNames, name))
+        continue;
+      resultNames.push_back(name);
       returned.push_back(mapping.lookup(v));
-    func::ReturnOp::create(b, func.getLoc(), returned);
+      // Each prepared weight is a separate output buffer of the runtime.
+      destinations.push_back(-1);
+      bytes.push_back(elementBytes(v.getType()));
+    }
+    prepareReturn->setOperands(returned);
+    SmallVector<Type> resultTypes;
+    for (Value v : returned)
+      resultTypes.push_back(v.getType());
+    prepare.setType(b.getFunctionType(prepare.getArgumentTypes(), resultTypes));
+    for (auto [k, name] : llvm::enumerate(resultNames))
+      prepare.setResultAttr(k, kWeight, name);
+    prepare->setAttr("dsv3.result_destinations",
+                     b.getDenseI64ArrayAttr(destinations));
+    prepare->setAttr("dsv3.result_element_bytes",
+                     b.getDenseI64ArrayAttr(bytes));
+    // Clones whose result @prepare already computed.
+    SmallVector<Operation *> bodyOps;
+    for (Operation &op : prepareBody->without_terminator())
+      bodyOps.push_back(&op);
+    for (Operation *op : llvm::reverse(bodyOps))
+      if (op->use_empty() && isMemoryEffectFree(op))
+        op->erase();
+    resultTypes.clear();
+    for (Value v : prepared)
+      resultTypes.push_back(v.getType());
 
     // The forward function takes the prepared weights instead.
     for (auto [k, v] : llvm::enumerate(prepared)) {
