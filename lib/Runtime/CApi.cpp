@@ -241,6 +241,61 @@ void dsv3rt_model_info(const dsv3rt_model *model, dsv3rt_artifact_info *info) {
     fillInfo(model->model->manifest(), info);
 }
 
+int dsv3rt_generate_speculative(dsv3rt_model *model, const int32_t *prompt,
+                                int64_t prompt_len,
+                                const dsv3rt_sampling *sampling,
+                                int64_t draft_tokens, int32_t *out_tokens,
+                                int64_t *out_count,
+                                dsv3rt_speculative_stats *stats, char *err,
+                                size_t err_len) {
+  clearError(err, err_len);
+  try {
+    if (!model || !sampling || !out_count || !stats) {
+      setError(err, err_len,
+               "model, sampling, out_count and stats must not be NULL");
+      return -1;
+    }
+    if (sampling->max_new_tokens > 0 && !out_tokens) {
+      setError(err, err_len, "out_tokens must not be NULL when "
+                             "max_new_tokens > 0");
+      return -1;
+    }
+    std::vector<std::vector<int32_t>> copied;
+    const int32_t *const prompts[] = {prompt};
+    const int64_t lens[] = {prompt_len};
+    std::string error = toPrompts(prompts, lens, 1, copied);
+    SamplingOptions options = toSampling(sampling);
+    TokenCallback onToken;
+    if (model->onToken)
+      onToken = [fn = model->onToken, user = model->onTokenUser](
+                    int64_t seq, int32_t token) {
+        return fn(seq, token, user) == 0;
+      };
+    std::vector<int32_t> tokens;
+    SpeculativeStats s;
+    if (error.empty())
+      error = model->model->generateSpeculative(copied[0], options,
+                                                draft_tokens, tokens, s,
+                                                onToken);
+    if (!error.empty()) {
+      setError(err, err_len, error);
+      return -1;
+    }
+    *out_count = static_cast<int64_t>(tokens.size());
+    std::copy(tokens.begin(), tokens.end(), out_tokens);
+    *stats = dsv3rt_speculative_stats{s.verifyCalls,   s.draftCalls,
+                                      s.drafted,       s.accepted,
+                                      s.generated,     s.promptSeconds,
+                                      s.decodeSeconds};
+    return 0;
+  } catch (const std::exception &e) {
+    setError(err, err_len, std::string("internal error: ") + e.what());
+  } catch (...) {
+    setError(err, err_len, "internal error during generation");
+  }
+  return -1;
+}
+
 int dsv3rt_generate(dsv3rt_model *model, const int32_t *const *prompts,
                     const int64_t *prompt_lens, int64_t batch,
                     const dsv3rt_sampling *sampling, int32_t *out_tokens,

@@ -308,13 +308,16 @@ WeightSpec weightSpec(const json &value, const std::string &field,
                                   layers.dump());
     int64_t first = intValue(layers[0], field + ".layers[0]");
     int64_t count = intValue(layers[1], field + ".layers[1]");
-    // count > layers - first: first + count could overflow.
-    if (first < 0 || count < 1 || first > config.numHiddenLayers ||
-        count > config.numHiddenLayers - first)
+    // count > layers - first: first + count could overflow. The MTP
+    // layers follow the main model's (num_hidden_layers + k).
+    const int64_t layerCount =
+        config.numHiddenLayers + config.numNextnPredictLayers;
+    if (first < 0 || count < 1 || first > layerCount ||
+        count > layerCount - first)
       fail(field + ".layers",
            "[" + std::to_string(first) + ", " + std::to_string(count) +
                "] is not a layer range of the model's " +
-               std::to_string(config.numHiddenLayers) + " layers");
+               std::to_string(layerCount) + " layers (MTP included)");
     w.firstLayer = first;
     w.numLayers = count;
   }
@@ -590,6 +593,47 @@ Manifest parse(const json &root, const std::string &artifactDir) {
                                  std::string(elementTypeName(logits.dtype)));
   expectShape(logits, "outputs[0]", {m.maxBatch, m.config.vocabSize});
   m.outputs.push_back(std::move(logits));
+
+  if (root.contains("speculative") && !root["speculative"].is_null()) {
+    const json &spec = objectField(root, "speculative", "");
+    SpeculativeSpec sp;
+    std::string method = stringField(spec, "method", "speculative");
+    if (method != "mtp")
+      fail("speculative.method", "must be \"mtp\", got \"" + method + "\"");
+    for (auto [name, target, list] :
+         {std::make_tuple("verify", &sp.verify, &sp.verifyWeights),
+          std::make_tuple("draft", &sp.draft, &sp.draftWeights)}) {
+      *target = entry(name, kDynamic);
+      const json &e = objectField(entries, name, "entry_points");
+      *list = roleList(e, "weights", std::string("entry_points.") + name);
+      for (const std::string &role : *list)
+        if (!roles.count(role) && !preparedNames.count(role))
+          fail(std::string("entry_points.") + name + ".weights",
+               "'" + role + "' is neither in \"weights\" nor in \"prepared\"");
+    }
+    auto tensor = [&](const char *name, bool dynamic) {
+      std::string field = std::string("speculative.") + name;
+      const json &t = objectField(spec, name, "speculative");
+      json named = t;
+      named["name"] = name;
+      return tensorSpec(named, field, dynamic);
+    };
+    sp.hidden = tensor("hidden", true);
+    if (sp.hidden.dtype != ElementType::F32)
+      fail("speculative.hidden.dtype", "must be f32");
+    expectShape(sp.hidden, "speculative.hidden",
+                {m.maxBatch, kDynamic, m.config.hiddenSize});
+    sp.mtpCache = tensor("mtp_cache", false);
+    const TensorSpec &cache = m.inputs[m.cacheInput];
+    if (sp.mtpCache.dtype != cache.dtype || sp.mtpCache.shape.size() != 4 ||
+        sp.mtpCache.shape[0] != 1 ||
+        !std::equal(cache.shape.begin() + 1, cache.shape.end(),
+                    sp.mtpCache.shape.begin() + 1))
+      fail("speculative.mtp_cache",
+           "must be one layer of the kv_cache input (same dtype and [1, "
+           "batch, positions, width])");
+    m.speculative = std::move(sp);
+  }
   return m;
 }
 

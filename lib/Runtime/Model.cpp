@@ -429,7 +429,98 @@ std::string Model::load(const std::string &artifactDir,
   args_.push_back(logitsDesc_.descriptor());
   args_.push_back(nullptr);
   lastLogits_.assign(batch, {});
+  if (manifest_.speculative && !onGpu())
+    return loadSpeculative();
   return "";
+}
+
+std::string Model::loadSpeculative() {
+  const SpeculativeSpec &spec = *manifest_.speculative;
+  for (auto [entry, fn] : {std::make_pair(&spec.verify, &verify_),
+                           std::make_pair(&spec.draft, &draft_)}) {
+    void *symbol = ::dlsym(library_, entry->symbol.c_str());
+    if (!symbol)
+      return manifest_.libraryPath() + ": entry point '" + entry->symbol +
+             "' is not exported by the artifact's library";
+    *fn = reinterpret_cast<EntryFn>(symbol);
+  }
+  const int64_t batch = manifest_.maxBatch;
+  const int64_t hidden = manifest_.config.hiddenSize;
+  const int64_t vocab = manifest_.vocabSize();
+  size_t cacheBytes = elementSize(spec.mtpCache.dtype);
+  for (int64_t d : spec.mtpCache.shape)
+    cacheBytes *= static_cast<size_t>(d);
+  struct Allocation {
+    Buffer *buffer;
+    size_t bytes;
+    const char *what;
+  } allocations[] = {
+      {&hidden_, sizeof(float) * batch * kMaxVerifyLen * hidden,
+       "the hidden states"},
+      {&logitsAll_, sizeof(float) * batch * kMaxVerifyLen * vocab,
+       "the verify logits"},
+      {&mtpCache_, cacheBytes, "the MTP cache"},
+      {&draftHidden_, sizeof(float) * batch * hidden,
+       "the draft's hidden state"}};
+  for (const Allocation &a : allocations) {
+    std::string error = a.buffer->allocate(a.bytes, a.what);
+    if (!error.empty())
+      return error;
+  }
+  mtpCacheDesc_.set(mtpCache_.data, spec.mtpCache.shape);
+  draftHiddenDesc_.set(draftHidden_.data, {batch, hidden});
+  return "";
+}
+
+std::string Model::speculativeSupport() const {
+  if (!manifest_.speculative)
+    return "the artifact has no MTP module: compile it with dsv3-compile "
+           "--mtp (from a checkpoint whose num_nextn_predict_layers >= 1)";
+  if (onGpu())
+    return "speculative decoding runs on the CPU target only (the GPU "
+           "runtime does not bind the verify and draft entries yet)";
+  return "";
+}
+
+void Model::callSpeculative(EntryFn fn, std::vector<void *> &args,
+                            int64_t seqLen, bool isDraft) {
+  const int64_t batch = manifest_.maxBatch;
+  const int64_t hidden = manifest_.config.hiddenSize;
+  const std::vector<int64_t> shape = {batch, seqLen};
+  inputDescs_[manifest_.tokensInput].set(inputs_[manifest_.tokensInput].data,
+                                         shape);
+  inputDescs_[manifest_.positionsInput].set(
+      inputs_[manifest_.positionsInput].data, shape);
+  hiddenDesc_.set(hidden_.data, {batch, seqLen, hidden});
+  args.clear();
+  args.push_back(inputDescs_[manifest_.tokensInput].descriptor());
+  args.push_back(inputDescs_[manifest_.positionsInput].descriptor());
+  const SpeculativeSpec &spec = *manifest_.speculative;
+  if (isDraft) {
+    // (tokens, positions, hidden, mtp_cache, MTP weights...) -> logits,
+    // last hidden state; the cache in place.
+    args.push_back(hiddenDesc_.descriptor());
+    args.push_back(mtpCacheDesc_.descriptor());
+    for (const std::string &role : spec.draftWeights)
+      args.push_back(weightDescriptor(role));
+    args.push_back(logitsDesc_.descriptor());
+    args.push_back(draftHiddenDesc_.descriptor());
+  } else {
+    // (tokens, positions, kv_cache, weights...) -> every position's logits
+    // and hidden states; the cache in place.
+    args.push_back(inputDescs_[manifest_.cacheInput].descriptor());
+    for (const std::string &role : spec.verifyWeights)
+      args.push_back(weightDescriptor(role));
+    logitsAllDesc_.set(logitsAll_.data,
+                       {batch, seqLen, manifest_.vocabSize()});
+    args.push_back(logitsAllDesc_.descriptor());
+    args.push_back(hiddenDesc_.descriptor());
+  }
+  args.push_back(nullptr);
+  CurrentPoolScope scope(pool_.get());
+  if (ompSetNumThreads_)
+    ompSetNumThreads_(pool_->numThreads());
+  fn(args.data());
 }
 
 std::string Model::loadWeights(const OpenOptions &options) {
@@ -597,12 +688,19 @@ std::string Model::prepareWeights() {
     if (!error.empty())
       return "the artifact's prepare entry point failed on the GPU: " + error;
   }
-  // Checkpoint weights that prefill and decode do not take are not needed
-  // any more (q_a and kv_a once concatenated): give their memory back.
+  // Checkpoint weights that no entry point takes (prefill and decode, and
+  // the speculative ones) are not needed any more (q_a and kv_a once
+  // concatenated): give their memory back.
+  auto taken = [&](const std::string &role) {
+    auto in = [&](const std::vector<std::string> &list) {
+      return std::find(list.begin(), list.end(), role) != list.end();
+    };
+    return in(manifest_.forwardWeights) ||
+           (manifest_.speculative && (in(manifest_.speculative->verifyWeights) ||
+                                      in(manifest_.speculative->draftWeights)));
+  };
   for (size_t w = 0; w < manifest_.weights.size(); ++w)
-    if (std::find(manifest_.forwardWeights.begin(),
-                  manifest_.forwardWeights.end(),
-                  manifest_.weights[w].role) == manifest_.forwardWeights.end())
+    if (!taken(manifest_.weights[w].role))
       weights_[w].release();
   return "";
 }
@@ -864,6 +962,212 @@ std::string Model::generate(const std::vector<std::vector<int32_t>> &prompts,
   }
   stats_.decodeSeconds = secondsSince(start);
   collect();
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Speculative decoding with the MTP module
+//===----------------------------------------------------------------------===//
+
+std::string Model::generateSpeculative(const std::vector<int32_t> &prompt,
+                                       const SamplingOptions &sampling,
+                                       int64_t draftTokens,
+                                       std::vector<int32_t> &tokens,
+                                       SpeculativeStats &stats,
+                                       const TokenCallback &onToken) {
+  std::string error = speculativeSupport();
+  if (!error.empty())
+    return error;
+  if (draftTokens < 1 || draftTokens > kMaxVerifyLen - 1)
+    return "draft tokens must be in [1, " + std::to_string(kMaxVerifyLen - 1) +
+           "], got " + std::to_string(draftTokens);
+  const int64_t vocab = manifest_.vocabSize();
+  const int64_t maxSeqLen = manifest_.maxSeqLen;
+  const int64_t batch = manifest_.maxBatch;
+  const int64_t hidden = manifest_.config.hiddenSize;
+  error = validateRequest(vocab, batch, maxSeqLen, {prompt}, sampling);
+  if (!error.empty())
+    return error;
+  stats = SpeculativeStats();
+  tokens.clear();
+  Sequence seq(prompt, sampling, /*stream=*/0);
+  if (seq.finished)
+    return "";
+  const bool greedy = sampling.temperature == 0.0f;
+  SamplerScratch scratch;
+
+  // Row 0 gets `count` tokens from `tokenAt(i)` at positions first + i;
+  // other rows filler at positions 0.. (never read back).
+  auto setRow0 = [&](int64_t count, int64_t first,
+                     const std::function<int32_t(int64_t)> &tokenAt) {
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t i = 0; i < count; ++i) {
+        setInput(manifest_.tokensInput, b, i, count, b == 0 ? tokenAt(i) : 0);
+        setInput(manifest_.positionsInput, b, i, count,
+                 b == 0 ? first + i : i);
+      }
+  };
+  auto verifyLogits = [&](int64_t i) {
+    return static_cast<const float *>(logitsAll_.data) + i * vocab;
+  };
+  // Appends `token`; false once the sequence is finished.
+  auto emit = [&](int32_t token) {
+    seq.tokens.push_back(token);
+    if (static_cast<int64_t>(seq.tokens.size()) == sampling.maxNewTokens ||
+        (sampling.stopAtEos && token == manifest_.config.eosTokenId))
+      seq.finished = true;
+    if (onToken && !onToken(0, token))
+      seq.finished = true;
+    return !seq.finished;
+  };
+  auto pick = [&](const float *logits, const char *entry) -> int64_t {
+    int64_t token =
+        greedy ? argmaxLogits(logits, vocab)
+               : sampleLogits(logits, vocab, sampling.temperature,
+                              sampling.topP, seq.rng, scratch);
+    if (token < 0 || hasNaN(logits, vocab))
+      error = std::string("the artifact's ") + entry +
+              " entry point produced no usable logits";
+    return token;
+  };
+  // The MTP module over positions [first, first + count): the main model's
+  // hidden states there (in hidden_, from the last @verify) and the tokens
+  // after them. Its logits then predict the token two after the last.
+  auto catchUpDraft = [&](int64_t first, int64_t count) {
+    setRow0(count, first,
+            [&](int64_t i) { return seq.tokenAt(first + i + 1); });
+    callSpeculative(draft_, draftArgs_, count, /*isDraft=*/true);
+    ++stats.draftCalls;
+  };
+
+  // -- The prompt, through @verify in chunks (the MTP module needs every
+  // -- position's hidden state), then the MTP module over each chunk.
+  auto start = std::chrono::steady_clock::now();
+  const int64_t promptLen = static_cast<int64_t>(prompt.size());
+  for (int64_t first = 0; first < promptLen;) {
+    const int64_t count = std::min(kMaxVerifyLen, promptLen - first);
+    setRow0(count, first, [&](int64_t i) { return prompt[first + i]; });
+    callSpeculative(verify_, verifyArgs_, count, /*isDraft=*/false);
+    if (first + count == promptLen) {
+      int64_t token = pick(verifyLogits(count - 1), "verify");
+      if (token < 0)
+        return error;
+      emit(static_cast<int32_t>(token));
+    }
+    catchUpDraft(first, count);
+    first += count;
+  }
+  seq.fed = promptLen;
+  stats.promptSeconds = secondsSince(start);
+
+  // -- Rounds: draft, verify, accept -----------------------------------------
+  start = std::chrono::steady_clock::now();
+  std::vector<int32_t> drafts;
+  std::vector<std::vector<double>> draftProbs;
+  std::vector<double> targetProbs, residual;
+  while (!seq.finished) {
+    // Tokens still to emit and positions still free bound the drafts: the
+    // round feeds the pending token and k drafts at fed .. fed + k.
+    const int64_t remaining =
+        sampling.maxNewTokens - static_cast<int64_t>(seq.tokens.size());
+    const int64_t k = std::max<int64_t>(
+        0, std::min({draftTokens, remaining - 1, maxSeqLen - 1 - seq.fed}));
+    if (seq.fed >= maxSeqLen)
+      return "the sequence reached the artifact's max sequence length";
+    drafts.clear();
+    draftProbs.resize(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) {
+      if (i > 0) {
+        // A further draft step: the MTP module's own last hidden state with
+        // the draft before, at the next position.
+        std::memcpy(hidden_.data, draftHidden_.data,
+                    sizeof(float) * batch * hidden);
+        const int32_t previous = drafts.back();
+        setRow0(1, seq.fed + i - 1, [&](int64_t) { return previous; });
+        callSpeculative(draft_, draftArgs_, 1, /*isDraft=*/true);
+        ++stats.draftCalls;
+      }
+      const float *logits = rowLogits(0);
+      int64_t token;
+      if (greedy) {
+        token = argmaxLogits(logits, vocab);
+      } else {
+        if (!samplingDistribution(logits, vocab, sampling.temperature,
+                                  sampling.topP, scratch, draftProbs[i]))
+          return "the artifact's draft entry point produced no usable logits";
+        token = sampleDistribution(draftProbs[i], seq.rng);
+      }
+      if (token < 0 || hasNaN(logits, vocab))
+        return "the artifact's draft entry point produced no usable logits";
+      drafts.push_back(static_cast<int32_t>(token));
+    }
+    stats.drafted += k;
+
+    // One main-model call over the pending token and the drafts.
+    const int64_t first = seq.fed;
+    const int32_t pending = seq.tokens.back();
+    setRow0(k + 1, first, [&](int64_t i) {
+      return i == 0 ? pending : drafts[i - 1];
+    });
+    callSpeculative(verify_, verifyArgs_, k + 1, /*isDraft=*/false);
+    ++stats.verifyCalls;
+    for (int64_t i = 0; i <= k; ++i)
+      if (hasNaN(verifyLogits(i), vocab))
+        return "the artifact's verify entry point produced NaN logits";
+
+    int64_t accepted = 0;
+    bool open = true;
+    for (int64_t i = 0; i < k && open; ++i) {
+      const float *logits = verifyLogits(i);
+      const int32_t d = drafts[i];
+      int64_t token;
+      if (greedy) {
+        token = argmaxLogits(logits, vocab);
+      } else {
+        if (!samplingDistribution(logits, vocab, sampling.temperature,
+                                  sampling.topP, scratch, targetProbs))
+          return "the artifact's verify entry point produced no usable "
+                 "logits";
+        const double p = targetProbs[d], q = draftProbs[i][d];
+        if (q > 0.0 && seq.rng.uniform() * q < p) {
+          token = d;
+        } else {
+          // Rejected: resample from the part of p that q does not cover.
+          residual.assign(targetProbs.size(), 0.0);
+          for (size_t t = 0; t < residual.size(); ++t)
+            residual[t] = std::max(0.0, targetProbs[t] - draftProbs[i][t]);
+          token = sampleDistribution(residual, seq.rng);
+          if (token < 0)
+            token = sampleDistribution(targetProbs, seq.rng);
+        }
+      }
+      if (token == d) {
+        ++accepted;
+        open = emit(d);
+        continue;
+      }
+      emit(static_cast<int32_t>(token));
+      open = false;
+      break;
+    }
+    if (open) {
+      // Every draft accepted: the main model's own next token comes free.
+      int64_t token = pick(verifyLogits(k), "verify");
+      if (token < 0)
+        return error;
+      emit(static_cast<int32_t>(token));
+    }
+    stats.accepted += accepted;
+    // The pending token and the accepted drafts are in the cache; whatever
+    // the call wrote after them is overwritten by the next call before it
+    // is read.
+    seq.fed = first + 1 + accepted;
+    if (!seq.finished)
+      catchUpDraft(first, accepted + 1);
+  }
+  stats.decodeSeconds = secondsSince(start);
+  stats.generated = static_cast<int64_t>(seq.tokens.size()) - 1;
+  tokens = seq.tokens;
   return "";
 }
 

@@ -61,11 +61,16 @@ bool hasNaN(const float *logits, int64_t n) {
   return false;
 }
 
-int64_t sampleLogits(const float *logits, int64_t n, float temperature,
-                     float topP, Rng &rng, SamplerScratch &scratch) {
-  int64_t best = argmaxLogits(logits, n);
+namespace {
+
+/// exp((logit - max) / T) per token (NaN: 0) into scratch.weights; returns
+/// their sum, or -1 if no token has non-zero probability. `best` is the
+/// argmax.
+double unnormalisedWeights(const float *logits, int64_t n, float temperature,
+                           SamplerScratch &scratch, int64_t &best) {
+  best = argmaxLogits(logits, n);
   if (best < 0 || (std::isinf(logits[best]) && logits[best] < 0))
-    return -1;
+    return -1.0;
   const double maxLogit = logits[best];
   const double invT = 1.0 / static_cast<double>(temperature);
   // Unnormalised probabilities relative to the most likely token (whose
@@ -80,26 +85,19 @@ int64_t sampleLogits(const float *logits, int64_t n, float temperature,
     weights[i] = w;
     total += w;
   }
+  return total;
+}
 
-  if (!(topP < 1.0f)) {
-    double u = rng.uniform() * total, cumulative = 0.0;
-    int64_t last = best;
-    for (int64_t i = 0; i < n; ++i) {
-      if (weights[i] <= 0.0)
-        continue;
-      cumulative += weights[i];
-      last = i;
-      if (u < cumulative)
-        return i;
-    }
-    return last; // rounding left u at the very top
-  }
-
-  // Nucleus: the most likely tokens, by decreasing probability (lower id
-  // first on ties), until their mass reaches top_p. Sorting the whole
-  // vocabulary per token is slow for 100k+ vocabularies, so sort only the
-  // tokens above a threshold, lowering it until those tokens hold enough
-  // mass; the kept prefix is then the same as with a full sort.
+/// Nucleus: the most likely tokens, by decreasing probability (lower id
+/// first on ties), until their mass reaches top_p: the first `kept` of
+/// scratch.candidates; returns their mass.
+double nucleus(int64_t n, float topP, double total, SamplerScratch &scratch,
+               size_t &kept) {
+  // Sorting the whole vocabulary per token is slow for 100k+ vocabularies,
+  // so sort only the tokens above a threshold, lowering it until those
+  // tokens hold enough mass; the kept prefix is then the same as with a
+  // full sort.
+  const std::vector<double> &weights = scratch.weights;
   std::vector<std::pair<double, int64_t>> &candidates = scratch.candidates;
   const double target = static_cast<double>(topP) * total;
   for (double threshold = 1e-3;; threshold *= 1e-3) {
@@ -120,7 +118,7 @@ int64_t sampleLogits(const float *logits, int64_t n, float temperature,
               return a.first != b.first ? a.first > b.first
                                         : a.second < b.second;
             });
-  size_t kept = 0;
+  kept = 0;
   double keptMass = 0.0;
   while (kept < candidates.size()) {
     keptMass += candidates[kept].first;
@@ -128,6 +126,35 @@ int64_t sampleLogits(const float *logits, int64_t n, float temperature,
     if (keptMass >= target)
       break;
   }
+  return keptMass;
+}
+
+} // namespace
+
+int64_t sampleLogits(const float *logits, int64_t n, float temperature,
+                     float topP, Rng &rng, SamplerScratch &scratch) {
+  int64_t best;
+  const double total =
+      unnormalisedWeights(logits, n, temperature, scratch, best);
+  if (total < 0)
+    return -1;
+  const std::vector<double> &weights = scratch.weights;
+  if (!(topP < 1.0f)) {
+    double u = rng.uniform() * total, cumulative = 0.0;
+    int64_t last = best;
+    for (int64_t i = 0; i < n; ++i) {
+      if (weights[i] <= 0.0)
+        continue;
+      cumulative += weights[i];
+      last = i;
+      if (u < cumulative)
+        return i;
+    }
+    return last; // rounding left u at the very top
+  }
+  size_t kept = 0;
+  const double keptMass = nucleus(n, topP, total, scratch, kept);
+  const auto &candidates = scratch.candidates;
   double u = rng.uniform() * keptMass, cumulative = 0.0;
   for (size_t k = 0; k < kept; ++k) {
     cumulative += candidates[k].first;
@@ -135,6 +162,49 @@ int64_t sampleLogits(const float *logits, int64_t n, float temperature,
       return candidates[k].second;
   }
   return candidates[kept - 1].second;
+}
+
+bool samplingDistribution(const float *logits, int64_t n, float temperature,
+                          float topP, SamplerScratch &scratch,
+                          std::vector<double> &probabilities) {
+  int64_t best;
+  const double total =
+      unnormalisedWeights(logits, n, temperature, scratch, best);
+  if (total < 0)
+    return false;
+  probabilities.assign(static_cast<size_t>(n), 0.0);
+  if (!(topP < 1.0f)) {
+    for (int64_t i = 0; i < n; ++i)
+      probabilities[i] = scratch.weights[i] / total;
+    return true;
+  }
+  size_t kept = 0;
+  const double keptMass = nucleus(n, topP, total, scratch, kept);
+  for (size_t k = 0; k < kept; ++k)
+    probabilities[scratch.candidates[k].second] =
+        scratch.candidates[k].first / keptMass;
+  return true;
+}
+
+int64_t sampleDistribution(const std::vector<double> &weights, Rng &rng) {
+  double total = 0.0;
+  int64_t last = -1;
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (weights[i] > 0.0) {
+      total += weights[i];
+      last = static_cast<int64_t>(i);
+    }
+  if (last < 0)
+    return -1;
+  double u = rng.uniform() * total, cumulative = 0.0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] <= 0.0)
+      continue;
+    cumulative += weights[i];
+    if (u < cumulative)
+      return static_cast<int64_t>(i);
+  }
+  return last; // rounding left u at the very top
 }
 
 } // namespace runtime

@@ -263,9 +263,42 @@ def quantize_fp8_blocks(w: np.ndarray, block: Sequence[int] = (128, 128)) -> Tup
     return f32_to_fp8_e4m3(w.astype(np.float32) / full), scale_inv
 
 
+def _mtp_agreement_weight(cfg: ModelConfig, name: str, shape: Tuple[int, ...], kind: str, seed: int,
+                          alpha: float) -> Optional[np.ndarray]:
+    """The weights of a checkpoint whose MTP module drafts what the main model predicts (docs/speculative-decoding.md).
+
+    Every block's output projections (attention o_proj, FFN/expert down_proj) are scaled by alpha in the main model
+    and zeroed in the MTP block, so a main-model hidden state is emb(t) plus alpha-sized terms and its logits are
+    g(t) = lm_head(norm(emb(t))) plus perturbations; the MTP module's eh_proj = [I | 0] with enorm = 1 passes
+    norm(emb(t_{i+1})) through its (silent) block, and its head is the main model's norm and head, so it drafts
+    g(t_{i+1}): the main model's prediction when alpha = 0, less often as alpha grows. None: the random weight."""
+    L, D = cfg.num_hidden_layers, cfg.hidden_size
+    parts = name.split(".")
+    layer = int(parts[2]) if len(parts) > 2 and parts[1] == "layers" else -1
+    mtp = layer >= L
+    if name.endswith(("o_proj.weight", "down_proj.weight")) and layer >= 0:
+        return np.zeros(shape, np.float32) if mtp else alpha * _init(name, shape, kind, seed)
+    if not mtp:
+        return None
+    p = f"model.layers.{layer}."
+    if name == p + "embed_tokens.weight":
+        return _init("model.embed_tokens.weight", shape, kind, seed)
+    if name == p + "shared_head.head.weight":
+        return _init("lm_head.weight", shape, kind, seed)
+    if name == p + "shared_head.norm.weight":
+        return _init("model.norm.weight", shape, kind, seed)
+    if name == p + "enorm.weight":
+        return np.ones(shape, np.float32)
+    if name == p + "eh_proj.weight":
+        return np.concatenate([np.eye(D, dtype=np.float32), np.zeros((D, D), np.float32)], axis=1)
+    return None
+
+
 def generate_checkpoint(config: Dict[str, Any], out_dir: str, seed: int = 0, dtype: str = "bf16",
-                        shards: int = 1, max_params: int = MAX_GENERATE_PARAMS) -> str:
-    """Write config.json and random weights into out_dir; returns out_dir."""
+                        shards: int = 1, max_params: int = MAX_GENERATE_PARAMS,
+                        mtp_agreement: Optional[float] = None) -> str:
+    """Write config.json and random weights into out_dir; returns out_dir. With mtp_agreement = alpha (and an MTP
+    layer), the weights follow _mtp_agreement_weight."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     cfg_dict = full_config_dict(config, dtype)
@@ -292,15 +325,24 @@ def generate_checkpoint(config: Dict[str, Any], out_dir: str, seed: int = 0, dty
             specs.append((name, "BF16", shape))
 
     pending_scales: Dict[str, np.ndarray] = {}
+    if mtp_agreement is not None and cfg.num_nextn_predict_layers < 1:
+        raise ValueError("mtp_agreement needs an MTP layer (num_nextn_predict_layers >= 1)")
+
+    def init(name: str, shape: Tuple[int, ...], kind: str) -> np.ndarray:
+        if mtp_agreement is not None:
+            w = _mtp_agreement_weight(cfg, name, shape, kind, seed, mtp_agreement)
+            if w is not None:
+                return w
+        return _init(name, shape, kind, seed)
 
     def produce(name: str) -> np.ndarray:
         if name.endswith("_scale_inv"):
             if name in pending_scales:
                 return pending_scales.pop(name)
             base = name[: -len("_scale_inv")]
-            return quantize_fp8_blocks(_init(base, *kinds[base], seed), block)[1]
+            return quantize_fp8_blocks(init(base, *kinds[base]), block)[1]
         shape, kind = kinds[name]
-        w = _init(name, shape, kind, seed)
+        w = init(name, shape, kind)
         if dtype == "fp8" and is_fp8_tensor(name):
             codes, scale_inv = quantize_fp8_blocks(w, block)
             pending_scales[name + "_scale_inv"] = scale_inv
@@ -352,6 +394,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dtype", choices=DTYPES, default="bf16")
     ap.add_argument("--shards", type=int, default=1, help="number of safetensors files (>1 writes an index)")
     ap.add_argument("--config-only", action="store_true", help="write only config.json")
+    ap.add_argument("--mtp-agreement", type=float, metavar="ALPHA",
+                    help="weights whose MTP module drafts what the main model predicts, less often as ALPHA "
+                         "(the scale of every block's output) grows; needs num_nextn_predict_layers >= 1")
     ap.add_argument("--tokenizer", metavar="DIR",
                     help="copy DIR's tokenizer.json and tokenizer_config.json into the checkpoint and size the "
                          "model's vocab to the tokenizer (so every id the model can emit has a token)")
@@ -378,7 +423,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 json.dump(full_config_dict(config, args.dtype), f, indent=2)
                 f.write("\n")
         else:
-            generate_checkpoint(config, args.out, seed=args.seed, dtype=args.dtype, shards=args.shards)
+            generate_checkpoint(config, args.out, seed=args.seed, dtype=args.dtype, shards=args.shards,
+                                mtp_agreement=args.mtp_agreement)
         if args.tokenizer:
             for name in TOKENIZER_FILES:
                 shutil.copy2(os.path.join(args.tokenizer, name), os.path.join(args.out, name))

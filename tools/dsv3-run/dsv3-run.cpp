@@ -58,6 +58,7 @@ const char *kUsage =
     "                [--threads N] [--ignore-eos] [--logits-out F.npy] "
     "[--stats-out F.json]\n"
     "                [--device cpu|cuda] [--kernel-times-out F.json]\n"
+    "                [--speculative mtp [--draft-tokens K]]\n"
     "\n"
     "Runs a compiled dsv3 artifact with the weights of a safetensors "
     "checkpoint.\n"
@@ -94,6 +95,15 @@ const char *kUsage =
     "                        row 0 after the prompt, row i after feeding "
     "token i\n"
     "  --stats-out F         JSON: token counts, seconds, tokens/s, memory\n"
+    "  --speculative mtp     speculative decoding with the checkpoint's MTP "
+    "module\n"
+    "                        (artifact compiled with dsv3-compile --mtp; one "
+    "sequence,\n"
+    "                        CPU): same tokens as without it when greedy, "
+    "the same\n"
+    "                        distribution when sampling; prints the "
+    "acceptance rate\n"
+    "  --draft-tokens K      drafts per round, 1..15 (default 3)\n"
     "  --device D            cpu or cuda (default: what the artifact was "
     "compiled\n"
     "                        for); cuda runs on GPU 0 through the CUDA "
@@ -162,6 +172,9 @@ struct Options {
   bool maxNewGiven = false;
   dsv3rt_sampling sampling;
   int32_t threads = 0;
+  bool speculative = false;
+  int64_t draftTokens = 3;
+  bool draftTokensGiven = false;
 };
 
 Options parseArgs(int argc, char **argv) {
@@ -207,13 +220,23 @@ Options parseArgs(int argc, char **argv) {
       o.device = value;
     } else if (arg == "--kernel-times-out")
       o.kernelTimesOut = value;
+    else if (arg == "--speculative") {
+      if (value != "mtp")
+        fatal("--speculative must be mtp (the only draft model), got '" +
+              value + "'");
+      o.speculative = true;
+    } else if (arg == "--draft-tokens") {
+      o.draftTokens = parseInt(value, "--draft-tokens", 1, 15);
+      o.draftTokensGiven = true;
+    }
   };
   commandLine.parse(argc, argv, o.artifact,
                     {"--ignore-eos", "--chat", "--print-ids"},
                     {"--weights", "--tokens", "--max-new-tokens",
                      "--temperature", "--top-p", "--seed", "--threads",
                      "--logits-out", "--stats-out", "--device",
-                     "--kernel-times-out", "--prompt", "--system"},
+                     "--kernel-times-out", "--prompt", "--system",
+                     "--speculative", "--draft-tokens"},
                     onFlag, onValue);
   if (o.weights.empty())
     fatal("--weights CHECKPOINT_DIR is required");
@@ -232,6 +255,12 @@ Options parseArgs(int argc, char **argv) {
                  !o.kernelTimesOut.empty()))
     fatal("--chat writes no files (--logits-out, --stats-out, "
           "--kernel-times-out)");
+  if (o.draftTokensGiven && !o.speculative)
+    fatal("--draft-tokens is for --speculative mtp");
+  if (o.speculative && (o.chat || o.prompts.size() > 1 ||
+                        !o.logitsOut.empty() || !o.kernelTimesOut.empty()))
+    fatal("--speculative decodes one sequence (--tokens once or --prompt) "
+          "and writes no logits or kernel times");
   if (o.chat && !o.maxNewGiven)
     o.sampling.max_new_tokens = 256;
   if (!o.logitsOut.empty() && o.prompts.size() > 1)
@@ -591,12 +620,26 @@ int run(int argc, char **argv) {
   std::vector<float> logits;
   if (!o.logitsOut.empty())
     logits.resize(static_cast<size_t>(batch * (1 + maxNew) * vocab));
-  int rc = dsv3rt_generate(model, prompts.data(), lens.data(), batch,
-                           &o.sampling, tokens.data(), counts.data(),
-                           logits.empty() ? nullptr : logits.data(), err,
-                           sizeof(err));
+  dsv3rt_speculative_stats spec{};
+  int rc = o.speculative
+               ? dsv3rt_generate_speculative(
+                     model, prompts[0], lens[0], &o.sampling, o.draftTokens,
+                     tokens.data(), counts.data(), &spec, err, sizeof(err))
+               : dsv3rt_generate(model, prompts.data(), lens.data(), batch,
+                                 &o.sampling, tokens.data(), counts.data(),
+                                 logits.empty() ? nullptr : logits.data(),
+                                 err, sizeof(err));
   dsv3rt_stats stats;
   dsv3rt_get_stats(model, &stats);
+  if (o.speculative && rc == 0) {
+    // The prompt phase ends with the first token, as prefill does.
+    stats.prefill_tokens = lens[0];
+    stats.prefill_seconds = spec.prompt_seconds;
+    stats.prefill_calls = 0;
+    stats.decode_tokens = spec.generated;
+    stats.decode_seconds = spec.decode_seconds;
+    stats.decode_calls = spec.verify_calls;
+  }
   dsv3rt_close(model);
   if (rc)
     fatal(err);
@@ -649,6 +692,19 @@ int run(int argc, char **argv) {
       generated.push_back(std::vector<int32_t>(
           tokens.begin() + b * maxNew, tokens.begin() + b * maxNew + counts[b]));
     j["generated_tokens"] = std::move(generated);
+    if (o.speculative)
+      j["speculative"] = {
+          {"method", "mtp"},
+          {"draft_tokens", o.draftTokens},
+          {"verify_calls", spec.verify_calls},
+          {"draft_calls", spec.draft_calls},
+          {"drafted", spec.drafted},
+          {"accepted", spec.accepted},
+          {"acceptance_rate",
+           spec.drafted ? double(spec.accepted) / spec.drafted : 0.0},
+          {"tokens_per_verify_call",
+           spec.verify_calls ? double(spec.generated) / spec.verify_calls
+                             : 0.0}};
     std::string error = writeAtomically(o.statsOut, j.dump(1) + "\n");
     if (!error.empty()) {
       if (!o.logitsOut.empty())
@@ -678,6 +734,18 @@ int run(int argc, char **argv) {
               static_cast<long long>(stats.decode_tokens),
               stats.decode_seconds,
               rate(stats.decode_tokens, stats.decode_seconds));
+  if (o.speculative)
+    std::printf("speculative (mtp, %lld drafts per round): %lld of %lld "
+                "drafts accepted (%.1f %%), %.2f tokens per main-model "
+                "call, %lld MTP calls\n",
+                static_cast<long long>(o.draftTokens),
+                static_cast<long long>(spec.accepted),
+                static_cast<long long>(spec.drafted),
+                spec.drafted ? 100.0 * spec.accepted / spec.drafted : 0.0,
+                spec.verify_calls
+                    ? double(spec.generated) / spec.verify_calls
+                    : 0.0,
+                static_cast<long long>(spec.draft_calls));
   return 0;
 }
 

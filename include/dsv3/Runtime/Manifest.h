@@ -96,6 +96,19 @@ struct PrepareSpec {
   std::vector<std::string> results; // prepared weight names, result order
 };
 
+/// Speculative decoding with the checkpoint's MTP module (dsv3-compile
+/// --mtp; docs/speculative-decoding.md): @verify runs the main model over
+/// several positions and returns every position's logits ([B, S, vocab])
+/// and normalised hidden state (`hidden`, [B, S, hidden]); @draft runs the
+/// MTP module on hidden states and the tokens after them, on its own cache.
+struct SpeculativeSpec {
+  EntryPointSpec verify, draft;
+  /// Weight arguments after the inputs (roles or prepared names).
+  std::vector<std::string> verifyWeights, draftWeights;
+  TensorSpec hidden;   // [B, -1, hidden_size] f32
+  TensorSpec mtpCache; // [1, B, max_seq_len, width], the kv_cache's dtype
+};
+
 struct Manifest {
   std::string artifactDir;
   std::string path; // of manifest.json, prefixes errors
@@ -110,6 +123,7 @@ struct Manifest {
   int64_t prefillAsDecodeBelow = 0;
   EntryPointSpec prefill, decode;
   std::optional<PrepareSpec> prepare;
+  std::optional<SpeculativeSpec> speculative;
   std::vector<TensorSpec> inputs;
   std::vector<WeightSpec> weights;
   /// Weights computed by the prepare entry (name = role), static shapes.

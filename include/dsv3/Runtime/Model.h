@@ -104,6 +104,27 @@ struct RowInput {
   bool feed = false;       // feed seq's next tokens (else: filler)
 };
 
+/// What speculative decoding did (generateSpeculative).
+struct SpeculativeStats {
+  int64_t verifyCalls = 0;  // main-model calls after the prompt
+  int64_t draftCalls = 0;   // MTP calls, the prompt's included
+  int64_t drafted = 0;      // draft tokens proposed
+  int64_t accepted = 0;     // draft tokens the main model accepted
+  int64_t generated = 0;    // tokens emitted after the first
+  double promptSeconds = 0, decodeSeconds = 0;
+  double acceptanceRate() const {
+    return drafted ? static_cast<double>(accepted) / drafted : 0.0;
+  }
+  /// Tokens emitted per main-model call of the decode phase.
+  double tokensPerVerifyCall() const {
+    return verifyCalls ? static_cast<double>(generated) / verifyCalls : 0.0;
+  }
+};
+
+/// The most positions one @verify call takes: the pending token and up to
+/// kMaxVerifyLen - 1 drafts (the prompt goes through in chunks of it).
+constexpr int64_t kMaxVerifyLen = 16;
+
 struct RunStats {
   int64_t prefillTokens = 0, decodeTokens = 0;
   int64_t prefillCalls = 0, decodeCalls = 0;
@@ -147,6 +168,25 @@ public:
                        const SamplingOptions &sampling, bool recordLogits,
                        GenerateOutput &out,
                        const TokenCallback &onToken = nullptr);
+
+  /// Whether the artifact can decode speculatively (dsv3-compile --mtp)
+  /// on this device; "" or why not.
+  std::string speculativeSupport() const;
+
+  /// Generates for one prompt with MTP speculative decoding: each round the
+  /// MTP module drafts `draftTokens` tokens, one @verify call checks them
+  /// all, and the longest agreeing prefix is kept (greedy), or each draft
+  /// is accepted with probability min(1, p/q) and a rejection resampled
+  /// from max(0, p - q) (temperature > 0), so the tokens follow the main
+  /// model's distribution exactly. Rejected positions are rolled back by
+  /// rewinding the caches' fill (the next call overwrites them). Uses cache
+  /// row 0. "" or an error line; `onToken` as for generate().
+  std::string generateSpeculative(const std::vector<int32_t> &prompt,
+                                  const SamplingOptions &sampling,
+                                  int64_t draftTokens,
+                                  std::vector<int32_t> &tokens,
+                                  SpeculativeStats &stats,
+                                  const TokenCallback &onToken = nullptr);
 
   // -- Step level: what generate() is made of, for other schedules of the
   // -- cache rows (Scheduler). One thread at a time.
@@ -274,6 +314,19 @@ private:
   std::vector<MemRef> inputDescs_, weightDescs_, preparedDescs_;
   MemRef logitsDesc_;
   std::vector<void *> args_;
+
+  /// Speculative decoding (CPU): the two entries, their argument lists
+  /// and buffers. `hidden_` is @verify's second output and @draft's third
+  /// input; `draftHidden_` is @draft's second output.
+  std::string loadSpeculative();
+  /// Calls @verify or (isDraft) @draft with the first `seqLen` columns of
+  /// the token/position inputs (and of the hidden states).
+  void callSpeculative(EntryFn fn, std::vector<void *> &args, int64_t seqLen,
+                       bool isDraft);
+  EntryFn verify_ = nullptr, draft_ = nullptr;
+  Buffer hidden_, logitsAll_, mtpCache_, draftHidden_;
+  MemRef hiddenDesc_, logitsAllDesc_, mtpCacheDesc_, draftHiddenDesc_;
+  std::vector<void *> verifyArgs_, draftArgs_;
 
   std::vector<std::vector<float>> lastLogits_;
   RunStats stats_;

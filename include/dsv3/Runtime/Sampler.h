@@ -52,6 +52,18 @@ struct SamplerScratch {
 int64_t sampleLogits(const float *logits, int64_t n, float temperature,
                      float topP, Rng &rng, SamplerScratch &scratch);
 
+/// The distribution sampleLogits draws from (softmax(logits / T), cut to the
+/// top_p nucleus and renormalised) into `probabilities` [n]; false if no
+/// token has non-zero probability. Speculative sampling compares the target
+/// and draft distributions with it.
+bool samplingDistribution(const float *logits, int64_t n, float temperature,
+                          float topP, SamplerScratch &scratch,
+                          std::vector<double> &probabilities);
+
+/// Draws index i with probability weights[i] / sum(weights) (weights >= 0);
+/// -1 if all are zero.
+int64_t sampleDistribution(const std::vector<double> &weights, Rng &rng);
+
 } // namespace runtime
 } // namespace dsv3
 

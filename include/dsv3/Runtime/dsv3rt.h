@@ -167,6 +167,28 @@ DSV3RT_API int dsv3rt_generate(dsv3rt_model *model,
                                int32_t *out_tokens, int64_t *out_counts,
                                float *out_logits, char *err, size_t err_len);
 
+/* Speculative decoding with the checkpoint's MTP module (an artifact built
+ * with dsv3-compile --mtp; CPU): one prompt, `draft_tokens` drafts per round
+ * (1..15) checked by one main-model call. Greedy output equals
+ * dsv3rt_generate's; with temperature > 0 the tokens follow the same
+ * distribution (rejection sampling). Writes up to max_new_tokens tokens to
+ * out_tokens and their number to *out_count; the token callback applies.
+ * 0, or -1 with `err` set. */
+typedef struct dsv3rt_speculative_stats {
+  int64_t verify_calls; /* main-model calls after the prompt */
+  int64_t draft_calls;  /* MTP calls, the prompt's included */
+  int64_t drafted;      /* draft tokens proposed */
+  int64_t accepted;     /* draft tokens accepted */
+  int64_t generated;    /* tokens after the first */
+  double prompt_seconds;
+  double decode_seconds;
+} dsv3rt_speculative_stats;
+DSV3RT_API int dsv3rt_generate_speculative(
+    dsv3rt_model *model, const int32_t *prompt, int64_t prompt_len,
+    const dsv3rt_sampling *sampling, int64_t draft_tokens, int32_t *out_tokens,
+    int64_t *out_count, dsv3rt_speculative_stats *stats, char *err,
+    size_t err_len);
+
 /* Streaming: `fn(seq, token, user)` is called by dsv3rt_generate on the
  * calling thread for every generated token of sequence `seq`, in order, as
  * soon as it is sampled (before the next entry-point call). A non-zero

@@ -1,0 +1,109 @@
+"""MTP speculative decoding (dsv3-compile --mtp, dsv3-run --speculative mtp) against the plain decode loop.
+
+The checkpoints are tiny-v3's golden config with one MTP layer:
+- random weights: the MTP module drafts noise, almost nothing is accepted, every round rolls back;
+- --mtp-agreement 0: the MTP module drafts exactly what the main model predicts (python/dsv3/generate_model.py,
+  _mtp_agreement_weight), so every draft is accepted and rounds emit draft_tokens + 1 tokens;
+- --mtp-agreement 0.3: partly.
+In each case, for several draft counts and fusion strategies, the greedy tokens must equal dsv3-run's without
+speculation (the same artifact), whatever the acceptance.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import GOLDEN_DIR, ROOT, subprocess_env
+
+BIN = os.path.join(os.environ.get("DSV3_BUILD_DIR", os.path.join(ROOT, "build")), "bin")
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(BIN, "dsv3-run")),
+    reason="the C++ tools are not built (run scripts/setup.sh)")
+
+PROMPT = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20"  # 20 tokens: two prompt chunks of @verify
+
+
+@pytest.fixture(scope="module")
+def mtp_setup(tmp_path_factory):
+    from dsv3.generate_model import generate_checkpoint
+
+    base = tmp_path_factory.mktemp("mtp")
+    config = json.load(open(os.path.join(GOLDEN_DIR, "tiny-v3", "config.json")))
+    config["num_nextn_predict_layers"] = 1
+    checkpoints = {
+        "random": generate_checkpoint(config, str(base / "random"), seed=7, dtype="bf16"),
+        "agree": generate_checkpoint(config, str(base / "agree"), seed=7, dtype="bf16", mtp_agreement=0.0),
+        "partly": generate_checkpoint(config, str(base / "partly"), seed=7, dtype="bf16", mtp_agreement=0.3),
+    }
+    artifacts = {}
+    for fusion in ("all", "none"):
+        out = base / f"art-{fusion}"
+        subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoints["random"], "--mtp", "--fusion", fusion,
+                        "--max-seq-len", "128", "-o", str(out)], check=True, capture_output=True, text=True)
+        artifacts[fusion] = str(out)
+    return checkpoints, artifacts, base
+
+
+def run(artifact, checkpoint, tmp, *extra, new_tokens=48):
+    stats = os.path.join(tmp, "stats.json")
+    proc = subprocess.run([os.path.join(BIN, "dsv3-run"), artifact, "--weights", checkpoint, "--tokens", PROMPT,
+                           "--max-new-tokens", str(new_tokens), "--ignore-eos", "--stats-out", stats, *extra],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.load(open(stats))
+
+
+@pytest.mark.parametrize("fusion", ["all", "none"])
+@pytest.mark.parametrize("weights", ["random", "agree", "partly"])
+def test_greedy_tokens_equal_plain_decoding(mtp_setup, fusion, weights, tmp_path):
+    checkpoints, artifacts, _ = mtp_setup
+    plain = run(artifacts[fusion], checkpoints[weights], str(tmp_path))["generated_tokens"][0]
+    assert len(plain) == 48
+    for k in (1, 3, 7):
+        stats = run(artifacts[fusion], checkpoints[weights], str(tmp_path), "--speculative", "mtp",
+                    "--draft-tokens", str(k))
+        spec = stats["speculative"]
+        assert stats["generated_tokens"][0] == plain, (weights, fusion, k)
+        assert spec["drafted"] > 0 and 0 <= spec["accepted"] <= spec["drafted"]
+        # Every round emits 1 + its accepted drafts.
+        assert spec["verify_calls"] + spec["accepted"] == len(plain) - 1
+        if weights == "agree":
+            assert spec["acceptance_rate"] == 1.0
+            assert spec["tokens_per_verify_call"] > k  # k + 1 per round, the last round shorter
+        if weights == "random":
+            assert spec["acceptance_rate"] < 0.2
+        if weights == "partly":
+            assert 0.0 < spec["acceptance_rate"] < 1.0
+
+
+def test_sampling_runs_and_is_seeded(mtp_setup, tmp_path):
+    checkpoints, artifacts, _ = mtp_setup
+    args = ("--speculative", "mtp", "--temperature", "0.8", "--top-p", "0.9", "--seed", "5")
+    a = run(artifacts["all"], checkpoints["partly"], str(tmp_path), *args)
+    b = run(artifacts["all"], checkpoints["partly"], str(tmp_path), *args)
+    assert a["generated_tokens"] == b["generated_tokens"]
+    assert len(a["generated_tokens"][0]) == 48
+
+
+def test_errors(mtp_setup, tmp_path):
+    checkpoints, artifacts, base = mtp_setup
+
+    def fails(cmd, pattern):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env())
+        assert proc.returncode != 0 and pattern in proc.stderr, proc.stderr
+
+    run_cmd = [os.path.join(BIN, "dsv3-run"), artifacts["all"], "--weights", checkpoints["random"], "--tokens", "1,2"]
+    fails(run_cmd + ["--speculative", "eagle"], "--speculative must be mtp")
+    fails(run_cmd + ["--draft-tokens", "3"], "--draft-tokens is for --speculative mtp")
+    fails(run_cmd + ["--speculative", "mtp", "--draft-tokens", "16"], "--draft-tokens")
+    # An artifact without the MTP module.
+    plain = base / "plain"
+    subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoints["random"], "--max-seq-len", "64", "-o",
+                    str(plain)], check=True, capture_output=True)
+    fails([os.path.join(BIN, "dsv3-run"), str(plain), "--weights", checkpoints["random"], "--tokens", "1,2",
+           "--speculative", "mtp"], "compile it with dsv3-compile --mtp")
+    # A model without an MTP layer cannot be compiled with --mtp.
+    fails([os.path.join(BIN, "dsv3-compile"), os.path.join(GOLDEN_DIR, "tiny-v3"), "--mtp", "-o",
+           str(tmp_path / "x")], "num_nextn_predict_layers")
