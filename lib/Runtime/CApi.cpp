@@ -246,7 +246,11 @@ int dsv3rt_generate_speculative(dsv3rt_model *model, const int32_t *prompt,
                                 const dsv3rt_sampling *sampling,
                                 int64_t draft_tokens, int32_t *out_tokens,
                                 int64_t *out_count,
-                                dsv3rt_speculative_stats *stats, char *err,
+                                dsv3rt_speculative_stats *stats,
+                                float *out_draft_logits,
+                                int64_t *out_draft_positions,
+                                int64_t draft_capacity,
+                                int64_t *out_draft_rows, char *err,
                                 size_t err_len) {
   clearError(err, err_len);
   try {
@@ -271,18 +275,34 @@ int dsv3rt_generate_speculative(dsv3rt_model *model, const int32_t *prompt,
                     int64_t seq, int32_t token) {
         return fn(seq, token, user) == 0;
       };
+    if (out_draft_logits && (!out_draft_positions || !out_draft_rows)) {
+      setError(err, err_len, "out_draft_logits needs out_draft_positions "
+                             "and out_draft_rows");
+      return -1;
+    }
     std::vector<int32_t> tokens;
     SpeculativeStats s;
+    DraftTrace trace;
     if (error.empty())
-      error = model->model->generateSpeculative(copied[0], options,
-                                                draft_tokens, tokens, s,
-                                                onToken);
+      error = model->model->generateSpeculative(
+          copied[0], options, draft_tokens, tokens, s, onToken,
+          out_draft_logits ? &trace : nullptr);
     if (!error.empty()) {
       setError(err, err_len, error);
       return -1;
     }
     *out_count = static_cast<int64_t>(tokens.size());
     std::copy(tokens.begin(), tokens.end(), out_tokens);
+    if (out_draft_logits) {
+      const int64_t vocab = model->model->manifest().vocabSize();
+      const int64_t rows = std::min<int64_t>(
+          draft_capacity, static_cast<int64_t>(trace.positions.size()));
+      std::copy(trace.positions.begin(), trace.positions.begin() + rows,
+                out_draft_positions);
+      std::copy(trace.logits.begin(), trace.logits.begin() + rows * vocab,
+                out_draft_logits);
+      *out_draft_rows = rows;
+    }
     *stats = dsv3rt_speculative_stats{s.verifyCalls,   s.draftCalls,
                                       s.drafted,       s.accepted,
                                       s.generated,     s.promptSeconds,

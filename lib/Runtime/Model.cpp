@@ -974,7 +974,8 @@ std::string Model::generateSpeculative(const std::vector<int32_t> &prompt,
                                        int64_t draftTokens,
                                        std::vector<int32_t> &tokens,
                                        SpeculativeStats &stats,
-                                       const TokenCallback &onToken) {
+                                       const TokenCallback &onToken,
+                                       DraftTrace *trace) {
   std::string error = speculativeSupport();
   if (!error.empty())
     return error;
@@ -990,6 +991,8 @@ std::string Model::generateSpeculative(const std::vector<int32_t> &prompt,
     return error;
   stats = SpeculativeStats();
   tokens.clear();
+  if (trace)
+    *trace = DraftTrace();
   Sequence seq(prompt, sampling, /*stream=*/0);
   if (seq.finished)
     return "";
@@ -1038,6 +1041,11 @@ std::string Model::generateSpeculative(const std::vector<int32_t> &prompt,
             [&](int64_t i) { return seq.tokenAt(first + i + 1); });
     callSpeculative(draft_, draftArgs_, count, /*isDraft=*/true);
     ++stats.draftCalls;
+    if (trace) {
+      trace->positions.push_back(first + count - 1);
+      trace->logits.insert(trace->logits.end(), rowLogits(0),
+                           rowLogits(0) + vocab);
+    }
   };
 
   // -- The prompt, through @verify in chunks (the MTP module needs every

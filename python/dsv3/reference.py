@@ -147,6 +147,18 @@ class LayerWeights:
     moe: Optional[MoEWeights]
 
 
+@dataclass
+class MtpWeights:
+    """The MTP module (spec §6): layer num_hidden_layers of the checkpoint, with its own embedding and head copies."""
+    embed: np.ndarray
+    enorm: np.ndarray
+    hnorm: np.ndarray
+    eh_proj: np.ndarray
+    layer: LayerWeights
+    head_norm: np.ndarray
+    head: np.ndarray
+
+
 def load_layer(wl: WeightLoader, cfg: ModelConfig, i: int) -> LayerWeights:
     p = f"model.layers.{i}."
     D, H = cfg.hidden_size, cfg.num_attention_heads
@@ -381,7 +393,7 @@ class Model:
 
     def __init__(self, checkpoint: str, mla_form: str = "absorbed", dtype=np.float32,
                  config: Optional[ModelConfig] = None, bf16_tensor_core_inputs: bool = False,
-                 kv_cache_dtype: str = "f32"):
+                 kv_cache_dtype: str = "f32", mtp: bool = False):
         if mla_form not in MLA_FORMS:
             raise ValueError(f"mla_form must be one of {MLA_FORMS}, got {mla_form!r}")
         if not os.path.exists(checkpoint):
@@ -416,8 +428,19 @@ class Model:
         else:
             self.lm_head = wl.get("lm_head.weight", (V, D))
         self.final_norm = wl.get("model.norm.weight", (D,))
-        # MTP layers (model.layers.<num_hidden_layers>.*) are never read.
         self.layers = [load_layer(wl, cfg, i) for i in range(cfg.num_hidden_layers)]
+        # The MTP module (model.layers.<num_hidden_layers>.*), read only with mtp=True: mtp_forward.
+        self.mtp: Optional[MtpWeights] = None
+        if mtp:
+            if cfg.num_nextn_predict_layers < 1:
+                raise ValueError("mtp=True needs an MTP layer (num_nextn_predict_layers >= 1)")
+            L = cfg.num_hidden_layers
+            p = f"model.layers.{L}."
+            self.mtp = MtpWeights(embed=wl.get(p + "embed_tokens.weight", (V, D)),
+                                  enorm=wl.get(p + "enorm.weight", (D,)), hnorm=wl.get(p + "hnorm.weight", (D,)),
+                                  eh_proj=wl.get(p + "eh_proj.weight", (D, 2 * D)), layer=load_layer(wl, cfg, L),
+                                  head_norm=wl.get(p + "shared_head.norm.weight", (D,)),
+                                  head=wl.get(p + "shared_head.head.weight", (V, D)))
         self.bf16_weights = wl.bf16_ids  # linears whose input the tensor-core kernels round to bf16
         # Which expert GEMMs the compiler puts on tensor cores (gate/up, down): bf16 weights (routed and shared)
         # whose output width is a multiple of 8 and depth of 16 (lib/Conversion/DSV3ToLinalg/WarpMma.h).
@@ -449,7 +472,8 @@ class Model:
         else:
             tails = ((H, cfg.qk_head_dim), (H, cfg.v_head_dim))      # full per-head K and V
         self.caches = [(GrowingCache(batch, tails[0], self.dtype), GrowingCache(batch, tails[1], self.dtype))
-                       for _ in self.layers]
+                       for _ in range(len(self.layers) + (self.mtp is not None))]  # the MTP module's last
+        self.mtp_pos = 0
 
     def prefill(self, tokens) -> np.ndarray:
         tokens = np.asarray(tokens)
@@ -464,9 +488,10 @@ class Model:
             raise ValueError(f"decode expects tokens of shape [{self.batch}], got {tokens.shape}")
         return self.forward(tokens[:, None])
 
-    def forward(self, tokens, all_positions: bool = False) -> np.ndarray:
+    def forward(self, tokens, all_positions: bool = False, return_hidden: bool = False):
         """Run tokens [B, S] at positions pos..pos+S-1; returns float32 logits [B, V] (last position) or
-        [B, S, V] when all_positions."""
+        [B, S, V] when all_positions; with return_hidden also the hidden states after the final norm (the MTP
+        module's input), of the same positions."""
         cfg = self.cfg
         tokens = np.asarray(tokens)
         if not np.issubdtype(tokens.dtype, np.integer):
@@ -492,7 +517,32 @@ class Model:
         if not all_positions:
             h = h[:, -1]
         h = rms_norm(h, self.final_norm, cfg.rms_norm_eps)
-        return self._linear(h, self.lm_head).astype(np.float32)
+        logits = self._linear(h, self.lm_head).astype(np.float32)
+        return (logits, h) if return_hidden else logits
+
+    def mtp_forward(self, hidden: np.ndarray, next_tokens) -> np.ndarray:
+        """The MTP module at positions mtp_pos..mtp_pos+S-1 (its own cache): position i combines the main model's
+        normalised hidden state h_i ([B, S, D], forward(return_hidden=True)) with the embedding of token i+1
+        (next_tokens [B, S]); returns float32 logits [B, S, V], each predicting token i+2 (spec §6: embedding first,
+        as vLLM concatenates; no zeroing at position 0)."""
+        if self.mtp is None:
+            raise ValueError("the model was loaded without its MTP module (Model(..., mtp=True))")
+        cfg, w = self.cfg, self.mtp
+        next_tokens = np.asarray(next_tokens)
+        B, S = next_tokens.shape
+        eps = cfg.rms_norm_eps
+        p0 = self.mtp_pos
+        positions = np.arange(p0, p0 + S)
+        cos, sin = rope_cos_sin(cfg, positions, self.dtype)
+        pair = np.concatenate([rms_norm(w.embed[next_tokens], w.enorm, eps), rms_norm(hidden, w.hnorm, eps)], -1)
+        h = self._linear(pair, w.eh_proj)
+        L, lw = cfg.num_hidden_layers, w.layer
+        x = rms_norm(h, lw.input_norm, eps)
+        h = h + self._attention(L, lw.attn, x, positions, cos, sin)
+        x = rms_norm(h, lw.post_norm, eps)
+        h = h + (self._moe(L, lw.moe, x) if lw.moe is not None else self._dense_mlp(lw.mlp, x))
+        self.mtp_pos = p0 + S
+        return self._linear(rms_norm(h, w.head_norm, eps), w.head).astype(np.float32)
 
     # -- attention (spec §3) --------------------------------------------------------------------------------------
     def _attention(self, i: int, w: AttnWeights, x: np.ndarray, positions: np.ndarray,

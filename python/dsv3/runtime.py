@@ -20,7 +20,7 @@ import ctypes
 import glob
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,6 +59,12 @@ class _Stats(ctypes.Structure):
 
 _ERR_LEN = 4096
 _lib: Optional[ctypes.CDLL] = None
+
+
+class _SpeculativeStats(ctypes.Structure):
+    _fields_ = [("verify_calls", ctypes.c_int64), ("draft_calls", ctypes.c_int64), ("drafted", ctypes.c_int64),
+                ("accepted", ctypes.c_int64), ("generated", ctypes.c_int64), ("prompt_seconds", ctypes.c_double),
+                ("decode_seconds", ctypes.c_double)]
 
 
 def _candidates() -> List[str]:
@@ -106,6 +112,10 @@ def _load() -> ctypes.CDLL:
     lib.dsv3rt_generate.restype = ctypes.c_int
     lib.dsv3rt_generate.argtypes = [ctypes.c_void_p, p(p(i32)), p(i64), i64, p(_Sampling), p(i32), p(i64),
                                     p(ctypes.c_float), ctypes.c_char_p, ctypes.c_size_t]
+    lib.dsv3rt_generate_speculative.restype = ctypes.c_int
+    lib.dsv3rt_generate_speculative.argtypes = [ctypes.c_void_p, p(i32), i64, p(_Sampling), i64, p(i32), p(i64),
+                                                p(_SpeculativeStats), p(ctypes.c_float), p(i64), i64, p(i64),
+                                                ctypes.c_char_p, ctypes.c_size_t]
     lib.dsv3rt_last_logits.restype = i64
     lib.dsv3rt_last_logits.argtypes = [ctypes.c_void_p, i64, p(ctypes.c_float), i64]
     lib.dsv3rt_get_stats.argtypes = [ctypes.c_void_p, p(_Stats)]
@@ -265,6 +275,37 @@ class Runtime:
         tokens = [out_tokens[i * n:i * n + out_counts[i]].tolist() for i in range(batch)]
         rows = [out_logits[i, :1 + len(tokens[i])].copy() for i in range(batch)] if logits else None
         return Generation(tokens=tokens, logits=rows, stats=self.stats)
+
+    def generate_speculative(self, prompt: Sequence[int], max_new_tokens: int = 16, draft_tokens: int = 3,
+                             temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+                             stop_at_eos: bool = True) -> Tuple[List[int], Dict[str, object]]:
+        """One prompt decoded with the MTP module as the draft model (dsv3rt_generate_speculative; an artifact
+        compiled with --mtp). Returns (tokens, speculative stats)."""
+        self._require_open()
+        a = np.ascontiguousarray(np.asarray(prompt, dtype=np.int64))
+        if a.ndim != 1 or (a.size and (a.min() < -2**31 or a.max() >= 2**31)):
+            raise ValueError("the prompt must be a flat list of int32 token ids")
+        a = a.astype(np.int32)
+        sampling = _Sampling()
+        self._lib.dsv3rt_sampling_init(ctypes.byref(sampling))
+        sampling.max_new_tokens = int(max_new_tokens)
+        sampling.temperature = float(temperature)
+        sampling.top_p = float(top_p)
+        sampling.seed = int(seed) & (2**64 - 1)
+        sampling.stop_at_eos = 1 if stop_at_eos else 0
+        n = max(int(max_new_tokens), 0)
+        out = np.zeros(max(n, 1), dtype=np.int32)
+        count = ctypes.c_int64(0)
+        stats = _SpeculativeStats()
+        err = ctypes.create_string_buffer(_ERR_LEN)
+        ptr_t = ctypes.POINTER(ctypes.c_int32)
+        rc = self._lib.dsv3rt_generate_speculative(
+            self._handle, a.ctypes.data_as(ptr_t), a.size, ctypes.byref(sampling), int(draft_tokens),
+            out.ctypes.data_as(ptr_t), ctypes.byref(count), ctypes.byref(stats), None, None, 0, None, err,
+            _ERR_LEN)
+        if rc:
+            raise RuntimeError(err.value.decode(errors="replace"))
+        return out[:count.value].tolist(), _struct_dict(stats)
 
     def last_logits(self, seq: int = 0) -> np.ndarray:
         """float32 [vocab]: the latest next-token logits of sequence `seq` of the last generate call."""

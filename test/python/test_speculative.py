@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
 from conftest import GOLDEN_DIR, ROOT, subprocess_env
@@ -96,7 +97,8 @@ def test_errors(mtp_setup, tmp_path):
 
     run_cmd = [os.path.join(BIN, "dsv3-run"), artifacts["all"], "--weights", checkpoints["random"], "--tokens", "1,2"]
     fails(run_cmd + ["--speculative", "eagle"], "--speculative must be mtp")
-    fails(run_cmd + ["--draft-tokens", "3"], "--draft-tokens is for --speculative mtp")
+    fails(run_cmd + ["--draft-tokens", "3"], "are for --speculative mtp")
+    fails(run_cmd + ["--draft-logits-out", str(tmp_path / "d.npy")], "are for --speculative mtp")
     fails(run_cmd + ["--speculative", "mtp", "--draft-tokens", "16"], "--draft-tokens")
     # An artifact without the MTP module.
     plain = base / "plain"
@@ -107,3 +109,94 @@ def test_errors(mtp_setup, tmp_path):
     # A model without an MTP layer cannot be compiled with --mtp.
     fails([os.path.join(BIN, "dsv3-compile"), os.path.join(GOLDEN_DIR, "tiny-v3"), "--mtp", "-o",
            str(tmp_path / "x")], "num_nextn_predict_layers")
+
+
+@pytest.fixture(scope="module")
+def f32_setup(tmp_path_factory):
+    """f32 weights and an f32 KV cache, so the compiled draft logits can be held to the reference at 1e-4."""
+    from dsv3.generate_model import generate_checkpoint
+
+    base = tmp_path_factory.mktemp("mtp-f32")
+    config = json.load(open(os.path.join(GOLDEN_DIR, "tiny-v3", "config.json")))
+    config["num_nextn_predict_layers"] = 1
+    checkpoints = {
+        "random": generate_checkpoint(config, str(base / "random"), seed=11, dtype="f32"),
+        "partly": generate_checkpoint(config, str(base / "partly"), seed=11, dtype="f32", mtp_agreement=0.3),
+    }
+    artifacts = {}
+    for fusion in ("all", "none"):
+        out = base / f"art-{fusion}"
+        subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoints["random"], "--mtp", "--fusion", fusion,
+                        "--kv-cache-dtype", "f32", "--max-seq-len", "128", "-o", str(out)], check=True,
+                       capture_output=True, text=True)
+        artifacts[fusion] = str(out)
+    return checkpoints, artifacts
+
+
+DRAFT_TOLERANCE = 1e-4  # max |dlogit| <= DRAFT_TOLERANCE * max |logit|, f32 weights and cache
+
+
+@pytest.mark.parametrize("fusion", ["all", "none"])
+@pytest.mark.parametrize("weights", ["random", "partly"])
+def test_draft_logits_match_reference(f32_setup, fusion, weights, tmp_path):
+    """The compiled MTP module against the numpy reference's (Model.mtp_forward) on the hidden states of the
+    reference's main model, teacher-forced over the generated sequence: every @draft call the runtime made on the
+    main model's hidden states (prompt chunks and each round's catch-up) predicts the token two after its last
+    position."""
+    from dsv3.reference import Model
+
+    checkpoints, artifacts = f32_setup
+    draft_out = tmp_path / "draft.npy"
+    stats = run(artifacts[fusion], checkpoints[weights], str(tmp_path), "--speculative", "mtp", "--draft-tokens",
+                "3", "--draft-logits-out", str(draft_out), new_tokens=32)
+    compiled = np.load(draft_out)
+    positions = stats["speculative"]["draft_positions"]
+    assert compiled.shape == (len(positions), 512) and len(positions) >= 2
+    seq = [int(t) for t in PROMPT.split(",")] + stats["generated_tokens"][0]
+    ref = Model(checkpoints[weights], mla_form="absorbed" if fusion == "all" else "naive", mtp=True)
+    ref.reset(1)
+    _, hidden = ref.forward(np.array([seq[:-1]]), all_positions=True, return_hidden=True)
+    expected = ref.mtp_forward(hidden, np.array([seq[1:]]))[0]
+    for row, pos in enumerate(positions):
+        scale = np.abs(expected[pos]).max()
+        err = np.abs(compiled[row] - expected[pos]).max() / scale
+        assert err <= DRAFT_TOLERANCE, (fusion, weights, pos, err)
+
+
+def test_sampling_keeps_the_target_distribution(tmp_path):
+    """Speculative sampling must draw the second generated token from the main model's own distribution
+    P(t2) = sum_t1 p(t1 | prompt) p(t2 | prompt, t1), whatever the drafts: a chi-square goodness-of-fit test of 3000
+    seeded runs on a vocabulary of 8 (random MTP weights, so drafts are often rejected and resampled; and weights
+    that agree partly). The seeds are fixed, so the test is deterministic; the threshold is the 0.1 % critical value
+    for 7 degrees of freedom."""
+    from dsv3.generate_model import generate_checkpoint
+    from dsv3.runtime import Runtime
+
+    config = json.load(open(os.path.join(GOLDEN_DIR, "tiny-v3", "config.json")))
+    config.update(num_nextn_predict_layers=1, vocab_size=8, bos_token_id=0, eos_token_id=1)
+    vocab, prompt, samples, temperature = 8, [2, 5, 3], 3000, 1.5
+    for agreement in (None, 0.5):
+        ckpt = generate_checkpoint(config, str(tmp_path / f"ckpt-{agreement}"), seed=3, dtype="f32",
+                                   mtp_agreement=agreement)
+        art = tmp_path / f"art-{agreement}"
+        subprocess.run([os.path.join(BIN, "dsv3-compile"), ckpt, "--mtp", "--kv-cache-dtype", "f32",
+                        "--max-seq-len", "16", "-o", str(art)], check=True, capture_output=True, text=True)
+        with Runtime(str(art), ckpt, threads=1) as rt:
+            def probs(tokens):
+                logits = rt.generate([tokens], max_new_tokens=1, logits=True, stop_at_eos=False).logits[0][0]
+                z = np.exp((logits - logits.max()) / temperature)
+                return z / z.sum()
+            p1 = probs(prompt)
+            target = sum(p1[t] * probs(prompt + [t]) for t in range(vocab))
+            counts = np.zeros(vocab)
+            accepted = drafted = 0
+            for seed in range(samples):
+                tokens, spec = rt.generate_speculative(prompt, max_new_tokens=3, draft_tokens=1,
+                                                       temperature=temperature, seed=seed, stop_at_eos=False)
+                counts[tokens[1]] += 1
+                accepted += spec["accepted"]
+                drafted += spec["drafted"]
+        expected = target * samples
+        chi2 = float(((counts - expected) ** 2 / expected).sum())
+        assert chi2 < 24.32, (agreement, chi2, counts.tolist(), expected.tolist())
+        assert 0 < accepted < drafted  # both the accepted and the resampled path ran

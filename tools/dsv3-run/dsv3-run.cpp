@@ -46,6 +46,10 @@
 
 namespace {
 
+/// dsv3rt's prompt chunk under speculation (kMaxVerifyLen in Model.h):
+/// sizes the --draft-logits-out buffer.
+constexpr int64_t kMaxVerifyChunk = 16;
+
 const char *kUsage =
     "usage: dsv3-run ARTIFACT_DIR --weights CHECKPOINT_DIR --tokens 1,2,3 "
     "[--tokens 4,5 ...]\n"
@@ -104,6 +108,10 @@ const char *kUsage =
     "                        distribution when sampling; prints the "
     "acceptance rate\n"
     "  --draft-tokens K      drafts per round, 1..15 (default 3)\n"
+    "  --draft-logits-out F  float32 .npy: the MTP logits of each draft call "
+    "on the\n"
+    "                        main model's hidden states (positions in "
+    "--stats-out)\n"
     "  --device D            cpu or cuda (default: what the artifact was "
     "compiled\n"
     "                        for); cuda runs on GPU 0 through the CUDA "
@@ -163,7 +171,8 @@ std::vector<int32_t> parseTokens(const std::string &text) {
 }
 
 struct Options {
-  std::string artifact, weights, logitsOut, statsOut, device, kernelTimesOut;
+  std::string artifact, weights, logitsOut, statsOut, device, kernelTimesOut,
+      draftLogitsOut;
   std::vector<std::vector<int32_t>> prompts;
   /// --prompt (text mode) when set.
   std::optional<std::string> text;
@@ -225,6 +234,8 @@ Options parseArgs(int argc, char **argv) {
         fatal("--speculative must be mtp (the only draft model), got '" +
               value + "'");
       o.speculative = true;
+    } else if (arg == "--draft-logits-out") {
+      o.draftLogitsOut = value;
     } else if (arg == "--draft-tokens") {
       o.draftTokens = parseInt(value, "--draft-tokens", 1, 15);
       o.draftTokensGiven = true;
@@ -236,7 +247,7 @@ Options parseArgs(int argc, char **argv) {
                      "--temperature", "--top-p", "--seed", "--threads",
                      "--logits-out", "--stats-out", "--device",
                      "--kernel-times-out", "--prompt", "--system",
-                     "--speculative", "--draft-tokens"},
+                     "--speculative", "--draft-tokens", "--draft-logits-out"},
                     onFlag, onValue);
   if (o.weights.empty())
     fatal("--weights CHECKPOINT_DIR is required");
@@ -255,8 +266,8 @@ Options parseArgs(int argc, char **argv) {
                  !o.kernelTimesOut.empty()))
     fatal("--chat writes no files (--logits-out, --stats-out, "
           "--kernel-times-out)");
-  if (o.draftTokensGiven && !o.speculative)
-    fatal("--draft-tokens is for --speculative mtp");
+  if ((o.draftTokensGiven || !o.draftLogitsOut.empty()) && !o.speculative)
+    fatal("--draft-tokens and --draft-logits-out are for --speculative mtp");
   if (o.speculative && (o.chat || o.prompts.size() > 1 ||
                         !o.logitsOut.empty() || !o.kernelTimesOut.empty()))
     fatal("--speculative decodes one sequence (--tokens once or --prompt) "
@@ -621,10 +632,23 @@ int run(int argc, char **argv) {
   if (!o.logitsOut.empty())
     logits.resize(static_cast<size_t>(batch * (1 + maxNew) * vocab));
   dsv3rt_speculative_stats spec{};
+  std::vector<float> draftLogits;
+  std::vector<int64_t> draftPositions;
+  int64_t draftRows = 0;
+  if (!o.draftLogitsOut.empty()) {
+    const int64_t capacity =
+        (lens[0] + kMaxVerifyChunk - 1) / kMaxVerifyChunk + maxNew;
+    draftLogits.resize(static_cast<size_t>(capacity * vocab));
+    draftPositions.resize(static_cast<size_t>(capacity));
+  }
   int rc = o.speculative
                ? dsv3rt_generate_speculative(
                      model, prompts[0], lens[0], &o.sampling, o.draftTokens,
-                     tokens.data(), counts.data(), &spec, err, sizeof(err))
+                     tokens.data(), counts.data(), &spec,
+                     draftLogits.empty() ? nullptr : draftLogits.data(),
+                     draftPositions.data(),
+                     static_cast<int64_t>(draftPositions.size()), &draftRows,
+                     err, sizeof(err))
                : dsv3rt_generate(model, prompts.data(), lens.data(), batch,
                                  &o.sampling, tokens.data(), counts.data(),
                                  logits.empty() ? nullptr : logits.data(),
@@ -647,6 +671,12 @@ int run(int argc, char **argv) {
   if (!o.logitsOut.empty()) {
     std::string error = writeAtomically(
         o.logitsOut, npyBytes(logits.data(), 1 + counts[0], vocab));
+    if (!error.empty())
+      fatal(error);
+  }
+  if (!o.draftLogitsOut.empty()) {
+    std::string error = writeAtomically(
+        o.draftLogitsOut, npyBytes(draftLogits.data(), draftRows, vocab));
     if (!error.empty())
       fatal(error);
   }
@@ -704,7 +734,10 @@ int run(int argc, char **argv) {
            spec.drafted ? double(spec.accepted) / spec.drafted : 0.0},
           {"tokens_per_verify_call",
            spec.verify_calls ? double(spec.generated) / spec.verify_calls
-                             : 0.0}};
+                             : 0.0},
+          {"draft_positions",
+           std::vector<int64_t>(draftPositions.begin(),
+                                draftPositions.begin() + draftRows)}};
     std::string error = writeAtomically(o.statsOut, j.dump(1) + "\n");
     if (!error.empty()) {
       if (!o.logitsOut.empty())

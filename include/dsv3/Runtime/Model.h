@@ -121,6 +121,15 @@ struct SpeculativeStats {
   }
 };
 
+/// The MTP module's logits after each @draft call that used the main
+/// model's own hidden states (the prompt chunks' and each round's catch-up
+/// call): they predict the token two after `positions[i]`. For tests
+/// against an independent reference.
+struct DraftTrace {
+  std::vector<int64_t> positions;
+  std::vector<float> logits; // positions.size() rows of vocab floats
+};
+
 /// The most positions one @verify call takes: the pending token and up to
 /// kMaxVerifyLen - 1 drafts (the prompt goes through in chunks of it).
 constexpr int64_t kMaxVerifyLen = 16;
@@ -186,7 +195,8 @@ public:
                                   int64_t draftTokens,
                                   std::vector<int32_t> &tokens,
                                   SpeculativeStats &stats,
-                                  const TokenCallback &onToken = nullptr);
+                                  const TokenCallback &onToken = nullptr,
+                                  DraftTrace *trace = nullptr);
 
   // -- Step level: what generate() is made of, for other schedules of the
   // -- cache rows (Scheduler). One thread at a time.

@@ -173,6 +173,11 @@ DSV3RT_API int dsv3rt_generate(dsv3rt_model *model,
  * dsv3rt_generate's; with temperature > 0 the tokens follow the same
  * distribution (rejection sampling). Writes up to max_new_tokens tokens to
  * out_tokens and their number to *out_count; the token callback applies.
+ * With out_draft_logits (else NULL): the MTP logits of each draft call made
+ * on the main model's hidden states, up to draft_capacity rows of vocab
+ * floats, the position each row's last input sits at (it predicts the
+ * token two after it) in out_draft_positions, the row count in
+ * *out_draft_rows (ceil(prompt_len / 16) + max_new_tokens rows suffice).
  * 0, or -1 with `err` set. */
 typedef struct dsv3rt_speculative_stats {
   int64_t verify_calls; /* main-model calls after the prompt */
@@ -186,7 +191,9 @@ typedef struct dsv3rt_speculative_stats {
 DSV3RT_API int dsv3rt_generate_speculative(
     dsv3rt_model *model, const int32_t *prompt, int64_t prompt_len,
     const dsv3rt_sampling *sampling, int64_t draft_tokens, int32_t *out_tokens,
-    int64_t *out_count, dsv3rt_speculative_stats *stats, char *err,
+    int64_t *out_count, dsv3rt_speculative_stats *stats,
+    float *out_draft_logits, int64_t *out_draft_positions,
+    int64_t draft_capacity, int64_t *out_draft_rows, char *err,
     size_t err_len);
 
 /* Streaming: `fn(seq, token, user)` is called by dsv3rt_generate on the
