@@ -114,6 +114,28 @@ ThreadPool *poolOfThisThread() {
   return ThreadPool::ofWorkerThread();
 }
 
+/// The model's token callback (dsv3rt_set_token_callback) as a
+/// TokenCallback; empty when none is set.
+TokenCallback tokenCallbackOf(const dsv3rt_model *model) {
+  if (!model->onToken)
+    return nullptr;
+  return [fn = model->onToken, user = model->onTokenUser](int64_t seq,
+                                                          int32_t token) {
+    return fn(seq, token, user) == 0;
+  };
+}
+
+/// out_tokens may be NULL only when nothing is generated.
+bool checkOutTokens(const dsv3rt_sampling *sampling, const int32_t *outTokens,
+                    char *err, size_t errLen) {
+  if (sampling->max_new_tokens > 0 && !outTokens) {
+    setError(err, errLen, "out_tokens must not be NULL when "
+                          "max_new_tokens > 0");
+    return false;
+  }
+  return true;
+}
+
 } // namespace
 
 extern "C" {
@@ -259,22 +281,14 @@ int dsv3rt_generate_speculative(dsv3rt_model *model, const int32_t *prompt,
                "model, sampling, out_count and stats must not be NULL");
       return -1;
     }
-    if (sampling->max_new_tokens > 0 && !out_tokens) {
-      setError(err, err_len, "out_tokens must not be NULL when "
-                             "max_new_tokens > 0");
+    if (!checkOutTokens(sampling, out_tokens, err, err_len))
       return -1;
-    }
     std::vector<std::vector<int32_t>> copied;
     const int32_t *const prompts[] = {prompt};
     const int64_t lens[] = {prompt_len};
     std::string error = toPrompts(prompts, lens, 1, copied);
     SamplingOptions options = toSampling(sampling);
-    TokenCallback onToken;
-    if (model->onToken)
-      onToken = [fn = model->onToken, user = model->onTokenUser](
-                    int64_t seq, int32_t token) {
-        return fn(seq, token, user) == 0;
-      };
+    TokenCallback onToken = tokenCallbackOf(model);
     if (out_draft_logits && (!out_draft_positions || !out_draft_rows)) {
       setError(err, err_len, "out_draft_logits needs out_draft_positions "
                              "and out_draft_rows");
@@ -327,21 +341,13 @@ int dsv3rt_generate(dsv3rt_model *model, const int32_t *const *prompts,
       setError(err, err_len, "model, sampling and out_counts must not be NULL");
       return -1;
     }
-    if (sampling->max_new_tokens > 0 && !out_tokens) {
-      setError(err, err_len, "out_tokens must not be NULL when "
-                             "max_new_tokens > 0");
+    if (!checkOutTokens(sampling, out_tokens, err, err_len))
       return -1;
-    }
     std::vector<std::vector<int32_t>> copied;
     std::string error = toPrompts(prompts, prompt_lens, batch, copied);
     SamplingOptions options = toSampling(sampling);
     GenerateOutput out;
-    TokenCallback onToken;
-    if (model->onToken)
-      onToken = [fn = model->onToken, user = model->onTokenUser](
-                    int64_t seq, int32_t token) {
-        return fn(seq, token, user) == 0;
-      };
+    TokenCallback onToken = tokenCallbackOf(model);
     if (error.empty())
       error = model->model->generate(copied, options, out_logits != nullptr,
                                      out, onToken);

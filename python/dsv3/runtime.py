@@ -210,6 +210,16 @@ class Runtime:
             raise RuntimeError("the runtime is closed")
 
     # -- generation ------------------------------------------------------------------------------------------------
+    def _sampling(self, max_new_tokens, temperature, top_p, seed, stop_at_eos) -> "_Sampling":
+        sampling = _Sampling()
+        self._lib.dsv3rt_sampling_init(ctypes.byref(sampling))
+        sampling.max_new_tokens = int(max_new_tokens)
+        sampling.temperature = float(temperature)
+        sampling.top_p = float(top_p)
+        sampling.seed = int(seed) & (2**64 - 1)
+        sampling.stop_at_eos = 1 if stop_at_eos else 0
+        return sampling
+
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int = 16, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True, logits: bool = False,
                  on_token=None) -> Generation:
@@ -235,13 +245,7 @@ class Runtime:
 
         if not -2**31 <= int(max_new_tokens) < 2**31:
             raise ValueError(f"max_new_tokens must fit in int32, got {max_new_tokens}")
-        sampling = _Sampling()
-        self._lib.dsv3rt_sampling_init(ctypes.byref(sampling))
-        sampling.max_new_tokens = int(max_new_tokens)
-        sampling.temperature = float(temperature)
-        sampling.top_p = float(top_p)
-        sampling.seed = int(seed) & (2**64 - 1)
-        sampling.stop_at_eos = 1 if stop_at_eos else 0
+        sampling = self._sampling(max_new_tokens, temperature, top_p, seed, stop_at_eos)
 
         n = max(int(max_new_tokens), 0)  # a negative count is the runtime's error to report
         out_tokens = np.zeros(max(batch * n, 1), dtype=np.int32)
@@ -286,13 +290,7 @@ class Runtime:
         if a.ndim != 1 or (a.size and (a.min() < -2**31 or a.max() >= 2**31)):
             raise ValueError("the prompt must be a flat list of int32 token ids")
         a = a.astype(np.int32)
-        sampling = _Sampling()
-        self._lib.dsv3rt_sampling_init(ctypes.byref(sampling))
-        sampling.max_new_tokens = int(max_new_tokens)
-        sampling.temperature = float(temperature)
-        sampling.top_p = float(top_p)
-        sampling.seed = int(seed) & (2**64 - 1)
-        sampling.stop_at_eos = 1 if stop_at_eos else 0
+        sampling = self._sampling(max_new_tokens, temperature, top_p, seed, stop_at_eos)
         n = max(int(max_new_tokens), 0)
         out = np.zeros(max(n, 1), dtype=np.int32)
         count = ctypes.c_int64(0)
