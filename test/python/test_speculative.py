@@ -272,3 +272,17 @@ def test_golden_tokens_with_speculation(case, tmp_path):
             stats = json.load(open(stats_path))
             assert stats["generated_tokens"][0] == golden["greedy_tokens"], (case, head_copy, k)
             assert stats["speculative"]["drafted"] > 0
+
+
+def test_gpu_tiled_form_on_cpu(mtp_setup, tmp_path):
+    """The GPU lowering of @verify and @draft (the kernels' tiled form, compiled for this CPU): speculative greedy
+    tokens equal plain decoding of the same artifact."""
+    checkpoints, _, base = mtp_setup
+    art = base / "art-tiled"
+    subprocess.run([os.path.join(BIN, "dsv3-compile"), checkpoints["random"], "--mtp", "--gpu-tiled-on-cpu",
+                    "--max-seq-len", "128", "-o", str(art)], check=True, capture_output=True, text=True)
+    plain = run(str(art), checkpoints["partly"], str(tmp_path), new_tokens=24)["generated_tokens"][0]
+    stats = run(str(art), checkpoints["partly"], str(tmp_path), "--speculative", "mtp", "--draft-tokens", "3",
+                new_tokens=24)
+    assert stats["generated_tokens"][0] == plain
+    assert 0 < stats["speculative"]["accepted"] < stats["speculative"]["drafted"]
