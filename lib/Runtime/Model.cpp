@@ -469,6 +469,27 @@ std::string Model::loadSpeculative() {
   }
   mtpCacheDesc_.set(mtpCache_.data, spec.mtpCache.shape);
   draftHiddenDesc_.set(draftHidden_.data, {batch, hidden});
+  hiddenDesc_.set(hidden_.data, {batch, 1, hidden});
+  logitsAllDesc_.set(logitsAll_.data, {batch, 1, vocab});
+  // The packed argument lists, built once (callSpeculative refreshes the
+  // descriptors whose token count changes). @verify: (tokens, positions,
+  // kv_cache, weights...) -> every position's logits and hidden states,
+  // the cache in place. @draft: (tokens, positions, hidden, mtp_cache, MTP
+  // weights...) -> logits, last hidden state, the cache in place.
+  void *tokens = inputDescs_[manifest_.tokensInput].descriptor();
+  void *positions = inputDescs_[manifest_.positionsInput].descriptor();
+  verifyArgs_ = {tokens, positions,
+                 inputDescs_[manifest_.cacheInput].descriptor()};
+  for (const std::string &role : spec.verifyWeights)
+    verifyArgs_.push_back(weightDescriptor(role));
+  verifyArgs_.insert(verifyArgs_.end(), {logitsAllDesc_.descriptor(),
+                                         hiddenDesc_.descriptor(), nullptr});
+  draftArgs_ = {tokens, positions, hiddenDesc_.descriptor(),
+                mtpCacheDesc_.descriptor()};
+  for (const std::string &role : spec.draftWeights)
+    draftArgs_.push_back(weightDescriptor(role));
+  draftArgs_.insert(draftArgs_.end(), {logitsDesc_.descriptor(),
+                                       draftHiddenDesc_.descriptor(), nullptr});
   return "";
 }
 
@@ -485,42 +506,36 @@ std::string Model::speculativeSupport() const {
 void Model::callSpeculative(EntryFn fn, std::vector<void *> &args,
                             int64_t seqLen, bool isDraft) {
   const int64_t batch = manifest_.maxBatch;
-  const int64_t hidden = manifest_.config.hiddenSize;
   const std::vector<int64_t> shape = {batch, seqLen};
   inputDescs_[manifest_.tokensInput].set(inputs_[manifest_.tokensInput].data,
                                          shape);
   inputDescs_[manifest_.positionsInput].set(
       inputs_[manifest_.positionsInput].data, shape);
-  hiddenDesc_.set(hidden_.data, {batch, seqLen, hidden});
-  args.clear();
-  args.push_back(inputDescs_[manifest_.tokensInput].descriptor());
-  args.push_back(inputDescs_[manifest_.positionsInput].descriptor());
-  const SpeculativeSpec &spec = *manifest_.speculative;
+  hiddenDesc_.set(hidden_.data, {batch, seqLen, manifest_.config.hiddenSize});
+  // Only the descriptors of the call's token count change; the argument
+  // lists (loadSpeculative) keep pointing at the same descriptor objects,
+  // refreshed here as call() refreshes args_.
+  args[0] = inputDescs_[manifest_.tokensInput].descriptor();
+  args[1] = inputDescs_[manifest_.positionsInput].descriptor();
   if (isDraft) {
-    // (tokens, positions, hidden, mtp_cache, MTP weights...) -> logits,
-    // last hidden state; the cache in place.
-    args.push_back(hiddenDesc_.descriptor());
-    args.push_back(mtpCacheDesc_.descriptor());
-    for (const std::string &role : spec.draftWeights)
-      args.push_back(weightDescriptor(role));
-    args.push_back(logitsDesc_.descriptor());
-    args.push_back(draftHiddenDesc_.descriptor());
+    args[2] = hiddenDesc_.descriptor();
   } else {
-    // (tokens, positions, kv_cache, weights...) -> every position's logits
-    // and hidden states; the cache in place.
-    args.push_back(inputDescs_[manifest_.cacheInput].descriptor());
-    for (const std::string &role : spec.verifyWeights)
-      args.push_back(weightDescriptor(role));
     logitsAllDesc_.set(logitsAll_.data,
                        {batch, seqLen, manifest_.vocabSize()});
-    args.push_back(logitsAllDesc_.descriptor());
-    args.push_back(hiddenDesc_.descriptor());
+    // ..., logits of every position, hidden states, null.
+    args[args.size() - 3] = logitsAllDesc_.descriptor();
+    args[args.size() - 2] = hiddenDesc_.descriptor();
   }
-  args.push_back(nullptr);
+  runEntry(fn, args.data());
+}
+
+void Model::runEntry(EntryFn fn, void **args) {
   CurrentPoolScope scope(pool_.get());
+  // Per call: the setting belongs to the calling thread, which may change
+  // between calls (any one thread at a time may use a model).
   if (ompSetNumThreads_)
     ompSetNumThreads_(pool_->numThreads());
-  fn(args.data());
+  fn(args);
 }
 
 std::string Model::loadWeights(const OpenOptions &options) {
@@ -675,12 +690,7 @@ std::string Model::prepareWeights() {
   for (MemRef &desc : preparedDescs_)
     args.push_back(desc.descriptor());
   args.push_back(nullptr);
-  {
-    CurrentPoolScope scope(pool_.get());
-    if (ompSetNumThreads_)
-      ompSetNumThreads_(pool_->numThreads());
-    fn(args.data());
-  }
+  runEntry(fn, args.data());
   if (onGpu()) {
     std::string error = cuda::takeError();
     if (error.empty())
@@ -758,14 +768,7 @@ std::string Model::call(EntryFn fn, int64_t seqLen) {
     inputDescs_[i].set(data, shape);
     args_[i] = inputDescs_[i].descriptor(); // inputs lead the argument list
   }
-  {
-    CurrentPoolScope scope(pool_.get());
-    // Per call: the setting belongs to the calling thread, which may change
-    // between calls (any one thread at a time may use a model).
-    if (ompSetNumThreads_)
-      ompSetNumThreads_(pool_->numThreads());
-    fn(args_.data());
-  }
+  runEntry(fn, args_.data());
   if (!onGpu())
     return "";
   std::string error = cuda::takeError();

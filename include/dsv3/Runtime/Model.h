@@ -329,6 +329,9 @@ private:
   /// and buffers. `hidden_` is @verify's second output and @draft's third
   /// input; `draftHidden_` is @draft's second output.
   std::string loadSpeculative();
+  /// Calls a packed entry point with the model's threads (pool and
+  /// OpenMP).
+  void runEntry(EntryFn fn, void **args);
   /// Calls @verify or (isDraft) @draft with the first `seqLen` columns of
   /// the token/position inputs (and of the hidden states).
   void callSpeculative(EntryFn fn, std::vector<void *> &args, int64_t seqLen,
